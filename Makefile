@@ -1,0 +1,60 @@
+# Die Hard: one command to run the system, one to test it.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.13
+UV_VERSION := 0.13.8
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: help install services services-down migrate run test lint format bench bench-producers clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.installed: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+.env:
+	cp .env.example .env
+
+install: $(VENV)/.installed .env services migrate ## create .venv, .env, start services, apply both schemas
+
+services: ## start PostgreSQL, Redis and ClickHouse on 127.0.0.1 unless they already run
+	scripts/services.sh up
+
+services-down: ## stop the services that `make services` started
+	scripts/services.sh down
+
+migrate: $(VENV)/.installed .env ## apply the Postgres migrations and the ClickHouse schema (idempotent)
+	$(BIN)/python manage.py migrate --no-input
+	$(BIN)/relay migrate
+
+run: $(VENV)/.installed .env ## run services, web, relay and Celery worker in the foreground; Ctrl-C stops them
+	scripts/run.sh
+
+test: $(VENV)/.installed .env services ## run the test suite against the real services
+	$(BIN)/pytest
+
+lint: $(VENV)/.installed ## ruff (lint and format check) and the import contracts
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+format: $(VENV)/.installed ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(VENV)/.installed .env services ## relay throughput vs a raw Postgres drain, and the producer cost of the wake-up
+	$(BIN)/python -m benchmarks.producers
+	$(BIN)/python -m benchmarks.relay
+
+clean: ## remove the virtualenv and the tools (data under .services is kept)
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Code both the web site and the relay rely on: the event contract, settings, logging."""

@@ -1,0 +1,93 @@
+"""The event contract: typed events, and the envelope every event travels in.
+
+An event class names its type (snake_case of the class name) and the schema
+version of its payload. The web site builds events and writes their envelopes
+to the outbox; the relay never parses payloads, it moves envelopes as bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+_CAMEL_BOUNDARY = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+def snake_case(name: str) -> str:
+    """`UserLoginFailed` -> `user_login_failed`."""
+    return _CAMEL_BOUNDARY.sub("_", name).lower()
+
+
+class Event(BaseModel):
+    """Base of every event; subclasses declare the payload fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_type: ClassVar[str]
+    metadata_version: ClassVar[int] = 1
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "event_type" not in cls.__dict__:
+            cls.event_type = snake_case(cls.__name__)
+
+    def context_json(self) -> str:
+        """The payload as compact JSON, the form the analysts' `event_context` holds."""
+        return json.dumps(self.model_dump(mode="json"), separators=(",", ":"), ensure_ascii=False)
+
+
+class UserCreated(Event):
+    """A person signed up."""
+
+    email: str
+    first_name: str
+    last_name: str
+
+
+class UserLoggedIn(Event):
+    """A person signed in."""
+
+    user_id: int
+    ip_address: str | None = None
+
+
+class UserLoggedOut(Event):
+    """A person signed out."""
+
+    user_id: int
+    ip_address: str | None = None
+
+
+class UserLoginFailed(Event):
+    """A sign-in attempt was refused (security audit)."""
+
+    email: str
+    ip_address: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One event as written to the outbox and, column for column, to ClickHouse."""
+
+    event_type: str
+    event_context: str
+    environment: str
+    metadata_version: int = 1
+    event_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    event_date_time: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @classmethod
+    def wrap(cls, event: Event, *, environment: str) -> Envelope:
+        """Put an event into an envelope stamped with a fresh id and the current time."""
+        return cls(
+            event_type=event.event_type,
+            event_context=event.context_json(),
+            environment=environment,
+            metadata_version=event.metadata_version,
+        )

@@ -1,0 +1,80 @@
+"""structlog set up once per process; stdlib and Django logs go through it too.
+
+Development (a terminal, or `LOG_FORMAT=console`) gets coloured key=value lines,
+everything else one JSON object per line with the same keys: `timestamp`,
+`level`, `logger`, `event`, plus whatever context is bound (`request_id` on the
+web site, `batch_id` in the relay). Log ids, never personal data.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+import sys
+from typing import Literal
+
+import structlog
+from structlog.types import Processor
+
+# Processors that run for structlog and stdlib records alike.
+_SHARED: list[Processor] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    structlog.stdlib.ExtraAdder(),
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+]
+
+
+def configure_logging(
+    *, level: str = "INFO", log_format: Literal["auto", "console", "json"] = "auto"
+) -> None:
+    """Route structlog and the standard library through one renderer on stderr."""
+    use_console = log_format == "console" or (log_format == "auto" and sys.stderr.isatty())
+    renderer: Processor = (
+        structlog.dev.ConsoleRenderer() if use_console else structlog.processors.JSONRenderer()
+    )
+    structlog.configure(
+        processors=[
+            *_SHARED,
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            structlog.processors.StackInfoRenderer(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    final: list[Processor] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
+    if not use_console:
+        final.append(structlog.processors.dict_tracebacks)
+    final.append(renderer)
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {
+                "structlog": {
+                    "()": structlog.stdlib.ProcessorFormatter,
+                    "processors": final,
+                    "foreign_pre_chain": _SHARED,
+                }
+            },
+            "handlers": {
+                "default": {
+                    "class": "logging.StreamHandler",
+                    "formatter": "structlog",
+                    "stream": "ext://sys.stderr",
+                }
+            },
+            "root": {"handlers": ["default"], "level": level.upper()},
+            "loggers": {
+                # Per-request lines come from django-structlog; Django's own
+                # access lines would repeat them.
+                "django.server": {"level": "WARNING"},
+                "django.request": {"level": "ERROR"},
+                "asyncio": {"level": "WARNING"},
+                "aiohttp.access": {"level": "WARNING"},
+            },
+        }
+    )

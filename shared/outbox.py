@@ -1,0 +1,32 @@
+"""Names of the outbox tables and the wake-up channel: the contract between web and relay.
+
+The web site creates these tables (Django migrations) and writes to them; the
+relay reads, deletes and dead-letters rows in them. Neither imports the other.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+OUTBOX_TABLE: Final = "event_outbox"
+DEAD_LETTER_TABLE: Final = "event_outbox_dead_letter"
+WAKEUP_TABLE: Final = "event_outbox_wakeup"
+
+# The channel the outbox trigger notifies. Notifications are hints: the relay
+# also polls, so a lost or debounced notification delays, never loses, an event.
+NOTIFY_CHANNEL: Final = "event_outbox"
+
+# At most one notification per this many milliseconds across all producers;
+# the relay re-checks the outbox this long after a wake-up to catch the
+# transactions the debounce left silent.
+NOTIFY_DEBOUNCE_MS: Final = 50
+
+# Columns in the order the relay sends them to ClickHouse's `event_log`.
+EVENT_LOG_COLUMNS: Final = (
+    "event_id",
+    "event_type",
+    "event_date_time",
+    "environment",
+    "event_context",
+    "metadata_version",
+)

@@ -1,0 +1,68 @@
+"""`EventLogClient`: publish events by writing them to the outbox in the caller's transaction.
+
+Publishing is part of the business change: the event row commits or rolls back
+with it. Publishing outside `transaction.atomic()` is refused with
+`TransactionRequired`: in autocommit mode the event would commit on its own,
+before or without the change it describes, which is exactly the bug an outbox
+exists to prevent. Code that really has no business change (a failed sign-in)
+opens its own `transaction.atomic()` around the publish.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import sentry_sdk
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, transaction
+
+from shared.events import Envelope, Event
+from webapp.outbox.models import OutboxEvent
+
+
+class TransactionRequired(RuntimeError):
+    """`publish` was called outside `transaction.atomic()`."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventLogClient:
+    """Writes events to the outbox of one database, stamped with one environment name."""
+
+    environment: str
+    using: str = DEFAULT_DB_ALIAS
+
+    @classmethod
+    def from_settings(cls) -> EventLogClient:
+        """A client for the default database and the configured `ENVIRONMENT`."""
+        return cls(environment=settings.ENVIRONMENT)
+
+    def publish(self, *events: Event) -> list[Envelope]:
+        """Insert one outbox row per event in the current transaction; return their envelopes."""
+        return self.publish_all(events)
+
+    def publish_all(self, events: Iterable[Event]) -> list[Envelope]:
+        """Like `publish`, for an iterable of events."""
+        if not transaction.get_connection(self.using).in_atomic_block:
+            raise TransactionRequired(
+                "publish events inside transaction.atomic(), with the change they describe"
+            )
+        envelopes = [Envelope.wrap(event, environment=self.environment) for event in events]
+        # The trace of the request writing the event travels with it, so the
+        # relay's delivery shows up in the same trace.
+        sentry_trace = sentry_sdk.get_traceparent() or ""
+        baggage = sentry_sdk.get_baggage() or ""
+        OutboxEvent.objects.using(self.using).bulk_create(
+            OutboxEvent(
+                event_id=envelope.event_id,
+                event_type=envelope.event_type,
+                event_date_time=envelope.event_date_time,
+                environment=envelope.environment,
+                event_context=envelope.event_context,
+                metadata_version=envelope.metadata_version,
+                sentry_trace=sentry_trace,
+                baggage=baggage,
+            )
+            for envelope in envelopes
+        )
+        return envelopes

@@ -1,0 +1,79 @@
+"""The outbox tables. Their names and meaning are the contract in `shared.outbox`."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models.functions import Now
+
+from shared import outbox
+
+
+class JSONTextField(models.TextField):
+    """PostgreSQL `json`: validated on write, kept byte for byte (unlike `jsonb`).
+
+    The relay streams the stored text to ClickHouse unchanged, so the analysts see
+    exactly the compact JSON the event contract produced.
+    """
+
+    def db_type(self, connection: object) -> str:
+        return "json"
+
+
+class EventFields(models.Model):
+    """Columns an event has wherever it is kept: those of the analysts' table, plus tracing."""
+
+    event_id = models.UUIDField(unique=True, db_default=models.Func(function="gen_random_uuid"))
+    event_type = models.CharField(max_length=100)
+    event_date_time = models.DateTimeField(db_default=Now())
+    environment = models.CharField(max_length=64)
+    event_context = JSONTextField()
+    metadata_version = models.IntegerField(db_default=1)
+    # Sentry's `sentry-trace` and `baggage` of the request that wrote the event,
+    # so the relay's span continues the request's trace.
+    sentry_trace = models.CharField(max_length=200, blank=True, db_default="")
+    baggage = models.TextField(blank=True, db_default="")
+    # Times this event has already been set aside as a dead letter.
+    attempts = models.PositiveSmallIntegerField(db_default=0)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.event_id}"
+
+
+class OutboxEvent(EventFields):
+    """An event waiting for the relay. Delivered rows are deleted."""
+
+    id = models.BigAutoField(primary_key=True)
+
+    class Meta:
+        db_table = outbox.OUTBOX_TABLE
+        verbose_name = "pending event"
+
+
+class DeadLetter(EventFields):
+    """An event ClickHouse rejected on its own, set aside with the error."""
+
+    id = models.BigAutoField(primary_key=True)
+    error = models.TextField()
+    dead_lettered_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        db_table = outbox.DEAD_LETTER_TABLE
+        ordering = ("-dead_lettered_at",)
+        verbose_name = "dead letter"
+
+
+class WakeUp(models.Model):
+    """One row: when the outbox trigger last notified the relay (the debounce state)."""
+
+    id = models.SmallIntegerField(primary_key=True, default=1)
+    notified_at = models.DateTimeField()
+
+    class Meta:
+        db_table = outbox.WAKEUP_TABLE
+        constraints = (models.CheckConstraint(condition=models.Q(id=1), name="wakeup_single_row"),)
+
+    def __str__(self) -> str:
+        return f"last wake-up {self.notified_at.isoformat()}"

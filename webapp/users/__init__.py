@@ -1,0 +1,1 @@
+"""People who use the site: sign-up, sign-in, sign-out."""

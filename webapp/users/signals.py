@@ -1,0 +1,1 @@
+"""Receivers for Django auth signals (filled below)."""
