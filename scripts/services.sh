@@ -1,0 +1,334 @@
+#!/usr/bin/env bash
+# Bring up the local backing services on 127.0.0.1: PostgreSQL, Redis and
+# ClickHouse 18.16.
+#
+#   scripts/services.sh [up]   start whatever does not answer yet (idempotent)
+#   scripts/services.sh status show what answers
+#   scripts/services.sh down   stop only what this script started
+#
+# A service that already answers is used as it is and is never stopped by
+# `down`. Whatever this script starts keeps its logs under .services/<service>/.
+#
+# Environment (all optional):
+#   POSTGRES_PORT (5432)  POSTGRES_USER (postgres)  POSTGRES_DB (diehard)
+#   REDIS_PORT (6379)
+#   CLICKHOUSE_PORT (8123, HTTP)  CLICKHOUSE_TCP_PORT (9000)
+set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
+SERVICES_DIR="$REPO_ROOT/.services"
+
+HOST=127.0.0.1
+PG_PORT="${POSTGRES_PORT:-5432}"
+PG_USER="${POSTGRES_USER:-postgres}"
+PG_DB="${POSTGRES_DB:-diehard}"
+REDIS_PORT="${REDIS_PORT:-6379}"
+CH_PORT="${CLICKHOUSE_PORT:-8123}"
+CH_TCP_PORT="${CLICKHOUSE_TCP_PORT:-9000}"
+CH_NAME=dev
+
+PG_DIR="$SERVICES_DIR/postgres"
+PG_MARKER="$PG_DIR/started-by-services" # holds "<version> <cluster>"
+REDIS_DIR="$SERVICES_DIR/redis"
+REDIS_MARKER="$REDIS_DIR/started-by-services"
+REDIS_PID_FILE="$REDIS_DIR/redis.pid"
+CLICKHOUSE_SH="$SCRIPT_DIR/clickhouse.sh"
+
+say() { printf '%s\n' "$*"; }
+die() { printf 'services: error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        die "need root for: $*"
+    fi
+}
+
+# Run a command as the postgres OS user (peer authentication on the socket).
+as_postgres() {
+    if [ "$(id -un)" = postgres ]; then
+        (cd / && "$@")
+    elif [ "$(id -u)" -eq 0 ]; then
+        (cd / && runuser -u postgres -- "$@")
+    elif command -v sudo >/dev/null 2>&1; then
+        (cd / && sudo -u postgres "$@")
+    else
+        die "cannot run as the postgres user: $*"
+    fi
+}
+
+APT_UPDATED=0
+apt_install() {
+    command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install $* yourself"
+    if [ "$APT_UPDATED" = 0 ]; then
+        as_root apt-get update -q
+        APT_UPDATED=1
+    fi
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"
+}
+
+# wait_for SECONDS COMMAND...: retry COMMAND every 0.5 s.
+wait_for() {
+    local tries=$(($1 * 2))
+    shift
+    while ! "$@"; do
+        tries=$((tries - 1))
+        [ "$tries" -gt 0 ] || return 1
+        sleep 0.5
+    done
+}
+
+pid_gone() { ! kill -0 "$1" 2>/dev/null; }
+
+# --------------------------------------------------------------------------
+# PostgreSQL
+# --------------------------------------------------------------------------
+
+pg_answers() {
+    command -v pg_isready >/dev/null 2>&1 && pg_isready -q -h "$HOST" -p "$PG_PORT"
+}
+
+# "<version> <cluster>" of the Debian cluster configured for PG_PORT.
+pg_pick_cluster() {
+    pg_lsclusters --no-header 2>/dev/null |
+        awk -v port="$PG_PORT" '$3 == port { print $1 " " $2; exit }'
+}
+
+pg_psql() {
+    psql -X -q -v ON_ERROR_STOP=1 -h "$HOST" -p "$PG_PORT" -U "$PG_USER" "$@"
+}
+
+postgres_start() {
+    if ! command -v pg_lsclusters >/dev/null 2>&1 || ! command -v psql >/dev/null 2>&1; then
+        say "postgres: not installed, installing the Debian package"
+        apt_install postgresql
+        if pg_answers; then
+            say "postgres: the package started its cluster on $HOST:$PG_PORT"
+            return 0
+        fi
+    fi
+    local cluster version name
+    cluster="$(pg_pick_cluster)"
+    if [ -z "$cluster" ] && [ -n "$(pg_lsclusters --no-header 2>/dev/null)" ]; then
+        pg_lsclusters >&2
+        die "postgres: no cluster is configured for port $PG_PORT (set POSTGRES_PORT to one of the ports above)"
+    fi
+    if [ -z "$cluster" ]; then
+        version="$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort -V | tail -n 1)"
+        [ -n "$version" ] || die "postgres: no PostgreSQL server version found under /usr/lib/postgresql"
+        say "postgres: creating cluster $version/main on port $PG_PORT"
+        as_root pg_createcluster "$version" main --port "$PG_PORT"
+        cluster="$version main"
+    fi
+    read -r version name <<<"$cluster"
+    say "postgres: starting cluster $version/$name"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" "$name" start
+    mkdir -p "$PG_DIR"
+    echo "$version $name" >"$PG_MARKER"
+    wait_for 30 pg_answers || die "postgres: cluster $version/$name does not answer on $HOST:$PG_PORT (see /var/log/postgresql/)"
+}
+
+# Make "$PG_USER@127.0.0.1" able to log in without a password and create
+# databases, as the application's default URL expects.
+postgres_ensure_access() {
+    local err
+    if err="$(pg_psql -d postgres -tAc 'SELECT 1' 2>&1 >/dev/null)"; then
+        return 0
+    fi
+    case "$err" in
+        *"role \"$PG_USER\" does not exist"*)
+            say "postgres: creating role $PG_USER (LOGIN CREATEDB)"
+            as_postgres psql -X -q -v ON_ERROR_STOP=1 -v role="$PG_USER" -p "$PG_PORT" \
+                <<<'CREATE ROLE :"role" LOGIN CREATEDB'
+            ;;
+        *password* | *"no pg_hba.conf entry"*)
+            local hba
+            hba="$(as_postgres psql -X -tA -p "$PG_PORT" -c 'SHOW hba_file')"
+            say "postgres: allowing trust auth from 127.0.0.1 and ::1 in $hba"
+            as_root sed -i "1i\\
+# added by scripts/services.sh: passwordless local TCP for development\\
+host    all    all    127.0.0.1/32    trust\\
+host    all    all    ::1/128         trust" "$hba"
+            as_postgres psql -X -q -p "$PG_PORT" -c 'SELECT pg_reload_conf()' >/dev/null
+            sleep 0.5
+            ;;
+        *) die "postgres: cannot connect as $PG_USER@$HOST:$PG_PORT: $err" ;;
+    esac
+    err="$(pg_psql -d postgres -tAc 'SELECT 1' 2>&1 >/dev/null)" ||
+        die "postgres: still cannot connect as $PG_USER@$HOST:$PG_PORT: $err"
+}
+
+postgres_ensure_db() {
+    local exists
+    exists="$(pg_psql -d postgres -tA -v db="$PG_DB" <<<"SELECT 1 FROM pg_database WHERE datname = :'db'")"
+    if [ "$exists" = 1 ]; then
+        say "postgres: database $PG_DB exists"
+    else
+        createdb -h "$HOST" -p "$PG_PORT" -U "$PG_USER" "$PG_DB"
+        say "postgres: created database $PG_DB"
+    fi
+}
+
+postgres_up() {
+    if pg_answers; then
+        say "postgres: already running on $HOST:$PG_PORT"
+    else
+        postgres_start
+        say "postgres: started on $HOST:$PG_PORT"
+    fi
+    postgres_ensure_access
+    postgres_ensure_db
+}
+
+postgres_down() {
+    if [ ! -f "$PG_MARKER" ]; then
+        say "postgres: not started by this script, left alone"
+        return 0
+    fi
+    local version name
+    read -r version name <"$PG_MARKER"
+    say "postgres: stopping cluster $version/$name"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" "$name" stop || true
+    rm -f "$PG_MARKER"
+}
+
+# --------------------------------------------------------------------------
+# Redis
+# --------------------------------------------------------------------------
+
+redis_answers() {
+    local reply
+    if command -v redis-cli >/dev/null 2>&1; then
+        reply="$(redis-cli -h "$HOST" -p "$REDIS_PORT" ping 2>/dev/null || true)"
+    else
+        # Without redis-cli: speak RESP over bash's /dev/tcp.
+        reply="$(
+            exec 2>/dev/null 3<>"/dev/tcp/$HOST/$REDIS_PORT" || exit 0
+            printf 'PING\r\n' >&3
+            IFS= read -r -t 2 line <&3 || true
+            printf '%s' "${line#+}"
+        )"
+        reply="${reply%$'\r'}"
+    fi
+    [ "$reply" = PONG ]
+}
+
+redis_pid() {
+    local pid
+    [ -f "$REDIS_PID_FILE" ] || return 1
+    pid="$(cat "$REDIS_PID_FILE")"
+    case "$pid" in '' | *[!0-9]*) return 1 ;; esac
+    kill -0 "$pid" 2>/dev/null || return 1
+    grep -q redis "/proc/$pid/comm" 2>/dev/null || return 1
+    echo "$pid"
+}
+
+redis_up() {
+    if redis_answers; then
+        say "redis: already running on $HOST:$REDIS_PORT"
+        return 0
+    fi
+    if ! command -v redis-server >/dev/null 2>&1; then
+        say "redis: not installed, installing the Debian package"
+        apt_install redis-server
+        if redis_answers; then
+            say "redis: the package started its service on $HOST:$REDIS_PORT"
+            return 0
+        fi
+    fi
+    mkdir -p "$REDIS_DIR"
+    redis-server --daemonize yes --bind "$HOST" --port "$REDIS_PORT" \
+        --save "" --appendonly no --dir "$REDIS_DIR" \
+        --logfile "$REDIS_DIR/redis.log" --pidfile "$REDIS_PID_FILE"
+    touch "$REDIS_MARKER"
+    wait_for 15 redis_answers || die "redis: does not answer on $HOST:$REDIS_PORT (see $REDIS_DIR/redis.log)"
+    say "redis: started on $HOST:$REDIS_PORT (log $REDIS_DIR/redis.log)"
+}
+
+redis_down() {
+    if [ ! -f "$REDIS_MARKER" ]; then
+        say "redis: not started by this script, left alone"
+        return 0
+    fi
+    local pid
+    if pid="$(redis_pid)"; then
+        say "redis: stopping (pid $pid)"
+        kill -TERM "$pid"
+        if ! wait_for 15 pid_gone "$pid"; then
+            say "redis: still running after 15 s: SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    else
+        say "redis: not running"
+    fi
+    rm -f "$REDIS_MARKER" "$REDIS_PID_FILE"
+}
+
+# --------------------------------------------------------------------------
+# ClickHouse
+# --------------------------------------------------------------------------
+
+clickhouse_answers() {
+    [ "$(curl -s --max-time 2 "http://$HOST:$CH_PORT/ping" 2>/dev/null)" = "Ok." ]
+}
+
+clickhouse_log_hint() {
+    local log="$SERVICES_DIR/clickhouse/$CH_NAME/log/clickhouse-server.log"
+    if [ -f "$SERVICES_DIR/clickhouse/$CH_NAME/server.pid" ]; then
+        say "clickhouse: log $log"
+    fi
+}
+
+clickhouse_up() {
+    command -v curl >/dev/null 2>&1 || apt_install curl
+    if clickhouse_answers; then
+        say "clickhouse: already running on $HOST:$CH_PORT (http), $(curl -s "http://$HOST:$CH_PORT/?query=SELECT%20version()")"
+        clickhouse_log_hint
+        return 0
+    fi
+    "$CLICKHOUSE_SH" install
+    "$CLICKHOUSE_SH" start --name "$CH_NAME" --http-port "$CH_PORT" --tcp-port "$CH_TCP_PORT"
+    say "clickhouse: started on $HOST:$CH_PORT (http) and $HOST:$CH_TCP_PORT (native)"
+    clickhouse_log_hint
+}
+
+clickhouse_down() {
+    # Stops only the instance whose pid file this repository holds.
+    "$CLICKHOUSE_SH" stop --name "$CH_NAME"
+}
+
+# --------------------------------------------------------------------------
+
+cmd_up() {
+    mkdir -p "$SERVICES_DIR"
+    postgres_up
+    redis_up
+    clickhouse_up
+    say "services: up (postgres://$PG_USER@$HOST:$PG_PORT/$PG_DB, redis://$HOST:$REDIS_PORT/0, http://$HOST:$CH_PORT)"
+}
+
+cmd_status() {
+    local rc=0
+    if pg_answers; then say "postgres: running on $HOST:$PG_PORT"; else say "postgres: not answering on $HOST:$PG_PORT"; rc=1; fi
+    if redis_answers; then say "redis: running on $HOST:$REDIS_PORT"; else say "redis: not answering on $HOST:$REDIS_PORT"; rc=1; fi
+    if clickhouse_answers; then say "clickhouse: running on $HOST:$CH_PORT"; else say "clickhouse: not answering on $HOST:$CH_PORT"; rc=1; fi
+    return "$rc"
+}
+
+cmd_down() {
+    clickhouse_down
+    redis_down
+    postgres_down
+}
+
+case "${1:-up}" in
+    up) cmd_up ;;
+    down) cmd_down ;;
+    status) cmd_status ;;
+    -h | --help | help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//' ;;
+    *) die "unknown command: $1 (up|status|down)" ;;
+esac
