@@ -1,0 +1,55 @@
+"""`python -m relay` / `relay`: settings, then logging, then the event loop.
+
+relay            run the daemon
+relay migrate    create the ClickHouse table and view (idempotent)
+relay check      check the ClickHouse table and exit
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import aiohttp
+import structlog
+import uvloop
+
+from relay import app, schema
+from shared.logging import configure_logging
+from shared.sentry import init_sentry
+from shared.settings import ConfigurationError, RelaySettings, load
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the relay's command line."""
+    parser = argparse.ArgumentParser(prog="relay", description="Outbox relay: PostgreSQL to ClickHouse.")
+    parser.add_argument("command", nargs="?", default="run", choices=("run", "migrate", "check"))
+    command = parser.parse_args(argv).command
+    try:
+        settings = load(RelaySettings)
+    except ConfigurationError as error:
+        print(f"relay: {error}", file=sys.stderr)
+        return app.EXIT_MISCONFIGURED
+    configure_logging(level=settings.log_level, log_format=settings.log_format)
+    init_sentry(settings, component="relay")
+    if command == "migrate":
+        return uvloop.run(app.migrate(settings))
+    if command == "check":
+        return uvloop.run(_check(settings))
+    return uvloop.run(app.run(settings))
+
+
+async def _check(settings: RelaySettings) -> int:
+    async with aiohttp.ClientSession() as session:
+        sink = app.clickhouse_sink(session, settings)
+        try:
+            shape = await schema.inspect(sink.client, settings.clickhouse_database)
+        except schema.SchemaError as error:
+            structlog.get_logger("relay").error("clickhouse_schema_invalid", problem=str(error))
+            return app.EXIT_MISCONFIGURED
+    structlog.get_logger("relay").info("clickhouse_schema_ok", timestamp_precision=shape.timestamp_precision)
+    return app.EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""Composition root: build the parts, run them, stop them well.
+
+SIGTERM or SIGINT only sets the stop event. The forwarders then stop claiming
+and finish the batch in hand; after the grace period whatever still runs is
+cancelled, which rolls its transaction back (the events stay in the outbox).
+Every task is named and watched: if one ends on its own, the relay says which
+and exits non-zero rather than limp along without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Coroutine
+from typing import Any
+
+import aiohttp
+import asyncpg
+import structlog
+
+from relay import schema
+from relay.clickhouse import ClickHouseSink, DeliveryError
+from relay.doorbell import Doorbell
+from relay.forwarder import POSTGRES_ERRORS, Forwarder, ForwarderConfig
+from relay.http import HttpEndpoint
+from relay.listener import Listener
+from relay.metrics import RelayMetrics
+from relay.monitor import Heartbeat, OutboxMonitor
+from relay.outbox import OutboxQueries
+from relay.retry import Backoff
+from relay.status import RelayStatus
+from relay.waits import sleep_unless
+from shared.outbox import NOTIFY_CHANNEL, NOTIFY_DEBOUNCE_MS
+from shared.settings import RelaySettings
+
+log = structlog.get_logger("relay")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_MISCONFIGURED = 2
+
+
+def clickhouse_sink(
+    session: aiohttp.ClientSession, settings: RelaySettings, *, database: str | None = None
+) -> ClickHouseSink:
+    """A sink for the configured server (and database, unless another is named)."""
+    return ClickHouseSink(
+        session,
+        url=settings.clickhouse_url,
+        user=settings.clickhouse_user,
+        password=settings.clickhouse_password.get_secret_value(),
+        database=database or settings.clickhouse_database,
+        timeout=settings.relay_clickhouse_timeout,
+    )
+
+
+async def migrate(settings: RelaySettings) -> int:
+    """Create `event_log` and its view unless they exist (`relay migrate`)."""
+    async with aiohttp.ClientSession() as session:
+        sink = clickhouse_sink(session, settings, database="default")
+        features = await schema.apply(sink.client, settings.clickhouse_database)
+    log.info(
+        "clickhouse_schema_applied",
+        database=settings.clickhouse_database,
+        datetime64=features.datetime64,
+        insert_deduplication=features.insert_deduplication,
+    )
+    return EXIT_OK
+
+
+async def run(settings: RelaySettings, *, stop: asyncio.Event | None = None) -> int:
+    """Run the relay until a signal (or `stop`) asks it to finish; return the exit code."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, _request_stop, stop, signum)
+    backoff = Backoff(initial=settings.relay_backoff_initial, maximum=settings.relay_backoff_max)
+    async with aiohttp.ClientSession() as session:
+        sink = clickhouse_sink(session, settings)
+        shape = await _inspect_schema(sink, settings, backoff, stop)
+        if shape is None:
+            return EXIT_OK if stop.is_set() else EXIT_MISCONFIGURED
+        pool = await _create_pool(settings, backoff, stop)
+        if pool is None:
+            return EXIT_OK
+        try:
+            return await _serve(
+                settings=settings, stop=stop, sink=sink, pool=pool, shape=shape, backoff=backoff
+            )
+        finally:
+            await asyncio.wait_for(pool.close(), timeout=max(settings.relay_shutdown_grace, 1.0))
+
+
+async def _serve(
+    *,
+    settings: RelaySettings,
+    stop: asyncio.Event,
+    sink: ClickHouseSink,
+    pool: asyncpg.Pool,
+    shape: schema.TableShape,
+    backoff: Backoff,
+) -> int:
+    queries = OutboxQueries(timestamp_precision=shape.timestamp_precision)
+    metrics = RelayMetrics()
+    status = RelayStatus()
+    doorbell = Doorbell()
+    config = ForwarderConfig(
+        batch_size=settings.relay_batch_size,
+        poll_interval=settings.relay_poll_interval,
+        recheck_delay=NOTIFY_DEBOUNCE_MS / 1000,
+        backoff=backoff,
+        fault_point=settings.relay_fault_point,
+    )
+    forwarders = [
+        Forwarder(
+            name=f"forwarder-{number}",
+            pool=pool,
+            sink=sink,
+            queries=queries,
+            config=config,
+            doorbell=doorbell,
+            metrics=metrics,
+            status=status,
+        )
+        for number in range(settings.relay_concurrency)
+    ]
+    listener = Listener(
+        dsn=settings.database_url,
+        channel=NOTIFY_CHANNEL,
+        doorbell=doorbell,
+        metrics=metrics,
+        backoff=backoff,
+    )
+    side: dict[str, Coroutine[Any, Any, None]] = {
+        "listener": listener.run(stop),
+        "monitor": OutboxMonitor(
+            pool=pool, queries=queries, metrics=metrics, status=status, interval=settings.relay_stats_interval
+        ).run(stop),
+        "heartbeat": Heartbeat(status=status).run(stop),
+        "http": HttpEndpoint(
+            host=settings.relay_http_host,
+            port=settings.relay_http_port,
+            pool=pool,
+            sink=sink,
+            listener=listener,
+            metrics=metrics,
+            status=status,
+            readiness_timeout=settings.relay_readiness_timeout,
+            liveness_timeout=settings.relay_liveness_timeout,
+        ).run(stop),
+    }
+    workers = {asyncio.create_task(f.run(stop), name=f.name) for f in forwarders}
+    helpers = {asyncio.create_task(coroutine, name=name) for name, coroutine in side.items()}
+    log.info(
+        "relay_started",
+        concurrency=settings.relay_concurrency,
+        batch_size=settings.relay_batch_size,
+        http_port=settings.relay_http_port,
+        timestamp_precision=shape.timestamp_precision,
+    )
+    exit_code = await _supervise(stop, workers | helpers)
+    # Forwarders finish the batch in hand within the grace period...
+    _, late = await asyncio.wait(workers, timeout=settings.relay_shutdown_grace)
+    for task in late:
+        log.warning("forwarder_cancelled_after_grace", forwarder=task.get_name())
+        task.cancel()
+    # ...then the side tasks stop (they only watch `stop`).
+    _, stuck = await asyncio.wait(helpers, timeout=5.0)
+    for task in stuck:
+        task.cancel()
+    results = await asyncio.gather(*workers, *helpers, return_exceptions=True)
+    for task, result in zip([*workers, *helpers], results, strict=True):
+        if isinstance(result, Exception):
+            log.error("task_failed", task=task.get_name(), error_kind=type(result).__name__, exc_info=result)
+    log.info("relay_stopped", exit_code=exit_code, events_delivered=status.events_delivered)
+    return exit_code
+
+
+async def _supervise(stop: asyncio.Event, tasks: set[asyncio.Task[None]]) -> int:
+    """Wait for the stop request; a task that ends before it is a failure of the relay."""
+    stopping = asyncio.create_task(stop.wait(), name="stop")
+    done, _ = await asyncio.wait({stopping, *tasks}, return_when=asyncio.FIRST_COMPLETED)
+    if stopping in done:
+        return EXIT_OK
+    stopping.cancel()
+    for task in done:
+        error = task.exception() if not task.cancelled() else None
+        log.error(
+            "task_ended_unexpectedly",
+            task=task.get_name(),
+            error_kind=type(error).__name__ if error else None,
+            exc_info=error,
+        )
+    stop.set()
+    return EXIT_FAILED
+
+
+async def _inspect_schema(
+    sink: ClickHouseSink, settings: RelaySettings, backoff: Backoff, stop: asyncio.Event
+) -> schema.TableShape | None:
+    """Check `event_log` before starting; wait for ClickHouse if it is not up yet."""
+    failures = 0
+    while not stop.is_set():
+        try:
+            return await schema.inspect(sink.client, settings.clickhouse_database)
+        except schema.SchemaError as error:
+            log.error("clickhouse_schema_invalid", problem=str(error))
+            return None
+        except (DeliveryError, aiohttp.ClientError, OSError, TimeoutError) as error:
+            failures += 1
+            delay = backoff.delay(failures)
+            log.warning("clickhouse_not_ready", error_kind=type(error).__name__, retry_in_s=round(delay, 2))
+            await sleep_unless(stop, delay)
+    return None
+
+
+async def _create_pool(settings: RelaySettings, backoff: Backoff, stop: asyncio.Event) -> asyncpg.Pool | None:
+    """Connect to PostgreSQL; wait for it if it is not up yet."""
+    failures = 0
+    while not stop.is_set():
+        try:
+            return await asyncpg.create_pool(
+                settings.database_url,
+                min_size=1,
+                # one connection per forwarder, one for the monitor, one for /readyz
+                max_size=settings.relay_concurrency + 2,
+                server_settings={
+                    "application_name": "die-hard-relay",
+                    # A transaction must never outlive a bounded ClickHouse call by much.
+                    "idle_in_transaction_session_timeout": str(
+                        int(settings.relay_clickhouse_timeout * 3 * 1000)
+                    ),
+                },
+            )
+        except POSTGRES_ERRORS as error:
+            failures += 1
+            delay = backoff.delay(failures)
+            log.warning("postgres_not_ready", error_kind=type(error).__name__, retry_in_s=round(delay, 2))
+            await sleep_unless(stop, delay)
+    return None
+
+
+def _request_stop(stop: asyncio.Event, signum: int) -> None:
+    if not stop.is_set():
+        log.info("relay_stopping", signal=signal.Signals(signum).name)
+    stop.set()

@@ -1,0 +1,239 @@
+"""The loop: wait for work, claim a batch, deliver it to ClickHouse, acknowledge it.
+
+Acknowledging is deleting the claimed rows in the transaction that claimed
+them, committed only after ClickHouse acknowledged the insert. A crash between
+the two re-delivers the batch; `event_log` hides the duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+import structlog
+
+from relay import outbox, tracing
+from relay.clickhouse import ClickHouseSink, RejectedData, TransientError
+from relay.doorbell import Doorbell
+from relay.metrics import RelayMetrics
+from relay.outbox import OutboxQueries
+from relay.retry import Backoff
+from relay.status import RelayStatus
+from relay.waits import first_of, sleep_unless
+
+log = structlog.get_logger("relay.forwarder")
+
+# Errors that mean PostgreSQL is (for now) unreachable or went away mid-batch.
+POSTGRES_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+@dataclass(frozen=True, slots=True)
+class ForwarderConfig:
+    """The knobs of one forwarding loop."""
+
+    batch_size: int
+    poll_interval: float
+    recheck_delay: float
+    backoff: Backoff
+    fault_point: str = ""
+
+
+class Forwarder:
+    """One delivery loop; a relay runs `RELAY_CONCURRENCY` of them side by side."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        pool: asyncpg.Pool,
+        sink: ClickHouseSink,
+        queries: OutboxQueries,
+        config: ForwarderConfig,
+        doorbell: Doorbell,
+        metrics: RelayMetrics,
+        status: RelayStatus,
+    ) -> None:
+        self.name = name
+        self.pool = pool
+        self.sink = sink
+        self.queries = queries
+        self.config = config
+        self.doorbell = doorbell
+        self.metrics = metrics
+        self.status = status
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver batches until `stop` is set; the batch in hand is finished first."""
+        bell = self.doorbell.subscribe()
+        failures = 0
+        isolate = False
+        timeout = self.config.poll_interval
+        while not stop.is_set():
+            try:
+                if isolate:
+                    delivered = await self.isolate_batch()
+                    isolate = False
+                else:
+                    delivered = await self.deliver_batch(attempt=failures + 1)
+            except RejectedData as error:
+                # Some row in the batch is bad. The transaction rolled back; the
+                # next round takes the slow path that finds it.
+                self._failed("rejected", error_code=error.code)
+                isolate = True
+                continue
+            except TransientError as error:
+                failures += 1
+                await self._back_off(stop, failures, error.kind, error_code=error.code)
+                continue
+            except POSTGRES_ERRORS as error:
+                failures += 1
+                await self._back_off(
+                    stop,
+                    failures,
+                    "postgres",
+                    error_type=type(error).__name__,
+                    sqlstate=getattr(error, "sqlstate", None),
+                )
+                continue
+            failures = 0
+            if delivered >= self.config.batch_size:
+                continue  # more is waiting: drain without waiting
+            bell.clear()
+            await first_of(bell, stop, seconds=timeout)
+            if stop.is_set():
+                break
+            if bell.is_set():
+                # Producers notify at most once per debounce window, so look
+                # again one window later for the transactions that kept quiet.
+                timeout = self.config.recheck_delay
+            else:
+                cause = "recheck" if timeout == self.config.recheck_delay else "poll"
+                self.metrics.wakeups.labels(cause=cause).inc()
+                timeout = self.config.poll_interval
+
+    async def deliver_batch(self, *, attempt: int = 1) -> int:
+        """Move one batch from the outbox to ClickHouse; return how many events it held."""
+        batch_id = uuid.uuid4().hex[:16]
+        started = time.perf_counter()
+        traced = tracing.enabled()
+        with structlog.contextvars.bound_contextvars(batch_id=batch_id, forwarder=self.name):
+            async with self.pool.acquire() as connection, connection.transaction():
+                if traced:
+                    body, traces = await outbox.take_traced_batch(
+                        connection, self.queries, self.config.batch_size
+                    )
+                else:
+                    body, traces = (
+                        await outbox.take_batch(connection, self.queries, self.config.batch_size),
+                        [],
+                    )
+                if not body:
+                    return 0
+                events = body.count(b"\n")
+                if traced:
+                    with (
+                        tracing.batch_transaction(traces, batch_id=batch_id, events=events),
+                        tracing.insert_span(len(body)),
+                    ):
+                        await self.sink.insert(body)
+                else:
+                    await self.sink.insert(body)
+                acknowledged_at = time.time()
+                if self.config.fault_point == "after_clickhouse_ack":
+                    os.kill(os.getpid(), signal.SIGKILL)
+            duration = time.perf_counter() - started
+            self._delivered(events, len(body), duration, acknowledged_at - _first_event_time(body))
+            log.info(
+                "batch_delivered",
+                events=events,
+                bytes=len(body),
+                duration_ms=round(duration * 1000, 2),
+                attempt=attempt,
+            )
+            return events
+
+    async def isolate_batch(self) -> int:
+        """Deliver a batch that ClickHouse refused, setting its bad events aside.
+
+        The batch is split in halves until each refused part is a single event;
+        those go to the dead-letter table with ClickHouse's error, the rest are
+        delivered and removed, all in one transaction.
+        """
+        batch_id = uuid.uuid4().hex[:16]
+        with structlog.contextvars.bound_contextvars(batch_id=batch_id, forwarder=self.name):
+            async with self.pool.acquire() as connection, connection.transaction():
+                lines = await outbox.claim_lines(connection, self.queries, self.config.batch_size)
+                delivered: list[int] = []
+                refused: list[tuple[int, bytes, RejectedData]] = []
+                await self._deliver_halves(lines, delivered, refused)
+                await outbox.delete(connection, self.queries, delivered)
+                for outbox_id, line, error in refused:
+                    await outbox.dead_letter(connection, self.queries, outbox_id, str(error))
+                    log.error(
+                        "event_dead_lettered",
+                        event_id=line[:36].decode(errors="replace"),
+                        error_code=error.code,
+                    )
+            if delivered:
+                self._delivered(len(delivered), 0, 0.0, None)
+            if refused:
+                self.metrics.dead_letters.inc(len(refused))
+                self.status.dead_letters_moved += len(refused)
+            log.info("batch_isolated", events=len(delivered), dead_lettered=len(refused))
+            return len(lines)
+
+    async def _deliver_halves(
+        self,
+        lines: list[tuple[int, bytes]],
+        delivered: list[int],
+        refused: list[tuple[int, bytes, RejectedData]],
+    ) -> None:
+        if not lines:
+            return
+        try:
+            await self.sink.insert(b"".join(line for _, line in lines))
+        except RejectedData as error:
+            if len(lines) == 1:
+                refused.append((lines[0][0], lines[0][1], error))
+                return
+            middle = len(lines) // 2
+            await self._deliver_halves(lines[:middle], delivered, refused)
+            await self._deliver_halves(lines[middle:], delivered, refused)
+        else:
+            delivered.extend(outbox_id for outbox_id, _ in lines)
+
+    def _delivered(self, events: int, size: int, duration: float, lag: float | None) -> None:
+        self.metrics.events_delivered.inc(events)
+        self.metrics.batches.inc()
+        self.metrics.batch_size.observe(events)
+        if size:
+            self.metrics.bytes_delivered.inc(size)
+        if duration:
+            self.metrics.batch_duration.observe(duration)
+        if lag is not None:
+            self.metrics.event_lag.observe(max(lag, 0.0))
+        self.metrics.last_success.set_to_current_time()
+        self.status.record_batch(events)
+
+    def _failed(self, kind: str, **details: object) -> None:
+        self.metrics.delivery_errors.labels(kind=kind).inc()
+        self.status.record_error(kind)
+        log.warning("batch_failed", error_kind=kind, forwarder=self.name, **details)
+
+    async def _back_off(self, stop: asyncio.Event, failures: int, kind: str, **details: object) -> None:
+        delay = self.config.backoff.delay(failures)
+        self._failed(kind, attempt=failures, retry_in_s=round(delay, 3), **details)
+        await sleep_unless(stop, delay)
+
+
+def _first_event_time(body: bytes) -> float:
+    """Unix time of the first (oldest) event of a TSV body: its third column."""
+    first_line = body[: body.find(b"\n")]
+    stamp = first_line.split(b"\t", 3)[2].decode()
+    return datetime.fromisoformat(stamp).replace(tzinfo=UTC).timestamp()

@@ -1,0 +1,142 @@
+"""The relay's own HTTP endpoint: liveness, readiness, Prometheus metrics, status for people.
+
+Served by aiohttp inside the relay's event loop. `/livez` checks only that the
+loop ticks (a database outage must not get healthy relays restarted);
+`/readyz` checks PostgreSQL and ClickHouse, each within its own timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+import asyncpg
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from relay.clickhouse import ClickHouseSink, DeliveryError
+from relay.forwarder import POSTGRES_ERRORS
+from relay.listener import Listener
+from relay.metrics import RelayMetrics
+from relay.status import RelayStatus
+
+
+def _iso(timestamp: float | None) -> str | None:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat() if timestamp is not None else None
+
+
+class HttpEndpoint:
+    """Builds the aiohttp application and serves it until the relay stops."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        pool: asyncpg.Pool,
+        sink: ClickHouseSink,
+        listener: Listener,
+        metrics: RelayMetrics,
+        status: RelayStatus,
+        readiness_timeout: float,
+        liveness_timeout: float,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.pool = pool
+        self.sink = sink
+        self.listener = listener
+        self.metrics = metrics
+        self.status = status
+        self.readiness_timeout = readiness_timeout
+        self.liveness_timeout = liveness_timeout
+        self.bound_port: int | None = None
+
+    def application(self) -> web.Application:
+        """The routes."""
+        app = web.Application()
+        app.router.add_get("/livez", self.livez)
+        app.router.add_get("/readyz", self.readyz)
+        app.router.add_get("/metrics", self.metrics_page)
+        app.router.add_get("/status", self.status_page)
+        return app
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until `stop` is set."""
+        runner = web.AppRunner(self.application(), access_log=None, handle_signals=False)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.host, self.port)
+            await site.start()
+            sockets = runner.addresses
+            self.bound_port = sockets[0][1] if sockets else self.port
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+
+    async def livez(self, _request: web.Request) -> web.Response:
+        """200 while the event loop ticks."""
+        silent_for = time.monotonic() - self.status.last_tick_at
+        if silent_for > self.liveness_timeout:
+            return web.json_response({"status": "stalled", "silent_for_s": round(silent_for, 1)}, status=503)
+        return web.json_response({"status": "ok"})
+
+    async def readyz(self, _request: web.Request) -> web.Response:
+        """200 when PostgreSQL and ClickHouse both answer in time, 503 naming the ones that do not."""
+        checks = {"postgres": self._check_postgres, "clickhouse": self._check_clickhouse}
+        results = await asyncio.gather(*(self._probe(check) for check in checks.values()))
+        report = dict(zip(checks, results, strict=True))
+        ready = all(result == "ok" for result in report.values())
+        return web.json_response(
+            {"status": "ready" if ready else "unavailable", "checks": report}, status=200 if ready else 503
+        )
+
+    async def metrics_page(self, _request: web.Request) -> web.Response:
+        """Prometheus text exposition."""
+        return web.Response(
+            body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    async def status_page(self, _request: web.Request) -> web.Response:
+        """A JSON summary for people."""
+        status = self.status
+        stats = status.outbox
+        return web.json_response(
+            {
+                "pending_events": stats.pending_events if stats else None,
+                "oldest_pending_age_seconds": round(stats.oldest_pending_age_seconds, 3) if stats else None,
+                "dead_letters": stats.dead_letters if stats else None,
+                "outbox_checked_at": _iso(status.outbox_checked_at),
+                "events_delivered": status.events_delivered,
+                "batches_delivered": status.batches_delivered,
+                "dead_lettered_by_this_process": status.dead_letters_moved,
+                "current_rate_events_per_s": round(status.rate(), 2),
+                "last_success_at": _iso(status.last_success_at),
+                "last_error": (
+                    {"kind": status.last_error_kind, "at": _iso(status.last_error_at)}
+                    if status.last_error_kind
+                    else None
+                ),
+                "listener_connected": self.listener.connected,
+                "started_at": _iso(status.started_at),
+            }
+        )
+
+    async def _probe(self, check: Callable[[], Awaitable[None]]) -> str:
+        try:
+            async with asyncio.timeout(self.readiness_timeout):
+                await check()
+        except TimeoutError:
+            return "timeout"
+        except (*POSTGRES_ERRORS, DeliveryError):
+            return "unavailable"
+        return "ok"
+
+    async def _check_postgres(self) -> None:
+        async with self.pool.acquire() as connection:
+            await connection.fetchval("SELECT 1")
+
+    async def _check_clickhouse(self) -> None:
+        await self.sink.ping(within=self.readiness_timeout)

@@ -1,0 +1,93 @@
+"""LISTEN on a dedicated connection that reconnects; it only rings the doorbell.
+
+Notifications sent while this connection is down are lost, so every
+(re)connection rings the bell too: the forwarders then look at the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import asyncpg
+import structlog
+
+from relay.doorbell import Doorbell
+from relay.metrics import RelayMetrics
+from relay.retry import Backoff
+from relay.waits import first_of, sleep_unless
+
+log = structlog.get_logger("relay.listener")
+
+_CONNECT_TIMEOUT = 10.0
+_HEALTH_CHECK_INTERVAL = 10.0
+_HEALTH_CHECK_TIMEOUT = 5.0
+
+
+class Listener:
+    """Keeps one LISTEN connection open for as long as the relay runs."""
+
+    def __init__(
+        self, *, dsn: str, channel: str, doorbell: Doorbell, metrics: RelayMetrics, backoff: Backoff
+    ) -> None:
+        self.dsn = dsn
+        self.channel = channel
+        self.doorbell = doorbell
+        self.metrics = metrics
+        self.backoff = backoff
+        self.connected = False
+        self.notifications = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Listen until `stop` is set, reconnecting with backoff whenever the connection drops."""
+        failures = 0
+        connected_before = False
+        while not stop.is_set():
+            try:
+                connection = await asyncpg.connect(
+                    self.dsn,
+                    timeout=_CONNECT_TIMEOUT,
+                    server_settings={"application_name": "die-hard-relay-listener"},
+                )
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                failures += 1
+                delay = self.backoff.delay(failures)
+                log.warning(
+                    "listener_connect_failed", error_kind=type(error).__name__, retry_in_s=round(delay, 2)
+                )
+                await sleep_unless(stop, delay)
+                continue
+            failures = 0
+            if connected_before:
+                self.metrics.listener_reconnects.inc()
+            connected_before = True
+            try:
+                await self._listen(connection, stop)
+            finally:
+                self.connected = False
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(connection.close(), timeout=_CONNECT_TIMEOUT)
+
+    async def _listen(self, connection: asyncpg.Connection, stop: asyncio.Event) -> None:
+        lost = asyncio.Event()
+        connection.add_termination_listener(lambda _connection: lost.set())
+        await connection.add_listener(self.channel, self._on_notification)
+        self.connected = True
+        log.info("listener_connected", channel=self.channel)
+        self.doorbell.ring()
+        while not stop.is_set() and not lost.is_set():
+            await first_of(stop, lost, seconds=_HEALTH_CHECK_INTERVAL)
+            if stop.is_set() or lost.is_set():
+                break
+            # A half-open TCP connection never reports itself: ask it.
+            try:
+                await connection.fetchval("SELECT 1", timeout=_HEALTH_CHECK_TIMEOUT)
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                break
+        if not stop.is_set():
+            log.warning("listener_connection_lost", channel=self.channel)
+
+    def _on_notification(self, _connection: object, _pid: int, _channel: str, _payload: str) -> None:
+        self.notifications += 1
+        self.metrics.wakeups.labels(cause="notify").inc()
+        self.doorbell.ring()

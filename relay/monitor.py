@@ -1,0 +1,71 @@
+"""Refreshes the outbox gauges on a timer, so a scrape storm never reaches PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import asyncpg
+import structlog
+
+from relay import outbox
+from relay.forwarder import POSTGRES_ERRORS
+from relay.metrics import RelayMetrics
+from relay.outbox import OutboxQueries
+from relay.status import RelayStatus
+from relay.waits import sleep_unless
+
+log = structlog.get_logger("relay.monitor")
+
+
+class OutboxMonitor:
+    """Counts pending events and dead letters every `interval` seconds."""
+
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        queries: OutboxQueries,
+        metrics: RelayMetrics,
+        status: RelayStatus,
+        interval: float,
+    ) -> None:
+        self.pool = pool
+        self.queries = queries
+        self.metrics = metrics
+        self.status = status
+        self.interval = interval
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Refresh until `stop` is set; a failed refresh keeps the last values."""
+        while not stop.is_set():
+            await self.refresh()
+            await sleep_unless(stop, self.interval)
+
+    async def refresh(self) -> None:
+        """Read the outbox statistics once."""
+        try:
+            async with self.pool.acquire(timeout=self.interval) as connection:
+                stats = await outbox.stats(connection, self.queries)
+        except POSTGRES_ERRORS as error:
+            log.warning("outbox_stats_failed", error_kind=type(error).__name__)
+            return
+        self.status.outbox = stats
+        self.status.outbox_checked_at = time.time()
+        self.metrics.pending_events.set(stats.pending_events)
+        self.metrics.oldest_pending_age.set(stats.oldest_pending_age_seconds)
+        self.metrics.dead_letter_events.set(stats.dead_letters)
+
+
+class Heartbeat:
+    """Proves the event loop runs: `/livez` fails when the ticks stop."""
+
+    def __init__(self, *, status: RelayStatus, interval: float = 1.0) -> None:
+        self.status = status
+        self.interval = interval
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Tick until `stop` is set."""
+        while not stop.is_set():
+            self.status.tick()
+            await sleep_unless(stop, self.interval)

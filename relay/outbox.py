@@ -1,0 +1,163 @@
+"""Every SQL statement the relay runs against the outbox tables.
+
+Rows are claimed with `FOR UPDATE SKIP LOCKED`: no cursor, no "last id seen",
+so a transaction that commits late is claimed whenever it becomes visible, and
+any number of relays share the work without waiting on each other. A claimed
+row is deleted in the same transaction that delivered it, so "delivered" and
+"gone from the outbox" commit together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from shared.outbox import DEAD_LETTER_TABLE, EVENT_LOG_COLUMNS, OUTBOX_TABLE
+
+_EVENT_COLUMNS = ", ".join(
+    (
+        "event_id",
+        "event_type",
+        "event_date_time",
+        "environment",
+        "event_context",
+        "metadata_version",
+        "sentry_trace",
+        "baggage",
+        "attempts",
+    )
+)
+
+
+def _timestamp(precision: int) -> str:
+    # ClickHouse's DateTime parser takes no fraction; DateTime64(6) takes microseconds.
+    fmt = "YYYY-MM-DD HH24:MI:SS.US" if precision == 6 else "YYYY-MM-DD HH24:MI:SS"
+    return f"to_char(event_date_time AT TIME ZONE 'UTC', '{fmt}')"
+
+
+def _tsv_columns(precision: int) -> str:
+    columns = [_timestamp(precision) if name == "event_date_time" else name for name in EVENT_LOG_COLUMNS]
+    return ", ".join(columns)
+
+
+@dataclass(frozen=True, slots=True)
+class TraceContext:
+    """Sentry trace headers an event was written with."""
+
+    sentry_trace: str
+    baggage: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    """How much is waiting, and for how long."""
+
+    pending_events: int
+    oldest_pending_age_seconds: float
+    oldest_pending_at: datetime | None
+    dead_letters: int
+
+
+class OutboxQueries:
+    """The relay's statements, specialised once for the table's timestamp precision."""
+
+    def __init__(self, *, timestamp_precision: int) -> None:
+        columns = _tsv_columns(timestamp_precision)
+        # COPY takes no bind parameters: `{limit}` and `{ids}` are filled with
+        # integers by the functions below (asyncpg would otherwise spend a round
+        # trip inlining them).
+        claim = f"SELECT id FROM {OUTBOX_TABLE} ORDER BY id LIMIT {{limit}} FOR UPDATE SKIP LOCKED"
+        # The hot path: claim, delete and render as ClickHouse TSV in one
+        # statement; COPY's text escaping is ClickHouse's TSV escaping.
+        self.take_batch = f"DELETE FROM {OUTBOX_TABLE} WHERE id IN ({claim}) RETURNING {columns}"
+        self.take_ids = (
+            f"DELETE FROM {OUTBOX_TABLE} WHERE id = ANY('{{{{{{ids}}}}}}'::bigint[]) RETURNING {columns}"
+        )
+        traced_columns = "id, sentry_trace, baggage"
+        self.claim_traced = (
+            f"SELECT {traced_columns} FROM {OUTBOX_TABLE} ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
+        )
+        # The isolation path: the same rows, each line prefixed with its id.
+        self.claim_lines = f"SELECT id, {columns} FROM {OUTBOX_TABLE} WHERE id IN ({claim}) ORDER BY id"
+        self.delete_ids = f"DELETE FROM {OUTBOX_TABLE} WHERE id = ANY($1::bigint[])"
+        self.dead_letter = f"""
+            WITH moved AS (DELETE FROM {OUTBOX_TABLE} WHERE id = $1 RETURNING {_EVENT_COLUMNS})
+            INSERT INTO {DEAD_LETTER_TABLE} ({_EVENT_COLUMNS}, error, dead_lettered_at)
+            SELECT {_EVENT_COLUMNS.replace("attempts", "attempts + 1")}, $2, now() FROM moved
+        """
+        self.stats = f"""
+            SELECT
+                (SELECT count(*) FROM {OUTBOX_TABLE}) AS pending_events,
+                (SELECT event_date_time FROM {OUTBOX_TABLE} ORDER BY id LIMIT 1) AS oldest_pending_at,
+                (SELECT count(*) FROM {DEAD_LETTER_TABLE}) AS dead_letters,
+                now() AS now
+        """
+
+
+async def copy_out(connection: asyncpg.Connection, query: str) -> bytes:
+    """Run `COPY (query) TO STDOUT` and return its text output."""
+    chunks: list[bytes] = []
+
+    async def collect(chunk: bytes) -> None:
+        chunks.append(chunk)
+
+    await connection.copy_from_query(query, output=collect)
+    return b"".join(chunks)
+
+
+async def take_batch(connection: asyncpg.Connection, queries: OutboxQueries, limit: int) -> bytes:
+    """Claim and delete up to `limit` events; return them as ClickHouse TSV."""
+    return await copy_out(connection, queries.take_batch.format(limit=int(limit)))
+
+
+async def take_traced_batch(
+    connection: asyncpg.Connection, queries: OutboxQueries, limit: int
+) -> tuple[bytes, list[TraceContext]]:
+    """Like `take_batch`, also returning the trace headers of the claimed events."""
+    rows = await connection.fetch(queries.claim_traced, limit)
+    if not rows:
+        return b"", []
+    ids = ",".join(str(int(row["id"])) for row in rows)
+    body = await copy_out(connection, queries.take_ids.format(ids=ids))
+    traces = [TraceContext(row["sentry_trace"], row["baggage"]) for row in rows if row["sentry_trace"]]
+    return body, traces
+
+
+async def claim_lines(
+    connection: asyncpg.Connection, queries: OutboxQueries, limit: int
+) -> list[tuple[int, bytes]]:
+    """Claim up to `limit` events without deleting them: (id, TSV line) pairs."""
+    data = await copy_out(connection, queries.claim_lines.format(limit=int(limit)))
+    lines = []
+    for line in data.splitlines(keepends=True):
+        outbox_id, _, rest = line.partition(b"\t")
+        lines.append((int(outbox_id), rest))
+    return lines
+
+
+async def delete(connection: asyncpg.Connection, queries: OutboxQueries, ids: list[int]) -> None:
+    """Remove delivered events."""
+    if ids:
+        await connection.execute(queries.delete_ids, ids)
+
+
+async def dead_letter(
+    connection: asyncpg.Connection, queries: OutboxQueries, outbox_id: int, error: str
+) -> None:
+    """Move one event to the dead-letter table with the error that refused it."""
+    await connection.execute(queries.dead_letter, outbox_id, error)
+
+
+async def stats(connection: asyncpg.Connection, queries: OutboxQueries) -> OutboxStats:
+    """Count pending events and dead letters, and the age of the oldest pending event."""
+    row = await connection.fetchrow(queries.stats)
+    oldest = row["oldest_pending_at"]
+    age = (row["now"] - oldest).total_seconds() if oldest is not None else 0.0
+    return OutboxStats(
+        pending_events=row["pending_events"],
+        oldest_pending_age_seconds=max(age, 0.0),
+        oldest_pending_at=oldest,
+        dead_letters=row["dead_letters"],
+    )

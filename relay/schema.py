@@ -1,0 +1,137 @@
+"""The analysts' table, `event_log`: its schema, applied and checked in one place.
+
+Deliveries are at least once, so the same event may reach ClickHouse twice (a
+crash after ClickHouse acknowledged a batch but before PostgreSQL committed its
+deletion). The table makes that invisible:
+
+* `ReplacingMergeTree` collapses rows with the same sorting key. The key ends in
+  `event_id`, and a duplicate carries the very same type and time, so copies of
+  one event always collapse; merges do it in the background and `FINAL` (the
+  `event_log_dedup` view) does it at read time.
+* Where the server has it (not 18.16), `non_replicated_deduplication_window`
+  also drops a retried insert whose block is identical at insert time.
+
+The same statements run on the ClickHouse 18.16 these machines have and on a
+current server; features are detected, not assumed from version numbers.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from aiochclient import ChClient
+
+from relay.clickhouse import EVENT_LOG_TABLE
+
+DEDUP_VIEW: Final = "event_log_dedup"
+INSERT_DEDUP_WINDOW: Final = 1000
+
+
+class SchemaError(RuntimeError):
+    """`event_log` is missing or cannot take what the relay sends."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerFeatures:
+    """What the ClickHouse server can do that the schema cares about."""
+
+    datetime64: bool
+    insert_deduplication: bool
+
+
+LEGACY: Final = ServerFeatures(datetime64=False, insert_deduplication=False)
+CURRENT: Final = ServerFeatures(datetime64=True, insert_deduplication=True)
+
+
+def create_statements(features: ServerFeatures, database: str) -> list[str]:
+    """DDL for the database, the table and its deduplicated view, idempotent (`IF NOT EXISTS`)."""
+    timestamp = "DateTime64(6, 'UTC')" if features.datetime64 else "DateTime('UTC')"
+    settings = (
+        f"\nSETTINGS non_replicated_deduplication_window = {INSERT_DEDUP_WINDOW}"
+        if features.insert_deduplication
+        else ""
+    )
+    table = f"""CREATE TABLE IF NOT EXISTS {database}.{EVENT_LOG_TABLE}
+(
+    event_id UUID,
+    event_type String,
+    event_date_time {timestamp},
+    environment String,
+    event_context String,
+    metadata_version UInt64
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(event_date_time)
+ORDER BY (event_type, event_date_time, event_id){settings}"""
+    view = f"""CREATE VIEW IF NOT EXISTS {database}.{DEDUP_VIEW} AS
+SELECT event_id, event_type, event_date_time, environment, event_context, metadata_version
+FROM {database}.{EVENT_LOG_TABLE} FINAL"""
+    return [f"CREATE DATABASE IF NOT EXISTS {database}", table, view]
+
+
+@dataclass(frozen=True, slots=True)
+class TableShape:
+    """What the relay learns from the existing table: how precise its timestamps are."""
+
+    timestamp_precision: int  # 0 for DateTime, 6 for DateTime64(6)
+
+
+_EXPECTED: Final = {
+    "event_id": re.compile(r"UUID"),
+    "event_type": re.compile(r"(LowCardinality\()?String\)?"),
+    "event_date_time": re.compile(r"DateTime(64\((?P<precision>\d+)(, *'[^']*')?\)|\('[^']*'\))?"),
+    "environment": re.compile(r"(LowCardinality\()?String\)?"),
+    "event_context": re.compile(r"String"),
+    "metadata_version": re.compile(r"UInt(8|16|32|64)"),
+}
+
+
+def check_columns(columns: dict[str, str]) -> TableShape:
+    """Raise `SchemaError` unless the columns take the relay's rows; return their shape."""
+    if not columns:
+        raise SchemaError(f"table {EVENT_LOG_TABLE} does not exist: run `relay migrate`")
+    problems = []
+    precision = 0
+    for name, pattern in _EXPECTED.items():
+        actual = columns.get(name)
+        match = pattern.fullmatch(actual.replace("\\'", "'")) if actual else None
+        if match is None:
+            problems.append(f"{name} is {actual or 'missing'}")
+        elif name == "event_date_time" and match.group("precision"):
+            precision = int(match.group("precision"))
+    if problems:
+        raise SchemaError(f"table {EVENT_LOG_TABLE} is incompatible: {'; '.join(problems)}")
+    if precision not in (0, 6):
+        raise SchemaError(f"{EVENT_LOG_TABLE}.event_date_time must be DateTime or DateTime64(6)")
+    return TableShape(timestamp_precision=precision)
+
+
+async def detect_features(client: ChClient) -> ServerFeatures:
+    """Ask the server which of the optional features it has."""
+    datetime64 = await client.fetchval("SELECT count() FROM system.functions WHERE name = 'toDateTime64'")
+    window = await client.fetchval(
+        "SELECT count() FROM system.merge_tree_settings WHERE name = 'non_replicated_deduplication_window'"
+    )
+    return ServerFeatures(datetime64=bool(datetime64), insert_deduplication=bool(window))
+
+
+async def apply(client: ChClient, database: str) -> ServerFeatures:
+    """Create the database, the table and the view unless they exist.
+
+    `client` must not be bound to `database`, which may not exist yet.
+    """
+    features = await detect_features(client)
+    for statement in create_statements(features, database):
+        await client.execute(statement)
+    return features
+
+
+async def inspect(client: ChClient, database: str) -> TableShape:
+    """Check the existing table at start-up; a clear `SchemaError` if it will not do."""
+    rows = await client.fetch(
+        "SELECT name, type FROM system.columns WHERE database = {db} AND table = {table}",
+        params={"db": database, "table": EVENT_LOG_TABLE},
+    )
+    return check_columns({row["name"]: row["type"] for row in rows})

@@ -1,0 +1,47 @@
+"""Sentry spans for batches, continuing the traces of the requests that wrote the events.
+
+A batch carries events from many requests. Its transaction continues the trace
+of the oldest traced event in it, so a sign-up can be followed from the HTTP
+request to the ClickHouse insert; the other traces it carries are listed on the
+span (`linked_trace_ids`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import sentry_sdk
+
+from relay.outbox import TraceContext
+
+_MAX_LINKED = 100
+
+
+def enabled() -> bool:
+    """Whether Sentry is on and samples traces, so collecting trace headers is worth a query."""
+    client = sentry_sdk.get_client()
+    return client.is_active() and bool(client.options.get("traces_sample_rate"))
+
+
+@contextlib.contextmanager
+def batch_transaction(traces: Sequence[TraceContext], *, batch_id: str, events: int) -> Iterator[None]:
+    """A Sentry transaction around one batch delivery."""
+    headers = {"sentry-trace": traces[0].sentry_trace, "baggage": traces[0].baggage} if traces else {}
+    transaction = sentry_sdk.continue_trace(
+        headers, op="relay.batch", name="relay.deliver_batch", origin="manual"
+    )
+    with sentry_sdk.start_transaction(transaction):
+        transaction.set_data("batch_id", batch_id)
+        transaction.set_data("events", events)
+        linked = sorted({trace.sentry_trace.split("-")[0] for trace in traces})
+        transaction.set_data("linked_trace_ids", linked[:_MAX_LINKED])
+        yield
+
+
+@contextlib.contextmanager
+def insert_span(bytes_: int) -> Iterator[None]:
+    """A child span for the ClickHouse insert."""
+    with sentry_sdk.start_span(op="db.clickhouse.insert", name="INSERT INTO event_log") as span:
+        span.set_data("bytes", bytes_)
+        yield
