@@ -110,6 +110,7 @@ async def _serve(
         recheck_delay=NOTIFY_DEBOUNCE_MS / 1000,
         backoff=backoff,
         fault_point=settings.relay_fault_point,
+        fault_pause=settings.relay_fault_pause,
     )
     forwarders = [
         Forwarder(

@@ -42,6 +42,7 @@ class ForwarderConfig:
     recheck_delay: float
     backoff: Backoff
     fault_point: str = ""
+    fault_pause: float = 0.0
 
 
 class Forwarder:
@@ -145,8 +146,7 @@ class Forwarder:
                 else:
                     await self.sink.insert(body)
                 acknowledged_at = time.time()
-                if self.config.fault_point == "after_clickhouse_ack":
-                    os.kill(os.getpid(), signal.SIGKILL)
+                await self._inject_fault()
             duration = time.perf_counter() - started
             self._delivered(events, len(body), duration, acknowledged_at - _first_event_time(body))
             log.info(
@@ -157,6 +157,14 @@ class Forwarder:
                 attempt=attempt,
             )
             return events
+
+    async def _inject_fault(self) -> None:
+        """Tests arm these to prove what a crash or a slow commit does."""
+        if self.config.fault_point == "kill_after_ack":
+            os.kill(os.getpid(), signal.SIGKILL)
+        elif self.config.fault_point == "pause_after_ack":
+            log.warning("fault_pause_after_ack", seconds=self.config.fault_pause)
+            await asyncio.sleep(self.config.fault_pause)
 
     async def isolate_batch(self) -> int:
         """Deliver a batch that ClickHouse refused, setting its bad events aside.

@@ -131,8 +131,11 @@ class RelaySettings(CommonSettings):
     relay_stats_interval: float = Field(default=5.0, gt=0)
     relay_readiness_timeout: float = Field(default=2.0, gt=0)
     relay_liveness_timeout: float = Field(default=30.0, gt=0)
-    # Test-only: kill the process at a named point of the delivery cycle.
-    relay_fault_point: Literal["", "after_clickhouse_ack"] = ""
+    # Test-only fault injection between ClickHouse's acknowledgement and the
+    # PostgreSQL commit: "kill_after_ack" kills the process with SIGKILL,
+    # "pause_after_ack" holds the batch open for RELAY_FAULT_PAUSE seconds.
+    relay_fault_point: Literal["", "kill_after_ack", "pause_after_ack"] = ""
+    relay_fault_pause: float = Field(default=3.0, ge=0)
 
 
 def load[T: CommonSettings](kind: type[T]) -> T:

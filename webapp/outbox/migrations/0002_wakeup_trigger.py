@@ -6,6 +6,8 @@ per debounce window notifies. The first statement to insert into the outbox
 after the window has passed takes the single `event_outbox_wakeup` row with
 `FOR UPDATE SKIP LOCKED` (never waiting for another producer), stamps it and
 notifies; every other statement in the window reads one row and moves on.
+If the row is missing (the table was truncated) every statement notifies until
+the relay recreates the row, which it checks on its statistics timer.
 The relay polls on a timer and re-checks one window after each wake-up, so a
 notification that was skipped or lost delays an event, never loses it.
 """
@@ -30,6 +32,11 @@ BEGIN
            FOR UPDATE SKIP LOCKED
      );
     IF FOUND THEN
+        PERFORM pg_notify('{NOTIFY_CHANNEL}', '');
+    ELSIF NOT EXISTS (SELECT FROM {WAKEUP_TABLE}) THEN
+        -- The row is gone (a TRUNCATE): notify without debouncing until the
+        -- relay puts it back. Inserting it here would make every producer
+        -- wait on the first one's uncommitted row.
         PERFORM pg_notify('{NOTIFY_CHANNEL}', '');
     END IF;
     RETURN NULL;

@@ -1,0 +1,325 @@
+"""Relay throughput: the relay against a raw PostgreSQL drain, measured side by side.
+
+In one run, against a scratch PostgreSQL database (migrated with the site's own
+migrations) and a scratch ClickHouse database:
+
+1. prefill the outbox with N realistic events (sign-ups, sign-ins, sign-outs,
+   failed sign-ins, with payloads as the site writes them);
+2. `pg_drain`: the relay's claim-and-delete statement in a loop with no sink,
+   on as many connections as the relay has forwarders: the ceiling PostgreSQL sets;
+3. prefill again, start the real relay (`python -m relay`) as a subprocess and
+   time it from the moment the events commit until the outbox is empty;
+4. check that every event reached ClickHouse exactly once.
+
+The machine is shared and noisy, so the two runs are interleaved over rounds
+and the best round of each counts. The last line printed is one JSON object.
+
+    python -m benchmarks.relay [--events 200000] [--batch-size 5000] [--concurrency 2] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import asyncpg
+import uvloop
+from aiochclient import ChClient
+
+from relay import schema
+from relay.outbox import OutboxQueries, copy_out
+from shared.events import Envelope, Event, UserCreated, UserLoggedIn, UserLoggedOut, UserLoginFailed
+from shared.outbox import OUTBOX_TABLE
+from shared.settings import RelaySettings, load
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRATCH = "diehard_bench_relay"
+FIRST_NAMES = ("Anna", "Boris", "Chloé", "Dmitri", "Eve", "Farid", "Grace", "Hiro", "Inès", "José")
+LAST_NAMES = ("Ivanova", "Smith", "Müller", "O'Brien", "Nakamura", "Okafor", "García", "Kowalski")
+
+
+def realistic_events(count: int, *, seed: int = 7) -> list[Envelope]:
+    """A mix like the site's: a sign-up, then sign-ins, sign-outs and some failed sign-ins."""
+    rng = random.Random(seed)
+    started = datetime.now(UTC) - timedelta(minutes=5)
+    envelopes = []
+    for number in range(count):
+        kind = rng.random()
+        ip = f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+        email = f"user{number}@example.com"
+        event: Event
+        if kind < 0.3:
+            event = UserCreated(
+                email=email, first_name=rng.choice(FIRST_NAMES), last_name=rng.choice(LAST_NAMES)
+            )
+        elif kind < 0.7:
+            event = UserLoggedIn(user_id=number, ip_address=ip)
+        elif kind < 0.9:
+            event = UserLoggedOut(user_id=number, ip_address=ip)
+        else:
+            event = UserLoginFailed(email=email, ip_address=ip)
+        envelope = Envelope.wrap(event, environment="Local")
+        envelopes.append(
+            Envelope(
+                event_type=envelope.event_type,
+                event_context=envelope.event_context,
+                environment=envelope.environment,
+                metadata_version=envelope.metadata_version,
+                event_id=uuid.UUID(int=rng.getrandbits(128), version=4),
+                event_date_time=started + timedelta(microseconds=number),
+            )
+        )
+    return envelopes
+
+
+def scratch_url(url: str, database: str) -> str:
+    """The same server as `url`, another database."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+async def recreate_database(admin_url: str, name: str) -> None:
+    """Drop and create a scratch database."""
+    connection = await asyncpg.connect(admin_url)
+    try:
+        await connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await connection.execute(f"CREATE DATABASE {name}")
+    finally:
+        await connection.close()
+
+
+async def prefill(url: str, envelopes: list[Envelope]) -> None:
+    """Write the events to the outbox in one COPY (one commit, one wake-up)."""
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.copy_records_to_table(
+            OUTBOX_TABLE,
+            columns=[
+                "event_id",
+                "event_type",
+                "event_date_time",
+                "environment",
+                "event_context",
+                "metadata_version",
+            ],
+            records=[
+                (
+                    e.event_id,
+                    e.event_type,
+                    e.event_date_time,
+                    e.environment,
+                    e.event_context,
+                    e.metadata_version,
+                )
+                for e in envelopes
+            ],
+        )
+        await connection.execute(f"VACUUM ANALYZE {OUTBOX_TABLE}")
+    finally:
+        await connection.close()
+
+
+async def pg_drain(url: str, *, batch_size: int, concurrency: int) -> tuple[int, float]:
+    """The relay's claim-and-delete statement in a loop, results discarded."""
+    queries = OutboxQueries(timestamp_precision=0)
+    pool = await asyncpg.create_pool(url, min_size=concurrency, max_size=concurrency)
+    drained = 0
+
+    async def worker() -> None:
+        nonlocal drained
+        while True:
+            async with pool.acquire() as connection, connection.transaction():
+                body = await copy_out(connection, queries.take_batch.format(limit=batch_size))
+            count = body.count(b"\n")
+            drained += count
+            if count < batch_size:
+                return
+
+    try:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return drained, time.perf_counter() - started
+    finally:
+        await pool.close()
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class RelayRun:
+    """What one timed relay run measured."""
+
+    events: int
+    seconds: float
+    peak_rss_mb: float
+
+
+def peak_rss_mb(pid: int) -> float:
+    """Peak resident memory of a running process (VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def relay_run(
+    url: str, settings: RelaySettings, envelopes: list[Envelope], *, batch_size: int, concurrency: int
+) -> RelayRun:
+    """Start the relay, commit the events, time until the outbox is empty."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "CLICKHOUSE_DATABASE": SCRATCH,
+        "RELAY_BATCH_SIZE": str(batch_size),
+        "RELAY_CONCURRENCY": str(concurrency),
+        "RELAY_HTTP_PORT": str(port),
+        "RELAY_POLL_INTERVAL": "1",
+        "LOG_LEVEL": "WARNING",
+        "DIE_HARD_ENV_FILE": os.devnull,
+    }
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "relay", env=env, cwd=ROOT)
+    try:
+        await wait_ready(port)
+        connection = await asyncpg.connect(url)
+        try:
+            await prefill(url, envelopes)
+            started = time.perf_counter()
+            # Polling is the measurement itself: nothing else says "the outbox is empty".
+            while await connection.fetchval(f"SELECT EXISTS (SELECT 1 FROM {OUTBOX_TABLE})"):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            seconds = time.perf_counter() - started
+        finally:
+            await connection.close()
+        return RelayRun(events=len(envelopes), seconds=seconds, peak_rss_mb=peak_rss_mb(process.pid))
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), timeout=60)
+
+
+async def wait_ready(port: int) -> None:
+    """Wait until the relay's /readyz answers 200."""
+    deadline = time.monotonic() + 30
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as session:
+        while time.monotonic() < deadline:
+            try:
+                async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
+                    if response.status == 200:
+                        return
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError("the relay did not become ready")
+
+
+async def clickhouse_counts(settings: RelaySettings) -> tuple[int, int]:
+    """Rows and distinct event ids in the scratch `event_log` (before any merge)."""
+    async with aiohttp.ClientSession() as session:
+        client = ChClient(
+            session, url=settings.clickhouse_url, user=settings.clickhouse_user, database=SCRATCH
+        )
+        row = await client.fetchrow("SELECT count() AS rows, uniqExact(event_id) AS ids FROM event_log")
+        return row["rows"], row["ids"]
+
+
+async def reset_clickhouse(settings: RelaySettings) -> None:
+    """A fresh scratch database with the relay's schema."""
+    async with aiohttp.ClientSession() as session:
+        client = ChClient(session, url=settings.clickhouse_url, user=settings.clickhouse_user)
+        await client.execute(f"DROP DATABASE IF EXISTS {SCRATCH}")
+        await schema.apply(client, SCRATCH)
+
+
+def migrate(url: str) -> None:
+    """Create the outbox tables with the site's own migrations."""
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": url, "DEBUG": "true", "DIE_HARD_ENV_FILE": os.devnull},
+        check=True,
+    )
+
+
+async def main(args: argparse.Namespace) -> None:
+    settings = load(RelaySettings)
+    url = scratch_url(settings.database_url, SCRATCH)
+    await recreate_database(scratch_url(settings.database_url, "postgres"), SCRATCH)
+    migrate(url)
+    envelopes = realistic_events(args.events)
+    payload_bytes = sum(len(e.event_context) for e in envelopes) / len(envelopes)
+    drains: list[float] = []
+    relays: list[RelayRun] = []
+    delivered_ok = True
+    for _ in range(args.rounds):
+        await prefill(url, envelopes)
+        drained, seconds = await pg_drain(url, batch_size=args.batch_size, concurrency=args.concurrency)
+        drains.append(drained / seconds)
+        await reset_clickhouse(settings)
+        run = await relay_run(
+            url, settings, envelopes, batch_size=args.batch_size, concurrency=args.concurrency
+        )
+        relays.append(run)
+        rows, ids = await clickhouse_counts(settings)
+        delivered_ok &= rows == ids == args.events
+    best_relay = max(relays, key=lambda run: run.events / run.seconds)
+    relay_rate = best_relay.events / best_relay.seconds
+    pg_rate = max(drains)
+    print()
+    print(f"events per run        {args.events:>12,}   (payload {payload_bytes:.0f} B on average)")
+    print(f"batch size            {args.batch_size:>12,}")
+    print(f"concurrency           {args.concurrency:>12}")
+    print(f"rounds                {args.rounds:>12}   (best round counts)")
+    print(
+        f"pg drain (no sink)    {pg_rate:>12,.0f} events/s   rounds: {', '.join(f'{r:,.0f}' for r in drains)}"
+    )
+    print(
+        f"relay -> ClickHouse   {relay_rate:>12,.0f} events/s   rounds: "
+        f"{', '.join(f'{r.events / r.seconds:,.0f}' for r in relays)}"
+    )
+    print(f"relay / pg drain      {relay_rate / pg_rate:>12.2f}")
+    print(f"relay peak RSS        {max(r.peak_rss_mb for r in relays):>12.1f} MB")
+    print(f"every event once      {'yes' if delivered_ok else 'NO':>12}")
+    print(
+        json.dumps(
+            {
+                "relay_events_per_s": round(relay_rate),
+                "pg_drain_events_per_s": round(pg_rate),
+                "relay_to_pg_drain_ratio": round(relay_rate / pg_rate, 3),
+                "events": args.events,
+                "batch_size": args.batch_size,
+                "concurrency": args.concurrency,
+                "peak_rss_mb": round(max(r.peak_rss_mb for r in relays), 1),
+                "exactly_once": delivered_ok,
+            }
+        )
+    )
+    if not delivered_ok:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2)
+    uvloop.run(main(parser.parse_args()))

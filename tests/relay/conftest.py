@@ -1,0 +1,252 @@
+"""Fixtures for relay tests: the outbox in Django's test database, relays as real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from shared.events import Envelope, UserCreated
+from shared.outbox import DEAD_LETTER_TABLE, OUTBOX_TABLE
+from tests.conftest import ClickHouse
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_until(condition: Callable[[], object], *, timeout: float, interval: float = 0.05) -> object:
+    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class Outbox:
+    """The outbox tables of the test database, written and read with plain SQL."""
+
+    url: str
+
+    def connect(self, **kwargs: object) -> psycopg.Connection:
+        """A new connection to the test database (autocommit unless told otherwise)."""
+        return psycopg.connect(self.url, autocommit=kwargs.pop("autocommit", True), **kwargs)  # type: ignore[arg-type]
+
+    def produce(
+        self, count: int, *, connection: psycopg.Connection | None = None, **overrides: object
+    ) -> list[str]:
+        """Write `count` sign-up events in one transaction; return their event ids."""
+        envelopes = [
+            Envelope.wrap(
+                UserCreated(email=f"person{n}@example.com", first_name="Ada", last_name="Lovelace"),
+                environment="Local",
+            )
+            for n in range(count)
+        ]
+        rows = [
+            (
+                str(e.event_id),
+                e.event_type,
+                e.event_date_time,
+                e.environment,
+                e.event_context,
+                overrides.get("metadata_version", e.metadata_version),
+            )
+            for e in envelopes
+        ]
+        own = connection is None
+        connection = connection or self.connect()
+        try:
+            with connection.cursor() as cursor:
+                with cursor.copy(
+                    f"COPY {OUTBOX_TABLE} (event_id, event_type, event_date_time, environment,"
+                    " event_context, metadata_version) FROM STDIN"
+                ) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+        finally:
+            if own:
+                connection.close()
+        return [row[0] for row in rows]
+
+    def pending(self) -> int:
+        """Events still in the outbox."""
+        with self.connect() as connection:
+            return connection.execute(f"SELECT count(*) FROM {OUTBOX_TABLE}").fetchone()[0]  # type: ignore[index]
+
+    def dead_letters(self) -> list[tuple[str, str, int]]:
+        """(event_id, error, attempts) of every dead letter."""
+        with self.connect() as connection:
+            rows = connection.execute(f"SELECT event_id::text, error, attempts FROM {DEAD_LETTER_TABLE}")
+            return list(rows.fetchall())
+
+
+@pytest.fixture
+def outbox(transactional_db: None) -> Outbox:
+    """The test database's outbox, committed for real (relays in other processes see it)."""
+    from django.db import connection
+
+    database = connection.settings_dict
+    url = (
+        f"postgres://{database['USER']}:{database['PASSWORD'] or ''}@{database['HOST']}:{database['PORT']}"
+        f"/{database['NAME']}"
+    )
+    return Outbox(url)
+
+
+@dataclass
+class RelayProcess:
+    """`python -m relay` running as a subprocess, with its log in a file."""
+
+    env: dict[str, str]
+    log_path: Path
+    port: int
+    process: subprocess.Popen[bytes] = field(init=False)
+
+    def start(self, *, wait: bool = True) -> RelayProcess:
+        """Start the process and (unless told not to) wait until its HTTP endpoint answers."""
+        log_file = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "relay"], cwd=ROOT, env=self.env, stdout=log_file, stderr=log_file
+        )
+        log_file.close()
+        if wait:
+            wait_until(self._answers, timeout=30, interval=0.1)
+        return self
+
+    def _answers(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"relay exited with {self.process.returncode}:\n{self.log()[-3000:]}")
+        try:
+            return self.get("/livez")[0] == 200
+        except OSError:
+            return False
+
+    def get(self, path: str) -> tuple[int, str]:
+        """Status and body of a GET on the relay's HTTP endpoint."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    def status(self) -> dict[str, object]:
+        """The `/status` document."""
+        return json.loads(self.get("/status")[1])
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The value of one sample from `/metrics`."""
+        for family in text_string_to_metric_families(self.get("/metrics")[1]):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                    return sample.value
+        raise AssertionError(f"no sample {name} {labels}")
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 30) -> int:
+        """Send a signal and wait for the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        return self.process.wait(timeout=timeout)
+
+    def wait(self, timeout: float = 30) -> int:
+        """Wait for the process to end by itself."""
+        return self.process.wait(timeout=timeout)
+
+    def log(self) -> str:
+        """Everything the relay logged so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def log_events(self, event: str) -> list[dict[str, object]]:
+        """The JSON log lines whose `event` is the given name."""
+        lines = []
+        for line in self.log().splitlines():
+            if line.startswith("{"):
+                record = json.loads(line)
+                if record.get("event") == event:
+                    lines.append(record)
+        return lines
+
+
+RelayFactory = Callable[..., RelayProcess]
+
+
+@pytest.fixture
+def start_relay(outbox: Outbox, clickhouse: ClickHouse, tmp_path: Path) -> Iterator[RelayFactory]:
+    """Start relays against the test outbox and ClickHouse database; all are stopped afterwards."""
+    started: list[RelayProcess] = []
+
+    def start(*, wait: bool = True, **settings: object) -> RelayProcess:
+        port = free_port()
+        env = {
+            **os.environ,
+            "DIE_HARD_ENV_FILE": os.devnull,
+            "DATABASE_URL": outbox.url,
+            "CLICKHOUSE_HOST": clickhouse.url.split("//")[1].split(":")[0],
+            "CLICKHOUSE_PORT": clickhouse.url.rsplit(":", 1)[1].strip("/"),
+            "CLICKHOUSE_USER": clickhouse.user,
+            "CLICKHOUSE_PASSWORD": clickhouse.password,
+            "CLICKHOUSE_DATABASE": clickhouse.database,
+            "RELAY_HTTP_PORT": str(port),
+            "RELAY_POLL_INTERVAL": "0.5",
+            "RELAY_BACKOFF_INITIAL": "0.05",
+            "RELAY_BACKOFF_MAX": "0.5",
+            "RELAY_STATS_INTERVAL": "0.2",
+            "LOG_FORMAT": "json",
+            "LOG_LEVEL": "INFO",
+        }
+        env.update(
+            {
+                f"RELAY_{key.upper()}" if not key.isupper() else key: str(value)
+                for key, value in settings.items()
+            }
+        )
+        relay = RelayProcess(env=env, log_path=tmp_path / f"relay-{len(started)}.log", port=port).start(
+            wait=wait
+        )
+        started.append(relay)
+        return relay
+
+    yield start
+    for relay in started:
+        if relay.process.poll() is None:
+            relay.process.kill()
+            relay.process.wait()
+
+
+def delivered(clickhouse: ClickHouse) -> int:
+    """Rows in `event_log` as stored (duplicates included)."""
+    return int(clickhouse.value("SELECT count() FROM event_log"))
+
+
+def visible(clickhouse: ClickHouse) -> int:
+    """Rows in the deduplicated view, what analysts see."""
+    return int(clickhouse.value("SELECT count() FROM event_log_dedup"))
+
+
+def new_event_id() -> str:
+    """A fresh event id."""
+    return str(uuid.uuid4())
