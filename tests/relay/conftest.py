@@ -81,10 +81,13 @@ class Outbox:
         own = connection is None
         connection = connection or self.connect()
         try:
-            with connection.cursor() as cursor, cursor.copy(
-                f"COPY {OUTBOX_TABLE} (event_id, event_type, event_date_time, environment,"
-                " event_context, metadata_version) FROM STDIN"
-            ) as copy:
+            with (
+                connection.cursor() as cursor,
+                cursor.copy(
+                    f"COPY {OUTBOX_TABLE} (event_id, event_type, event_date_time, environment,"
+                    " event_context, metadata_version) FROM STDIN"
+                ) as copy,
+            ):
                 for row in rows:
                     copy.write_row(row)
         finally:

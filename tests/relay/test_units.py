@@ -53,7 +53,10 @@ def test_an_error_without_a_code_is_transient() -> None:
 
 
 def test_the_relay_imports_no_django() -> None:
-    probe = "import sys, relay.app, relay.__main__; print(sorted(m for m in sys.modules if m.split('.')[0] in {'django', 'webapp', 'celery'}))"
+    probe = (
+        "import sys, relay.app, relay.__main__;"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in {'django', 'webapp', 'celery'}))"
+    )
 
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
 
