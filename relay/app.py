@@ -21,7 +21,7 @@ import structlog
 from relay import schema
 from relay.clickhouse import ClickHouseSink, DeliveryError
 from relay.doorbell import Doorbell
-from relay.forwarder import POSTGRES_ERRORS, Forwarder, ForwarderConfig
+from relay.forwarder import Forwarder, ForwarderConfig
 from relay.http import HttpEndpoint
 from relay.listener import Listener
 from relay.metrics import RelayMetrics
@@ -74,57 +74,35 @@ async def run(settings: RelaySettings, *, stop: asyncio.Event | None = None) -> 
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, _request_stop, stop, signum)
-    backoff = Backoff(initial=settings.relay_backoff_initial, maximum=settings.relay_backoff_max)
-    async with aiohttp.ClientSession() as session:
-        sink = clickhouse_sink(session, settings)
-        shape = await _inspect_schema(sink, settings, backoff, stop)
-        if shape is None:
-            return EXIT_OK if stop.is_set() else EXIT_MISCONFIGURED
-        pool = await _create_pool(settings, backoff, stop)
-        if pool is None:
-            return EXIT_OK
-        try:
+    # min_size=0: no connection is made here, so the HTTP endpoint comes up (and
+    # reports "not ready") even while PostgreSQL is still down.
+    pool = await asyncpg.create_pool(
+        settings.database_url,
+        min_size=0,
+        # one connection per forwarder, one for the monitor, one for /readyz
+        max_size=settings.relay_concurrency + 2,
+        server_settings={
+            "application_name": "die-hard-relay",
+            # A transaction must never outlive a bounded ClickHouse call by much.
+            "idle_in_transaction_session_timeout": str(int(settings.relay_clickhouse_timeout * 3 * 1000)),
+        },
+    )
+    try:
+        async with aiohttp.ClientSession() as session:
             return await _serve(
-                settings=settings, stop=stop, sink=sink, pool=pool, shape=shape, backoff=backoff
+                settings=settings, stop=stop, sink=clickhouse_sink(session, settings), pool=pool
             )
-        finally:
-            await asyncio.wait_for(pool.close(), timeout=max(settings.relay_shutdown_grace, 1.0))
+    finally:
+        await asyncio.wait_for(pool.close(), timeout=max(settings.relay_shutdown_grace, 1.0))
 
 
 async def _serve(
-    *,
-    settings: RelaySettings,
-    stop: asyncio.Event,
-    sink: ClickHouseSink,
-    pool: asyncpg.Pool,
-    shape: schema.TableShape,
-    backoff: Backoff,
+    *, settings: RelaySettings, stop: asyncio.Event, sink: ClickHouseSink, pool: asyncpg.Pool
 ) -> int:
-    queries = OutboxQueries(timestamp_precision=shape.timestamp_precision)
+    backoff = Backoff(initial=settings.relay_backoff_initial, maximum=settings.relay_backoff_max)
     metrics = RelayMetrics()
     status = RelayStatus()
     doorbell = Doorbell()
-    config = ForwarderConfig(
-        batch_size=settings.relay_batch_size,
-        poll_interval=settings.relay_poll_interval,
-        recheck_delay=NOTIFY_DEBOUNCE_MS / 1000,
-        backoff=backoff,
-        fault_point=settings.relay_fault_point,
-        fault_pause=settings.relay_fault_pause,
-    )
-    forwarders = [
-        Forwarder(
-            name=f"forwarder-{number}",
-            pool=pool,
-            sink=sink,
-            queries=queries,
-            config=config,
-            doorbell=doorbell,
-            metrics=metrics,
-            status=status,
-        )
-        for number in range(settings.relay_concurrency)
-    ]
     listener = Listener(
         dsn=settings.database_url,
         channel=NOTIFY_CHANNEL,
@@ -135,7 +113,7 @@ async def _serve(
     side: dict[str, Coroutine[Any, Any, None]] = {
         "listener": listener.run(stop),
         "monitor": OutboxMonitor(
-            pool=pool, queries=queries, metrics=metrics, status=status, interval=settings.relay_stats_interval
+            pool=pool, metrics=metrics, status=status, interval=settings.relay_stats_interval
         ).run(stop),
         "heartbeat": Heartbeat(status=status).run(stop),
         "http": HttpEndpoint(
@@ -150,21 +128,50 @@ async def _serve(
             liveness_timeout=settings.relay_liveness_timeout,
         ).run(stop),
     }
-    workers = {asyncio.create_task(f.run(stop), name=f.name) for f in forwarders}
     helpers = {asyncio.create_task(coroutine, name=name) for name, coroutine in side.items()}
-    log.info(
-        "relay_started",
-        concurrency=settings.relay_concurrency,
-        batch_size=settings.relay_batch_size,
-        http_port=settings.relay_http_port,
-        timestamp_precision=shape.timestamp_precision,
-    )
-    exit_code = await _supervise(stop, workers | helpers)
+    workers: set[asyncio.Task[None]] = set()
+    shape = await _inspect_schema(sink, settings, backoff, stop)
+    if shape is None:
+        exit_code = EXIT_OK if stop.is_set() else EXIT_MISCONFIGURED
+        stop.set()
+    else:
+        config = ForwarderConfig(
+            batch_size=settings.relay_batch_size,
+            poll_interval=settings.relay_poll_interval,
+            recheck_delay=NOTIFY_DEBOUNCE_MS / 1000,
+            backoff=backoff,
+            fault_point=settings.relay_fault_point,
+            fault_pause=settings.relay_fault_pause,
+        )
+        queries = OutboxQueries(timestamp_precision=shape.timestamp_precision)
+        forwarders = [
+            Forwarder(
+                name=f"forwarder-{number}",
+                pool=pool,
+                sink=sink,
+                queries=queries,
+                config=config,
+                doorbell=doorbell,
+                metrics=metrics,
+                status=status,
+            )
+            for number in range(settings.relay_concurrency)
+        ]
+        workers = {asyncio.create_task(f.run(stop), name=f.name) for f in forwarders}
+        log.info(
+            "relay_started",
+            concurrency=settings.relay_concurrency,
+            batch_size=settings.relay_batch_size,
+            http_port=settings.relay_http_port,
+            timestamp_precision=shape.timestamp_precision,
+        )
+        exit_code = await _supervise(stop, workers | helpers)
     # Forwarders finish the batch in hand within the grace period...
-    _, late = await asyncio.wait(workers, timeout=settings.relay_shutdown_grace)
-    for task in late:
-        log.warning("forwarder_cancelled_after_grace", forwarder=task.get_name())
-        task.cancel()
+    if workers:
+        _, late = await asyncio.wait(workers, timeout=settings.relay_shutdown_grace)
+        for task in late:
+            log.warning("forwarder_cancelled_after_grace", forwarder=task.get_name())
+            task.cancel()
     # ...then the side tasks stop (they only watch `stop`).
     _, stuck = await asyncio.wait(helpers, timeout=5.0)
     for task in stuck:
@@ -211,32 +218,6 @@ async def _inspect_schema(
             failures += 1
             delay = backoff.delay(failures)
             log.warning("clickhouse_not_ready", error_kind=type(error).__name__, retry_in_s=round(delay, 2))
-            await sleep_unless(stop, delay)
-    return None
-
-
-async def _create_pool(settings: RelaySettings, backoff: Backoff, stop: asyncio.Event) -> asyncpg.Pool | None:
-    """Connect to PostgreSQL; wait for it if it is not up yet."""
-    failures = 0
-    while not stop.is_set():
-        try:
-            return await asyncpg.create_pool(
-                settings.database_url,
-                min_size=1,
-                # one connection per forwarder, one for the monitor, one for /readyz
-                max_size=settings.relay_concurrency + 2,
-                server_settings={
-                    "application_name": "die-hard-relay",
-                    # A transaction must never outlive a bounded ClickHouse call by much.
-                    "idle_in_transaction_session_timeout": str(
-                        int(settings.relay_clickhouse_timeout * 3 * 1000)
-                    ),
-                },
-            )
-        except POSTGRES_ERRORS as error:
-            failures += 1
-            delay = backoff.delay(failures)
-            log.warning("postgres_not_ready", error_kind=type(error).__name__, retry_in_s=round(delay, 2))
             await sleep_unless(stop, delay)
     return None
 

@@ -11,7 +11,6 @@ import structlog
 from relay import outbox
 from relay.forwarder import POSTGRES_ERRORS
 from relay.metrics import RelayMetrics
-from relay.outbox import OutboxQueries
 from relay.status import RelayStatus
 from relay.waits import sleep_unless
 
@@ -25,13 +24,11 @@ class OutboxMonitor:
         self,
         *,
         pool: asyncpg.Pool,
-        queries: OutboxQueries,
         metrics: RelayMetrics,
         status: RelayStatus,
         interval: float,
     ) -> None:
         self.pool = pool
-        self.queries = queries
         self.metrics = metrics
         self.status = status
         self.interval = interval
@@ -46,7 +43,7 @@ class OutboxMonitor:
         """Read the outbox statistics once."""
         try:
             async with self.pool.acquire(timeout=self.interval) as connection:
-                stats = await outbox.stats(connection, self.queries)
+                stats = await outbox.stats(connection)
         except POSTGRES_ERRORS as error:
             log.warning("outbox_stats_failed", error_kind=type(error).__name__)
             return

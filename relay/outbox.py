@@ -87,16 +87,6 @@ class OutboxQueries:
             INSERT INTO {DEAD_LETTER_TABLE} ({_EVENT_COLUMNS}, error, dead_lettered_at)
             SELECT {_EVENT_COLUMNS.replace("attempts", "attempts + 1")}, $2, now() FROM moved
         """
-        self.restore_wakeup = (
-            f"INSERT INTO {WAKEUP_TABLE} (id, notified_at) VALUES (1, '-infinity') ON CONFLICT DO NOTHING"
-        )
-        self.stats = f"""
-            SELECT
-                (SELECT count(*) FROM {OUTBOX_TABLE}) AS pending_events,
-                (SELECT event_date_time FROM {OUTBOX_TABLE} ORDER BY id LIMIT 1) AS oldest_pending_at,
-                (SELECT count(*) FROM {DEAD_LETTER_TABLE}) AS dead_letters,
-                now() AS now
-        """
 
 
 async def copy_out(connection: asyncpg.Connection, query: str) -> bytes:
@@ -153,14 +143,26 @@ async def dead_letter(
     await connection.execute(queries.dead_letter, outbox_id, error)
 
 
-async def stats(connection: asyncpg.Connection, queries: OutboxQueries) -> OutboxStats:
+RESTORE_WAKEUP = (
+    f"INSERT INTO {WAKEUP_TABLE} (id, notified_at) VALUES (1, '-infinity') ON CONFLICT DO NOTHING"
+)
+STATS = f"""
+    SELECT
+        (SELECT count(*) FROM {OUTBOX_TABLE}) AS pending_events,
+        (SELECT event_date_time FROM {OUTBOX_TABLE} ORDER BY id LIMIT 1) AS oldest_pending_at,
+        (SELECT count(*) FROM {DEAD_LETTER_TABLE}) AS dead_letters,
+        now() AS now
+"""
+
+
+async def stats(connection: asyncpg.Connection) -> OutboxStats:
     """Count pending events and dead letters, and the age of the oldest pending event.
 
     Also puts the wake-up trigger's single row back if it went missing (a
     TRUNCATE): without it every producer notifies, which costs them throughput.
     """
-    await connection.execute(queries.restore_wakeup)
-    row = await connection.fetchrow(queries.stats)
+    await connection.execute(RESTORE_WAKEUP)
+    row = await connection.fetchrow(STATS)
     oldest = row["oldest_pending_at"]
     age = (row["now"] - oldest).total_seconds() if oldest is not None else 0.0
     return OutboxStats(
