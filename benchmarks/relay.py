@@ -9,7 +9,9 @@ migrations) and a scratch ClickHouse database:
    on as many connections as the relay has forwarders: the ceiling PostgreSQL sets;
 3. prefill again, start the real relay (`python -m relay`) as a subprocess and
    time it from the moment the events commit until the outbox is empty;
-4. check that every event reached ClickHouse exactly once.
+4. check that every event reached ClickHouse exactly once;
+5. prefill again and time a naive relay (rows to Python tuples, then
+   `INSERT ... VALUES` through aiochclient) for comparison.
 
 The machine is shared and noisy, so the two runs are interleaved over rounds
 and the best round of each counts. The last line printed is one JSON object.
@@ -128,7 +130,6 @@ async def prefill(url: str, envelopes: list[Envelope]) -> None:
                 for e in envelopes
             ],
         )
-        await connection.execute(f"VACUUM ANALYZE {OUTBOX_TABLE}")
     finally:
         await connection.close()
 
@@ -155,6 +156,54 @@ async def pg_drain(url: str, *, batch_size: int, concurrency: int) -> tuple[int,
         return drained, time.perf_counter() - started
     finally:
         await pool.close()
+
+
+async def naive_relay(
+    url: str, settings: RelaySettings, *, batch_size: int, concurrency: int
+) -> tuple[int, float]:
+    """The straightforward relay, for comparison: rows become Python tuples, then `INSERT ... VALUES`."""
+    pool = await asyncpg.create_pool(url, min_size=concurrency, max_size=concurrency)
+    claim = (
+        f"DELETE FROM {OUTBOX_TABLE} WHERE id IN (SELECT id FROM {OUTBOX_TABLE} ORDER BY id LIMIT $1"
+        " FOR UPDATE SKIP LOCKED) RETURNING event_id, event_type, event_date_time, environment,"
+        " event_context, metadata_version"
+    )
+    moved = 0
+    async with aiohttp.ClientSession() as session:
+        client = ChClient(
+            session, url=settings.clickhouse_url, user=settings.clickhouse_user, database=SCRATCH
+        )
+
+        async def worker() -> None:
+            nonlocal moved
+            while True:
+                async with pool.acquire() as connection, connection.transaction():
+                    rows = await connection.fetch(claim, batch_size)
+                    if rows:
+                        await client.execute(
+                            "INSERT INTO event_log VALUES",
+                            *[
+                                (
+                                    row["event_id"],
+                                    row["event_type"],
+                                    row["event_date_time"].replace(tzinfo=None, microsecond=0),
+                                    row["environment"],
+                                    row["event_context"],
+                                    row["metadata_version"],
+                                )
+                                for row in rows
+                            ],
+                        )
+                moved += len(rows)
+                if len(rows) < batch_size:
+                    return
+
+        try:
+            started = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            return moved, time.perf_counter() - started
+        finally:
+            await pool.close()
 
 
 def free_port() -> int:
@@ -202,7 +251,7 @@ async def relay_run(
         await wait_ready(port)
         connection = await asyncpg.connect(url)
         try:
-            await prefill(url, envelopes)
+            await prefill(url, envelopes)  # COPY commits on return: the relay starts now
             started = time.perf_counter()
             # Polling is the measurement itself: nothing else says "the outbox is empty".
             while await connection.fetchval(f"SELECT EXISTS (SELECT 1 FROM {OUTBOX_TABLE})"):  # noqa: ASYNC110
@@ -267,6 +316,7 @@ async def main(args: argparse.Namespace) -> None:
     envelopes = realistic_events(args.events)
     payload_bytes = sum(len(e.event_context) for e in envelopes) / len(envelopes)
     drains: list[float] = []
+    naives: list[float] = []
     relays: list[RelayRun] = []
     delivered_ok = True
     for _ in range(args.rounds):
@@ -280,6 +330,12 @@ async def main(args: argparse.Namespace) -> None:
         relays.append(run)
         rows, ids = await clickhouse_counts(settings)
         delivered_ok &= rows == ids == args.events
+        await reset_clickhouse(settings)
+        await prefill(url, envelopes)
+        moved, seconds = await naive_relay(
+            url, settings, batch_size=args.batch_size, concurrency=args.concurrency
+        )
+        naives.append(moved / seconds)
     best_relay = max(relays, key=lambda run: run.events / run.seconds)
     relay_rate = best_relay.events / best_relay.seconds
     pg_rate = max(drains)
@@ -292,10 +348,11 @@ async def main(args: argparse.Namespace) -> None:
         f"pg drain (no sink)    {pg_rate:>12,.0f} events/s   rounds: {', '.join(f'{r:,.0f}' for r in drains)}"
     )
     print(
-        f"relay -> ClickHouse   {relay_rate:>12,.0f} events/s   rounds: "
-        f"{', '.join(f'{r.events / r.seconds:,.0f}' for r in relays)}"
+        f"relay -> ClickHouse   {relay_rate:>12,.0f} events/s   rounds: {_listed([r.events / r.seconds for r in relays])}"
     )
+    print(f"naive relay           {max(naives):>12,.0f} events/s   rounds: {_listed(naives)}")
     print(f"relay / pg drain      {relay_rate / pg_rate:>12.2f}")
+    print(f"relay / naive relay   {relay_rate / max(naives):>12.2f}")
     print(f"relay peak RSS        {max(r.peak_rss_mb for r in relays):>12.1f} MB")
     print(f"every event once      {'yes' if delivered_ok else 'NO':>12}")
     print(
@@ -304,6 +361,8 @@ async def main(args: argparse.Namespace) -> None:
                 "relay_events_per_s": round(relay_rate),
                 "pg_drain_events_per_s": round(pg_rate),
                 "relay_to_pg_drain_ratio": round(relay_rate / pg_rate, 3),
+                "naive_relay_events_per_s": round(max(naives)),
+                "relay_to_naive_ratio": round(relay_rate / max(naives), 2),
                 "events": args.events,
                 "batch_size": args.batch_size,
                 "concurrency": args.concurrency,
@@ -314,6 +373,10 @@ async def main(args: argparse.Namespace) -> None:
     )
     if not delivered_ok:
         sys.exit(1)
+
+
+def _listed(rates: list[float]) -> str:
+    return ", ".join(f"{rate:,.0f}" for rate in rates)
 
 
 if __name__ == "__main__":
