@@ -347,9 +347,8 @@ async def main(args: argparse.Namespace) -> None:
     print(
         f"pg drain (no sink)    {pg_rate:>12,.0f} events/s   rounds: {', '.join(f'{r:,.0f}' for r in drains)}"
     )
-    print(
-        f"relay -> ClickHouse   {relay_rate:>12,.0f} events/s   rounds: {_listed([r.events / r.seconds for r in relays])}"
-    )
+    relay_rates = [run.events / run.seconds for run in relays]
+    print(f"relay -> ClickHouse   {relay_rate:>12,.0f} events/s   rounds: {_listed(relay_rates)}")
     print(f"naive relay           {max(naives):>12,.0f} events/s   rounds: {_listed(naives)}")
     print(f"relay / pg drain      {relay_rate / pg_rate:>12.2f}")
     print(f"relay / naive relay   {relay_rate / max(naives):>12.2f}")
