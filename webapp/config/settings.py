@@ -33,6 +33,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_structlog",
+    "webapp.core",
+    "webapp.health",
     "webapp.outbox",
     "webapp.users",
 ]
@@ -70,6 +72,8 @@ TEMPLATES = [
 DATABASES = {
     "default": dj_database_url.parse(ENV.database_url, conn_max_age=60, conn_health_checks=True),
 }
+# A PostgreSQL that stops answering must fail requests and probes, not hang them.
+DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "users.User"

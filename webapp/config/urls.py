@@ -7,5 +7,6 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("health/", include("webapp.health.urls")),
     path("", include("webapp.users.urls")),
 ]

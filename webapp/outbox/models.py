@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from django.db import models
 from django.db.models.functions import Now
 
@@ -17,6 +19,12 @@ class JSONTextField(models.TextField):
 
     def db_type(self, connection: object) -> str:
         return "json"
+
+    def from_db_value(self, value: object, expression: object, connection: object) -> str | None:
+        """psycopg decodes `json` columns; give back the text, as compact as the contract wrote it."""
+        if value is None or isinstance(value, str):
+            return value
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 class EventFields(models.Model):

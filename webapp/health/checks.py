@@ -1,0 +1,162 @@
+"""Readiness probes of the site's dependencies, as django-health-check checks.
+
+django-health-check runs the checks concurrently, each within its own timeout,
+and turns any unexpected exception into a generic error (logged, never shown).
+Every probe only reads: `SELECT 1`, `PING`, and one query on the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import http.client
+import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import health_check
+import redis.asyncio
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import Error as DatabaseError
+from health_check.base import HealthCheck, HealthCheckResult
+from health_check.contrib.redis import Redis as RedisCheck
+from health_check.exceptions import ServiceUnavailable, ServiceWarning
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from webapp.outbox.selectors import OutboxBacklog, outbox_backlog
+
+# Short enough for a load balancer's probe to get an answer before it gives
+# up on us; a dependency slower than this is as good as down for a request.
+PROBE_TIMEOUT = timedelta(seconds=2)
+
+
+class Postgres(health_check.Database):
+    """`SELECT 1` on a connection of its own, opened and closed for the probe."""
+
+    timeout = PROBE_TIMEOUT
+
+
+class Redis(RedisCheck):
+    """`PING` with a fresh client."""
+
+    timeout = PROBE_TIMEOUT
+
+    @classmethod
+    def from_url(cls, url: str) -> Redis:
+        """A check of the server at `url`."""
+        seconds = PROBE_TIMEOUT.total_seconds()
+
+        def client() -> redis.asyncio.Redis:
+            # No retries: redis-py retries a refused connection with backoff by
+            # default, which would turn a quick "unavailable" into a timeout.
+            return redis.asyncio.Redis.from_url(
+                url, socket_connect_timeout=seconds, socket_timeout=seconds, retry=Retry(NoBackoff(), 0)
+            )
+
+        return cls(client_factory=client)
+
+
+@dataclasses.dataclass
+class ClickHouse(HealthCheck):
+    """`SELECT 1` over ClickHouse's HTTP interface, with the relay's credentials."""
+
+    url: str
+    user: str = dataclasses.field(default="default", repr=False)
+    password: str = dataclasses.field(default="", repr=False)
+    timeout = PROBE_TIMEOUT
+
+    def run(self) -> None:
+        # The URL is WebSettings' `http(s)://host:port/`, never user input.
+        request = urllib.request.Request(  # noqa: S310
+            f"{self.url.rstrip('/')}/?{urllib.parse.urlencode({'query': 'SELECT 1'})}",
+            headers={"X-ClickHouse-User": self.user, "X-ClickHouse-Key": self.password},
+        )
+        # Straight to the server, like the relay's client: a proxy from the
+        # environment would make the probe test a path the relay does not take.
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(request, timeout=self.timeout.total_seconds()) as response:
+                answer = response.read(16)
+        except (OSError, http.client.HTTPException) as error:
+            raise ServiceUnavailable("no answer") from error
+        if answer.strip() != b"1":
+            raise ServiceUnavailable("unexpected answer")
+
+
+@dataclasses.dataclass
+class RelayBacklog(HealthCheck):
+    """How far behind the relay is, from the outbox; a warning past the thresholds."""
+
+    lag_threshold_seconds: float
+    pending_threshold: int
+    alias: str = DEFAULT_DB_ALIAS
+    backlog: OutboxBacklog | None = dataclasses.field(default=None, init=False, repr=False)
+    timeout = PROBE_TIMEOUT
+
+    def run(self) -> None:
+        try:
+            with connections[self.alias].temporary_connection():
+                self.backlog = outbox_backlog(using=self.alias)
+        except DatabaseError as error:
+            raise ServiceUnavailable("outbox unreadable") from error
+        if (
+            self.backlog.oldest_pending_age_seconds > self.lag_threshold_seconds
+            or self.backlog.pending_events > self.pending_threshold
+        ):
+            raise ServiceWarning("behind")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Probes:
+    """The site's checks by the name the report gives them."""
+
+    postgres: Postgres
+    redis: Redis
+    clickhouse: ClickHouse
+    relay: RelayBacklog
+
+    @classmethod
+    def from_settings(cls) -> Probes:
+        """Probes of the configured services, with the configured relay thresholds."""
+        return cls(
+            postgres=Postgres(),
+            redis=Redis.from_url(settings.REDIS_URL),
+            clickhouse=ClickHouse(
+                url=settings.CLICKHOUSE_URL,
+                user=settings.CLICKHOUSE_USER,
+                password=settings.CLICKHOUSE_PASSWORD,
+            ),
+            relay=RelayBacklog(
+                lag_threshold_seconds=settings.HEALTH_LAG_THRESHOLD_SECONDS,
+                pending_threshold=settings.HEALTH_PENDING_THRESHOLD,
+            ),
+        )
+
+    async def run(self) -> dict[str, HealthCheckResult]:
+        """Run every probe at once; return their results by name."""
+        checks = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        # Threads of our own for the blocking probes (each opens and closes its
+        # own connection), released without waiting: a probe past its timeout
+        # keeps its thread until its client gives up, but not the response.
+        executor = ThreadPoolExecutor(max_workers=len(checks), thread_name_prefix="health")
+        try:
+            results = await asyncio.gather(*(check.get_result(executor) for check in checks.values()))
+        finally:
+            executor.shutdown(wait=False, cancel_futures=True)
+        return dict(zip(checks, results, strict=True))
+
+
+def status_of(result: HealthCheckResult) -> str:
+    """The one word the report shows for a result; the error's text stays in the logs."""
+    if result.error is None:
+        return "ok"
+    if isinstance(result.error, ServiceWarning):
+        return "degraded"
+    # A probe that failed only once its whole budget was spent timed out (its
+    # client's own timeout, or django-health-check's cut-off just after it).
+    if result.time_taken >= result.check.timeout.total_seconds():
+        return "timeout"
+    return "unavailable"

@@ -1,0 +1,76 @@
+"""JSON API: `POST /api/users/` signs a person up.
+
+Every refusal has the same shape, `{"errors": {"<field>": ["<message>", ...]}}`;
+problems with the request as a whole are listed under `"__all__"`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.debug import sensitive_variables
+
+from webapp.users.forms import EMAIL_TAKEN_MESSAGE, UserCreateForm
+from webapp.users.models import User
+from webapp.users.services import EmailTaken, user_create
+
+JSON_CONTENT_TYPE = "application/json"
+
+
+class _Refused(Exception):
+    """The request cannot be served; carries the status and the errors to answer with."""
+
+    def __init__(self, status: int, errors: dict[str, list[str]], *, headers: dict[str, str] | None = None):
+        super().__init__(status)
+        self.status = status
+        self.errors = errors
+        self.headers = headers or {}
+
+
+# CSRF protection guards endpoints that trust the session cookie. This one
+# authenticates nobody and reads no cookie: it only creates an account from the
+# JSON it is sent, which a cross-site form cannot even post (it needs a JSON
+# content type). Requiring a CSRF token would only shut out API clients.
+@csrf_exempt
+def user_create_api(request: HttpRequest) -> JsonResponse:
+    """Create a user from a JSON object; answer 201 with its id and e-mail address."""
+    try:
+        user = _create_user(request)
+    except _Refused as refused:
+        return JsonResponse({"errors": refused.errors}, status=refused.status, headers=refused.headers)
+    return JsonResponse({"id": user.pk, "email": user.email}, status=201)
+
+
+@sensitive_variables("payload", "form", "password")
+def _create_user(request: HttpRequest) -> User:
+    if request.method != "POST":
+        raise _Refused(405, {NON_FIELD_ERRORS: ["Use POST."]}, headers={"Allow": "POST"})
+    if request.content_type.lower() != JSON_CONTENT_TYPE:
+        raise _Refused(415, {NON_FIELD_ERRORS: [f"Send a JSON body with Content-Type: {JSON_CONTENT_TYPE}."]})
+    payload = _json_object(request.body)
+    form = UserCreateForm(payload)
+    if not form.is_valid():
+        raise _Refused(400, {field: list(messages) for field, messages in form.errors.items()})
+    try:
+        return user_create(**form.cleaned_data)
+    except EmailTaken as error:
+        raise _Refused(409, {"email": [EMAIL_TAKEN_MESSAGE]}) from error
+    except ValidationError as error:
+        # The service's validation error is about the password (Django's validators).
+        raise _Refused(400, {"password": list(error.messages)}) from error
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    """The body parsed as a JSON object, or a 400 refusal saying what is wrong with it."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError) as error:
+        # ValueError covers malformed JSON and undecodable bytes; RecursionError absurd nesting.
+        raise _Refused(400, {NON_FIELD_ERRORS: ["The body is not valid JSON."]}) from error
+    if not isinstance(payload, dict):
+        raise _Refused(400, {NON_FIELD_ERRORS: ["The body must be a JSON object."]})
+    return payload
