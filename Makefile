@@ -40,8 +40,12 @@ migrate: $(VENV)/.installed .env ## apply the Postgres migrations and the ClickH
 run: $(VENV)/.installed .env ## run services, web, relay and Celery worker in the foreground; Ctrl-C stops them
 	scripts/run.sh
 
+# Tests run in development mode and enqueue Celery tasks into a Redis database
+# of their own, so a worker started by `make run` never sees them.
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/14
+
 test: $(VENV)/.installed .env services ## run the test suite against the real services
-	$(BIN)/pytest
+	DEBUG=true REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed ## ruff (lint and format check) and the import contracts
 	$(BIN)/ruff check .

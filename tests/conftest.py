@@ -17,9 +17,16 @@ from collections.abc import Iterator
 import aiohttp
 import pytest
 from aiochclient import ChClient
+from pytest_django import Settings
 
 from relay import schema
 from shared.settings import CommonSettings, load
+
+
+@pytest.fixture(autouse=True)
+def _site_defaults(settings: Settings) -> None:
+    # The contract's default environment name, whatever a developer's .env says.
+    settings.ENVIRONMENT = "Local"
 
 
 class ClickHouse:
