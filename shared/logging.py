@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import logging.config
 import sys
-from typing import Literal
+from typing import Any, Literal
 
 import structlog
 from structlog.types import Processor
@@ -26,14 +26,55 @@ _SHARED: list[Processor] = [
 ]
 
 
+def _use_console(log_format: Literal["auto", "console", "json"]) -> bool:
+    return log_format == "console" or (log_format == "auto" and sys.stderr.isatty())
+
+
+def logging_config(
+    *, level: str = "INFO", log_format: Literal["auto", "console", "json"] = "auto"
+) -> dict[str, Any]:
+    """The standard library's logging configuration: everything through one structlog renderer."""
+    use_console = _use_console(log_format)
+    final: list[Processor] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
+    if not use_console:
+        final.append(structlog.processors.dict_tracebacks)
+    final.append(structlog.dev.ConsoleRenderer() if use_console else structlog.processors.JSONRenderer())
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "structlog": {
+                "()": structlog.stdlib.ProcessorFormatter,
+                "processors": final,
+                "foreign_pre_chain": _SHARED,
+            }
+        },
+        "handlers": {
+            "default": {
+                "class": "logging.StreamHandler",
+                "formatter": "structlog",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"handlers": ["default"], "level": level.upper()},
+        "loggers": {
+            # Per-request lines come from django-structlog; Django's own
+            # access lines would repeat them.
+            "django.server": {"level": "WARNING"},
+            "django.request": {"level": "ERROR"},
+            "asyncio": {"level": "WARNING"},
+            "aiohttp.access": {"level": "WARNING"},
+            # gunicorn's own loggers propagate to the root handler above.
+            "gunicorn.error": {"level": level.upper(), "propagate": True},
+            "gunicorn.access": {"level": "WARNING", "propagate": True},
+        },
+    }
+
+
 def configure_logging(
     *, level: str = "INFO", log_format: Literal["auto", "console", "json"] = "auto"
 ) -> None:
     """Route structlog and the standard library through one renderer on stderr."""
-    use_console = log_format == "console" or (log_format == "auto" and sys.stderr.isatty())
-    renderer: Processor = (
-        structlog.dev.ConsoleRenderer() if use_console else structlog.processors.JSONRenderer()
-    )
     structlog.configure(
         processors=[
             *_SHARED,
@@ -45,36 +86,4 @@ def configure_logging(
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    final: list[Processor] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
-    if not use_console:
-        final.append(structlog.processors.dict_tracebacks)
-    final.append(renderer)
-    logging.config.dictConfig(
-        {
-            "version": 1,
-            "disable_existing_loggers": False,
-            "formatters": {
-                "structlog": {
-                    "()": structlog.stdlib.ProcessorFormatter,
-                    "processors": final,
-                    "foreign_pre_chain": _SHARED,
-                }
-            },
-            "handlers": {
-                "default": {
-                    "class": "logging.StreamHandler",
-                    "formatter": "structlog",
-                    "stream": "ext://sys.stderr",
-                }
-            },
-            "root": {"handlers": ["default"], "level": level.upper()},
-            "loggers": {
-                # Per-request lines come from django-structlog; Django's own
-                # access lines would repeat them.
-                "django.server": {"level": "WARNING"},
-                "django.request": {"level": "ERROR"},
-                "asyncio": {"level": "WARNING"},
-                "aiohttp.access": {"level": "WARNING"},
-            },
-        }
-    )
+    logging.config.dictConfig(logging_config(level=level, log_format=log_format))

@@ -40,10 +40,10 @@ def gunicorn_argv(*, bind: str, workers: int, threads: int) -> list[str]:
         "gthread",
         "--threads",
         str(threads),
-        # No --access-logfile: django-structlog already logs one line per
-        # request, with its request_id.
-        "--error-logfile",
-        "-",
+        # Logging (JSON through structlog, no access log: django-structlog
+        # already writes one line per request) lives in the config module.
+        "--config",
+        "python:webapp.config.gunicorn",
     ]
 
 
