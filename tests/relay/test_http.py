@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -34,6 +36,23 @@ def test_metrics_parse_as_prometheus_text_and_name_every_documented_metric(start
 
     assert status == 200
     assert REQUIRED_METRICS.items() <= families.items()
+
+
+@pytest.mark.skipif(
+    shutil.which("promtool") is None, reason="promtool (Debian package prometheus) is not installed"
+)
+def test_metrics_pass_promtool_check(
+    outbox: Outbox, clickhouse: ClickHouse, start_relay: RelayFactory
+) -> None:
+    relay = start_relay()
+    outbox.produce(10)
+    wait_until(lambda: delivered(clickhouse) == 10, timeout=10)
+
+    result = subprocess.run(
+        ["promtool", "check", "metrics"], input=relay.get("/metrics")[1], capture_output=True, text=True
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_counters_move_when_events_flow(
