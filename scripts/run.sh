@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Run the whole system in the foreground (`make run`): the backing services,
+# then web, relay and Celery worker under honcho, their output interleaved.
+#
+# One Ctrl-C stops everything this run started: honcho stops the three
+# processes, then, if this run had to start backing services, they are stopped
+# again with `scripts/services.sh down`. Services that already answered before
+# the run (a system PostgreSQL, an earlier `make services`) are left running.
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BIN="$REPO_ROOT/.venv/bin"
+cd "$REPO_ROOT"
+
+[ -x "$BIN/honcho" ] || { echo "run: $BIN/honcho not found; run 'make install' first" >&2; exit 1; }
+
+# The services that do not answer yet are the ones this run will start.
+not_running="$(scripts/services.sh status 2>/dev/null | sed -n 's/^\([a-z]*\): not answering.*/\1/p' | tr '\n' ' ')"
+not_running="${not_running% }"
+
+cleaned_up=0
+clean_up() {
+    [ "$cleaned_up" = 0 ] || return 0
+    cleaned_up=1
+    # A second Ctrl-C must not cut the clean-up short and leave services running.
+    trap '' INT TERM
+    if [ -z "$not_running" ]; then
+        echo "run: the backing services were running before this run; left running"
+        return 0
+    fi
+    echo "run: stopping the services this run started ($not_running)"
+    # `down` stops only what services.sh itself started, never a system service.
+    scripts/services.sh down ||
+        echo "run: 'scripts/services.sh down' failed; see 'scripts/services.sh status'" >&2
+}
+trap clean_up EXIT
+# Bash runs these once the foreground command has returned (honcho gets the same
+# Ctrl-C and stops its processes first); the EXIT trap then cleans up.
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+scripts/services.sh up
+
+export PATH="$BIN:$PATH"
+cat <<MSG
+
+  web    http://127.0.0.1:8000
+  relay  http://127.0.0.1:8001/status   (lag and counters; /metrics for Prometheus)
+
+  Ctrl-C stops everything.
+
+MSG
+# Not exec: this shell must outlive honcho to stop the services afterwards.
+honcho -f Procfile start
