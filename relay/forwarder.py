@@ -74,7 +74,7 @@ class Forwarder:
         bell = self.doorbell.subscribe()
         failures = 0
         isolate = False
-        timeout = self.config.poll_interval
+        rechecks = Rechecks(self.config.recheck_delay, count=0)
         while not stop.is_set():
             try:
                 if isolate:
@@ -106,17 +106,20 @@ class Forwarder:
             if delivered >= self.config.batch_size:
                 continue  # more is waiting: drain without waiting
             bell.clear()
-            await first_of(bell, stop, seconds=timeout)
+            rechecking = bool(rechecks)
+            wait = rechecks.next_wait() if rechecking else self.config.poll_interval
+            await first_of(bell, stop, seconds=wait)
             if stop.is_set():
                 break
             if bell.is_set():
-                # Producers notify at most once per debounce window, so look
-                # again one window later for the transactions that kept quiet.
-                timeout = self.config.recheck_delay
+                # Producers notify at most once per debounce window (and each
+                # session looks at most once per window), so look again one and
+                # two windows later for the transactions that kept quiet.
+                rechecks = Rechecks(self.config.recheck_delay, count=2)
+            elif rechecking:
+                self.metrics.wakeups.labels(cause="recheck").inc()
             else:
-                cause = "recheck" if timeout == self.config.recheck_delay else "poll"
-                self.metrics.wakeups.labels(cause=cause).inc()
-                timeout = self.config.poll_interval
+                self.metrics.wakeups.labels(cause="poll").inc()
 
     async def deliver_batch(self, *, attempt: int = 1) -> int:
         """Move one batch from the outbox to ClickHouse; return how many events it held."""
@@ -238,6 +241,22 @@ class Forwarder:
         delay = self.config.backoff.delay(failures)
         self._failed(kind, attempt=failures, retry_in_s=round(delay, 3), **details)
         await sleep_unless(stop, delay)
+
+
+@dataclass(slots=True)
+class Rechecks:
+    """The extra looks at the outbox still due after a wake-up, `delay` apart."""
+
+    delay: float
+    count: int
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    def next_wait(self) -> float:
+        """Use up one recheck; how long to wait for it."""
+        self.count -= 1
+        return self.delay
 
 
 def _first_event_time(body: bytes) -> float:

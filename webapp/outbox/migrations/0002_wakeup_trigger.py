@@ -1,15 +1,22 @@
 """Wake the relay with a debounced NOTIFY when events are written.
 
 A NOTIFY in every business transaction halves the producers' commit rate:
-PostgreSQL serialises notifying commits on one lock. So at most one transaction
-per debounce window notifies. The first statement to insert into the outbox
-after the window has passed takes the single `event_outbox_wakeup` row with
-`FOR UPDATE SKIP LOCKED` (never waiting for another producer), stamps it and
-notifies; every other statement in the window reads one row and moves on.
-If the row is missing (the table was truncated) every statement notifies until
-the relay recreates the row, which it checks on its statistics timer.
-The relay polls on a timer and re-checks one window after each wake-up, so a
-notification that was skipped or lost delays an event, never loses it.
+PostgreSQL serialises notifying commits on one lock. So notifications are
+debounced twice, and the common case costs a producer almost nothing:
+
+1. Per session, in the trigger's `WHEN` clause (a plain expression, no function
+   call): a session that looked less than one window ago skips the trigger
+   entirely. The time it may look again is a session setting
+   (`die_hard.outbox_wake_after`); it reverts if the transaction rolls back.
+2. Across sessions: the first statement after the window takes the single
+   `event_outbox_wakeup` row with `FOR UPDATE SKIP LOCKED` (never waiting for
+   another producer), stamps it and notifies; the others read it and move on.
+
+At most one notification per window reaches the relay. The relay re-checks the
+outbox twice after each wake-up (one and two windows later) and polls on a
+timer, so a skipped or lost notification delays an event, never loses it.
+If the row is missing (the table was truncated), every look notifies until
+the relay or the next `migrate` puts it back.
 """
 
 from __future__ import annotations
@@ -18,12 +25,18 @@ from django.db import migrations
 
 from shared.outbox import NOTIFY_CHANNEL, NOTIFY_DEBOUNCE_MS, OUTBOX_TABLE, WAKEUP_TABLE
 
+WINDOW_SECONDS = NOTIFY_DEBOUNCE_MS / 1000
+SESSION_GATE = "die_hard.outbox_wake_after"
+
 FORWARD = f"""
 INSERT INTO {WAKEUP_TABLE} (id, notified_at) VALUES (1, '-infinity') ON CONFLICT DO NOTHING;
 
 CREATE OR REPLACE FUNCTION {OUTBOX_TABLE}_wake_relay() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM set_config(
+        '{SESSION_GATE}', (extract(epoch FROM clock_timestamp()) + {WINDOW_SECONDS})::text, false
+    );
     UPDATE {WAKEUP_TABLE} SET notified_at = clock_timestamp()
      WHERE id = (
         SELECT id FROM {WAKEUP_TABLE}
@@ -34,9 +47,8 @@ BEGIN
     IF FOUND THEN
         PERFORM pg_notify('{NOTIFY_CHANNEL}', '');
     ELSIF NOT EXISTS (SELECT FROM {WAKEUP_TABLE}) THEN
-        -- The row is gone (a TRUNCATE): notify without debouncing until the
-        -- relay puts it back. Inserting it here would make every producer
-        -- wait on the first one's uncommitted row.
+        -- Inserting the row here would make every producer wait on the first
+        -- one's uncommitted row: notify undebounced until it is restored.
         PERFORM pg_notify('{NOTIFY_CHANNEL}', '');
     END IF;
     RETURN NULL;
@@ -45,7 +57,12 @@ $$;
 
 CREATE TRIGGER {OUTBOX_TABLE}_wake_relay
 AFTER INSERT ON {OUTBOX_TABLE}
-FOR EACH STATEMENT EXECUTE FUNCTION {OUTBOX_TABLE}_wake_relay();
+FOR EACH STATEMENT
+WHEN (
+    coalesce(nullif(current_setting('{SESSION_GATE}', true), ''), '0')::float8
+    < extract(epoch FROM clock_timestamp())
+)
+EXECUTE FUNCTION {OUTBOX_TABLE}_wake_relay();
 """
 
 BACKWARD = f"""
