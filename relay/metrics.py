@@ -51,7 +51,7 @@ class RelayMetrics:
         self.batch_size = Histogram(
             "relay_batch_size_events",
             "Events per delivered batch.",
-            buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10000, 50000),
+            buckets=(1, 10, 100, 1000, 5000, 10000, 20000, 50000, 100000),
             registry=r,
         )
         self.event_lag = Histogram(

@@ -118,7 +118,7 @@ class WebSettings(CommonSettings):
 class RelaySettings(CommonSettings):
     """Settings of the relay daemon; its own knobs are named `RELAY_*`."""
 
-    relay_batch_size: int = Field(default=5000, ge=1, le=100_000)
+    relay_batch_size: int = Field(default=20_000, ge=1, le=100_000)
     relay_concurrency: int = Field(default=2, ge=1, le=32)
     relay_poll_interval: float = Field(default=1.0, gt=0)
     relay_notify_channel: str = "event_outbox"
