@@ -45,7 +45,7 @@ from aiochclient import ChClient
 from relay import schema
 from relay.outbox import OutboxQueries, copy_out
 from shared.events import Envelope, Event, UserCreated, UserLoggedIn, UserLoggedOut, UserLoginFailed
-from shared.outbox import OUTBOX_TABLE
+from shared.outbox import EVENT_LOG_COLUMNS, OUTBOX_TABLE
 from shared.settings import RelaySettings, load
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,14 +110,7 @@ async def prefill(url: str, envelopes: list[Envelope]) -> None:
     try:
         await connection.copy_records_to_table(
             OUTBOX_TABLE,
-            columns=[
-                "event_id",
-                "event_type",
-                "event_date_time",
-                "environment",
-                "event_context",
-                "metadata_version",
-            ],
+            columns=list(EVENT_LOG_COLUMNS),
             records=[
                 (
                     e.event_id,

@@ -14,21 +14,9 @@ from datetime import datetime
 
 import asyncpg
 
-from shared.outbox import DEAD_LETTER_TABLE, EVENT_LOG_COLUMNS, OUTBOX_TABLE, WAKEUP_TABLE
+from shared.outbox import DEAD_LETTER_TABLE, EVENT_COLUMNS, EVENT_LOG_COLUMNS, OUTBOX_TABLE, WAKEUP_TABLE
 
-_EVENT_COLUMNS = ", ".join(
-    (
-        "event_id",
-        "event_type",
-        "event_date_time",
-        "environment",
-        "event_context",
-        "metadata_version",
-        "sentry_trace",
-        "baggage",
-        "attempts",
-    )
-)
+_EVENT_COLUMNS = ", ".join(EVENT_COLUMNS)
 
 
 def _timestamp(precision: int) -> str:

@@ -30,3 +30,8 @@ EVENT_LOG_COLUMNS: Final = (
     "event_context",
     "metadata_version",
 )
+
+# Every column an event keeps in the outbox and in the dead-letter table: the
+# analysts' columns, the trace headers of the request that wrote it, and how
+# often it has been set aside.
+EVENT_COLUMNS: Final = (*EVENT_LOG_COLUMNS, "sentry_trace", "baggage", "attempts")

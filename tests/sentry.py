@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import sentry_sdk
 from sentry_sdk.envelope import Envelope
+from sentry_sdk.integrations import Integration
 from sentry_sdk.transport import Transport
 
 
@@ -31,8 +33,8 @@ class CapturingTransport(Transport):
         ]
 
 
-@pytest.fixture
-def sentry_capture() -> Iterator[CapturingTransport]:
+@contextlib.contextmanager
+def capturing_sentry(*integrations: Integration) -> Iterator[CapturingTransport]:
     """Sentry on, tracing every transaction, into memory; switched off again afterwards."""
     transport = CapturingTransport()
     sentry_sdk.init(
@@ -40,7 +42,17 @@ def sentry_capture() -> Iterator[CapturingTransport]:
         transport=transport,
         traces_sample_rate=1.0,
         default_integrations=False,
+        integrations=list(integrations),
     )
-    yield transport
-    sentry_sdk.flush()
-    sentry_sdk.init(dsn=None)
+    try:
+        yield transport
+    finally:
+        sentry_sdk.flush()
+        sentry_sdk.init(dsn=None)
+
+
+@pytest.fixture
+def sentry_capture() -> Iterator[CapturingTransport]:
+    """`capturing_sentry` as a fixture, with no integrations."""
+    with capturing_sentry() as transport:
+        yield transport

@@ -18,7 +18,7 @@ from shared.outbox import OUTBOX_TABLE
 from tests.conftest import ClickHouse
 from tests.relay.conftest import Outbox, RelayFactory, visible, wait_until
 from tests.relay.test_tracing import deliver_one_batch
-from tests.sentry import CapturingTransport
+from tests.sentry import capturing_sentry
 
 pytestmark = pytest.mark.slow
 
@@ -88,15 +88,7 @@ def test_the_original_assignments_check_one_user_created_row_in_the_deduplicated
 def test_a_sign_up_can_be_followed_from_the_http_request_to_the_clickhouse_insert(
     outbox: Outbox, clickhouse: ClickHouse, live_server: LiveServer
 ) -> None:
-    transport = CapturingTransport()
-    sentry_sdk.init(
-        dsn="https://public@sentry.invalid/1",
-        transport=transport,
-        traces_sample_rate=1.0,
-        default_integrations=False,
-        integrations=[DjangoIntegration()],
-    )
-    try:
+    with capturing_sentry(DjangoIntegration()) as transport:
         request = urllib.request.Request(
             f"{live_server.url}/api/users/",
             data=json.dumps(SIGN_UP).encode(),
@@ -113,8 +105,6 @@ def test_a_sign_up_can_be_followed_from_the_http_request_to_the_clickhouse_inser
 
         assert asyncio.run(deliver_one_batch(outbox, clickhouse)) == 1
         sentry_sdk.flush()
-    finally:
-        sentry_sdk.init(dsn=None)
 
     batch = transport.transactions()[-1]
     assert batch["contexts"]["trace"]["op"] == "relay.batch"

@@ -13,26 +13,14 @@ import structlog
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 
-from shared.outbox import DEAD_LETTER_TABLE, OUTBOX_TABLE
+from shared.outbox import DEAD_LETTER_TABLE, EVENT_COLUMNS, OUTBOX_TABLE
 from webapp.outbox.models import DeadLetter
 
 logger = structlog.get_logger(__name__)
 
 # Every column an event keeps wherever it is stored (`EventFields`). The
 # attempt count travels too: it says how often the event was set aside before.
-_EVENT_COLUMNS = ", ".join(
-    (
-        "event_id",
-        "event_type",
-        "event_date_time",
-        "environment",
-        "event_context",
-        "metadata_version",
-        "sentry_trace",
-        "baggage",
-        "attempts",
-    )
-)
+_EVENT_COLUMNS = ", ".join(EVENT_COLUMNS)
 
 # One statement, so moving is atomic on its own: a dead letter is either back
 # in the outbox or still set aside, never both or neither. The outbox trigger
