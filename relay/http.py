@@ -52,7 +52,6 @@ class HttpEndpoint:
         self.status = status
         self.readiness_timeout = readiness_timeout
         self.liveness_timeout = liveness_timeout
-        self.bound_port: int | None = None
 
     def application(self) -> web.Application:
         """The routes."""
@@ -70,8 +69,6 @@ class HttpEndpoint:
         try:
             site = web.TCPSite(runner, self.host, self.port)
             await site.start()
-            sockets = runner.addresses
-            self.bound_port = sockets[0][1] if sockets else self.port
             await stop.wait()
         finally:
             await runner.cleanup()
