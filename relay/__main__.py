@@ -15,6 +15,7 @@ import structlog
 import uvloop
 
 from relay import app, schema
+from relay.clickhouse import DeliveryError
 from shared.logging import configure_logging
 from shared.sentry import init_sentry
 from shared.settings import ConfigurationError, RelaySettings, load
@@ -43,10 +44,13 @@ async def _check(settings: RelaySettings) -> int:
     async with aiohttp.ClientSession() as session:
         sink = app.clickhouse_sink(session, settings)
         try:
-            shape = await schema.inspect(sink.client, settings.clickhouse_database)
+            shape = await schema.inspect(sink, settings.clickhouse_database)
         except schema.SchemaError as error:
             structlog.get_logger("relay").error("clickhouse_schema_invalid", problem=str(error))
             return app.EXIT_MISCONFIGURED
+        except DeliveryError as error:
+            structlog.get_logger("relay").error("clickhouse_unavailable", error_kind=error.kind)
+            return app.EXIT_FAILED
     structlog.get_logger("relay").info("clickhouse_schema_ok", timestamp_precision=shape.timestamp_precision)
     return app.EXIT_OK
 

@@ -81,6 +81,9 @@ async def run(settings: RelaySettings, *, stop: asyncio.Event | None = None) -> 
         min_size=0,
         # one connection per forwarder, one for the monitor, one for /readyz
         max_size=settings.relay_concurrency + 2,
+        # A connection that stops answering (a half-open socket after a
+        # failover) fails the statement instead of blocking a forwarder forever.
+        command_timeout=settings.relay_postgres_timeout,
         server_settings={
             "application_name": "die-hard-relay",
             # A transaction must never outlive a bounded ClickHouse call by much.
@@ -93,7 +96,10 @@ async def run(settings: RelaySettings, *, stop: asyncio.Event | None = None) -> 
                 settings=settings, stop=stop, sink=clickhouse_sink(session, settings), pool=pool
             )
     finally:
-        await asyncio.wait_for(pool.close(), timeout=max(settings.relay_shutdown_grace, 1.0))
+        try:
+            await asyncio.wait_for(pool.close(), timeout=max(settings.relay_shutdown_grace, 1.0))
+        except TimeoutError:
+            pool.terminate()
 
 
 async def _serve(
@@ -130,11 +136,14 @@ async def _serve(
     }
     helpers = {asyncio.create_task(coroutine, name=name) for name, coroutine in side.items()}
     workers: set[asyncio.Task[None]] = set()
-    shape = await _inspect_schema(sink, settings, backoff, stop)
-    if shape is None:
-        exit_code = EXIT_OK if stop.is_set() else EXIT_MISCONFIGURED
-        stop.set()
-    else:
+    reported: set[asyncio.Task[None]] = set()
+    exit_code = EXIT_FAILED
+    try:
+        shape = await _inspect_schema(sink, settings, backoff, stop)
+        if shape is None:
+            exit_code = EXIT_OK if stop.is_set() else EXIT_MISCONFIGURED
+            return exit_code
+        queries = OutboxQueries(timestamp_precision=shape.timestamp_precision)
         config = ForwarderConfig(
             batch_size=settings.relay_batch_size,
             poll_interval=settings.relay_poll_interval,
@@ -143,21 +152,22 @@ async def _serve(
             fault_point=settings.relay_fault_point,
             fault_pause=settings.relay_fault_pause,
         )
-        queries = OutboxQueries(timestamp_precision=shape.timestamp_precision)
-        forwarders = [
-            Forwarder(
-                name=f"forwarder-{number}",
-                pool=pool,
-                sink=sink,
-                queries=queries,
-                config=config,
-                doorbell=doorbell,
-                metrics=metrics,
-                status=status,
+        workers = {
+            asyncio.create_task(forwarder.run(stop), name=forwarder.name)
+            for forwarder in (
+                Forwarder(
+                    name=f"forwarder-{number}",
+                    pool=pool,
+                    sink=sink,
+                    queries=queries,
+                    config=config,
+                    doorbell=doorbell,
+                    metrics=metrics,
+                    status=status,
+                )
+                for number in range(settings.relay_concurrency)
             )
-            for number in range(settings.relay_concurrency)
-        ]
-        workers = {asyncio.create_task(f.run(stop), name=f.name) for f in forwarders}
+        }
         log.info(
             "relay_started",
             concurrency=settings.relay_concurrency,
@@ -165,31 +175,49 @@ async def _serve(
             http_port=settings.relay_http_port,
             timestamp_precision=shape.timestamp_precision,
         )
-        exit_code = await _supervise(stop, workers | helpers)
-    # Forwarders finish the batch in hand within the grace period...
+        exit_code, reported = await _supervise(stop, workers | helpers)
+        return exit_code
+    finally:
+        stop.set()
+        await _shut_down(workers, helpers, grace=settings.relay_shutdown_grace, reported=reported)
+        log.info("relay_stopped", exit_code=exit_code, events_delivered=status.events_delivered)
+
+
+async def _shut_down(
+    workers: set[asyncio.Task[None]],
+    helpers: set[asyncio.Task[None]],
+    *,
+    grace: float,
+    reported: set[asyncio.Task[None]],
+) -> None:
+    """Let forwarders finish the batch in hand within `grace`, then stop everything."""
     if workers:
-        _, late = await asyncio.wait(workers, timeout=settings.relay_shutdown_grace)
+        _, late = await asyncio.wait(workers, timeout=grace)
         for task in late:
             log.warning("forwarder_cancelled_after_grace", forwarder=task.get_name())
             task.cancel()
-    # ...then the side tasks stop (they only watch `stop`).
+    # The side tasks only watch `stop`; they end at once.
     _, stuck = await asyncio.wait(helpers, timeout=5.0)
     for task in stuck:
         task.cancel()
-    results = await asyncio.gather(*workers, *helpers, return_exceptions=True)
-    for task, result in zip([*workers, *helpers], results, strict=True):
-        if isinstance(result, Exception):
+    tasks = [*workers, *helpers]
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    for task, result in zip(tasks, results, strict=True):
+        if isinstance(result, Exception) and task not in reported:
             log.error("task_failed", task=task.get_name(), error_kind=type(result).__name__, exc_info=result)
-    log.info("relay_stopped", exit_code=exit_code, events_delivered=status.events_delivered)
-    return exit_code
 
 
-async def _supervise(stop: asyncio.Event, tasks: set[asyncio.Task[None]]) -> int:
-    """Wait for the stop request; a task that ends before it is a failure of the relay."""
+async def _supervise(
+    stop: asyncio.Event, tasks: set[asyncio.Task[None]]
+) -> tuple[int, set[asyncio.Task[None]]]:
+    """Wait for the stop request; a task that ends before it is a failure of the relay.
+
+    Returns the exit code and the tasks whose end was already reported.
+    """
     stopping = asyncio.create_task(stop.wait(), name="stop")
     done, _ = await asyncio.wait({stopping, *tasks}, return_when=asyncio.FIRST_COMPLETED)
     if stopping in done:
-        return EXIT_OK
+        return EXIT_OK, set()
     stopping.cancel()
     for task in done:
         error = task.exception() if not task.cancelled() else None
@@ -199,8 +227,7 @@ async def _supervise(stop: asyncio.Event, tasks: set[asyncio.Task[None]]) -> int
             error_kind=type(error).__name__ if error else None,
             exc_info=error,
         )
-    stop.set()
-    return EXIT_FAILED
+    return EXIT_FAILED, set(done)
 
 
 async def _inspect_schema(
@@ -210,14 +237,19 @@ async def _inspect_schema(
     failures = 0
     while not stop.is_set():
         try:
-            return await schema.inspect(sink.client, settings.clickhouse_database)
+            return await schema.inspect(sink, settings.clickhouse_database)
         except schema.SchemaError as error:
             log.error("clickhouse_schema_invalid", problem=str(error))
             return None
-        except (DeliveryError, aiohttp.ClientError, OSError, TimeoutError) as error:
+        except DeliveryError as error:
             failures += 1
             delay = backoff.delay(failures)
-            log.warning("clickhouse_not_ready", error_kind=type(error).__name__, retry_in_s=round(delay, 2))
+            log.warning(
+                "clickhouse_not_ready",
+                error_kind=error.kind,
+                error_code=error.code,
+                retry_in_s=round(delay, 2),
+            )
             await sleep_unless(stop, delay)
     return None
 

@@ -42,6 +42,10 @@ DATA_ERROR_CODES: Final = frozenset(
         469,  # VIOLATED_CONSTRAINT
     }
 )
+# Error codes that mean the relay is pointed at the wrong place or with the
+# wrong credentials: retrying will not help, a person must act.
+MISSING_SCHEMA_CODES: Final = frozenset({60, 81})  # UNKNOWN_TABLE, UNKNOWN_DATABASE
+ACCESS_CODES: Final = frozenset({192, 193, 194, 497, 516})  # unknown user, wrong password, denied, ...
 _CODE = re.compile(r"Code:\s*(\d+)")
 
 
@@ -103,13 +107,14 @@ class ClickHouseSink:
 
     async def insert(self, body: bytes) -> None:
         """Insert one batch; raise `RejectedData` or `TransientError` when it is not taken."""
-        await self._call(self.client.insert_file(self._query, body))
+        await self.call(self.client.insert_file(self._query, body))
 
     async def ping(self, *, within: float | None = None) -> None:
         """Answer if the server answers a trivial query, raise `TransientError` otherwise."""
-        await self._call(self.client.fetchval("SELECT 1"), within=within)
+        await self.call(self.client.fetchval("SELECT 1"), within=within)
 
-    async def _call[T](self, call: Awaitable[T], within: float | None = None) -> T:
+    async def call[T](self, call: Awaitable[T], within: float | None = None) -> T:
+        """Await one ClickHouse request, bounded in time, its errors sorted by kind."""
         try:
             async with asyncio.timeout(within or self.timeout):
                 return await call

@@ -29,6 +29,10 @@ from relay.waits import first_of, sleep_unless
 
 log = structlog.get_logger("relay.forwarder")
 
+# Most events one isolation transaction claims: all-bad slices then cost at
+# most ~2 x 256 small inserts before the transaction commits.
+ISOLATION_BATCH = 256
+
 # Errors that mean PostgreSQL is (for now) unreachable or went away mid-batch.
 POSTGRES_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
@@ -76,36 +80,39 @@ class Forwarder:
         isolate = False
         rechecks = Rechecks(self.config.recheck_delay, count=0)
         while not stop.is_set():
-            try:
-                if isolate:
-                    delivered = await self.isolate_batch()
-                    isolate = False
-                else:
-                    delivered = await self.deliver_batch(attempt=failures + 1)
-            except RejectedData as error:
-                # Some row in the batch is bad. The transaction rolled back; the
-                # next round takes the slow path that finds it.
-                self._failed("rejected", error_code=error.code)
-                isolate = True
-                continue
-            except TransientError as error:
-                failures += 1
-                await self._back_off(stop, failures, error.kind, error_code=error.code)
-                continue
-            except POSTGRES_ERRORS as error:
-                failures += 1
-                await self._back_off(
-                    stop,
-                    failures,
-                    "postgres",
-                    error_type=type(error).__name__,
-                    sqlstate=getattr(error, "sqlstate", None),
-                )
-                continue
+            # Cleared before claiming: a ring during the batch means "look again".
+            bell.clear()
+            batch_id = uuid.uuid4().hex[:16]
+            with structlog.contextvars.bound_contextvars(batch_id=batch_id, forwarder=self.name):
+                try:
+                    if isolate:
+                        delivered = await self.isolate_batch()
+                        isolate = False
+                    else:
+                        delivered = await self.deliver_batch(batch_id=batch_id, attempt=failures + 1)
+                except RejectedData as error:
+                    # Some row in the batch is bad. The transaction rolled back; the
+                    # next round takes the slow path that finds it.
+                    self._failed("rejected", error_code=error.code)
+                    isolate = True
+                    continue
+                except TransientError as error:
+                    failures += 1
+                    await self._back_off(stop, failures, error.kind, error_code=error.code)
+                    continue
+                except POSTGRES_ERRORS as error:
+                    failures += 1
+                    await self._back_off(
+                        stop,
+                        failures,
+                        "postgres",
+                        error_type=type(error).__name__,
+                        sqlstate=getattr(error, "sqlstate", None),
+                    )
+                    continue
             failures = 0
             if delivered >= self.config.batch_size:
                 continue  # more is waiting: drain without waiting
-            bell.clear()
             rechecking = bool(rechecks)
             wait = rechecks.next_wait() if rechecking else self.config.poll_interval
             await first_of(bell, stop, seconds=wait)
@@ -121,45 +128,40 @@ class Forwarder:
             else:
                 self.metrics.wakeups.labels(cause="poll").inc()
 
-    async def deliver_batch(self, *, attempt: int = 1) -> int:
+    async def deliver_batch(self, *, batch_id: str = "", attempt: int = 1) -> int:
         """Move one batch from the outbox to ClickHouse; return how many events it held."""
-        batch_id = uuid.uuid4().hex[:16]
         started = time.perf_counter()
-        traced = tracing.enabled()
-        with structlog.contextvars.bound_contextvars(batch_id=batch_id, forwarder=self.name):
-            async with self.pool.acquire() as connection, connection.transaction():
-                if traced:
-                    body, traces = await outbox.take_traced_batch(
-                        connection, self.queries, self.config.batch_size
-                    )
-                else:
-                    body, traces = (
-                        await outbox.take_batch(connection, self.queries, self.config.batch_size),
-                        [],
-                    )
-                if not body:
-                    return 0
-                events = body.count(b"\n")
-                if traced:
-                    with (
-                        tracing.batch_transaction(traces, batch_id=batch_id, events=events),
-                        tracing.insert_span(len(body)),
-                    ):
-                        await self.sink.insert(body)
-                else:
+        traced = tracing.sampled()
+        async with self.pool.acquire() as connection, connection.transaction():
+            if traced:
+                body, traces = await outbox.take_traced_batch(
+                    connection, self.queries, self.config.batch_size
+                )
+            else:
+                body, traces = await outbox.take_batch(connection, self.queries, self.config.batch_size), []
+            if not body:
+                return 0
+            events = body.count(b"\n")
+            if traced:
+                with (
+                    tracing.batch_transaction(traces, batch_id=batch_id, events=events),
+                    tracing.insert_span(len(body)),
+                ):
                     await self.sink.insert(body)
-                acknowledged_at = time.time()
-                await self._inject_fault()
-            duration = time.perf_counter() - started
-            self._delivered(events, len(body), duration, acknowledged_at - _first_event_time(body))
-            log.info(
-                "batch_delivered",
-                events=events,
-                bytes=len(body),
-                duration_ms=round(duration * 1000, 2),
-                attempt=attempt,
-            )
-            return events
+            else:
+                await self.sink.insert(body)
+            acknowledged_at = time.time()
+            await self._inject_fault()
+        duration = time.perf_counter() - started
+        self._delivered(events, len(body), duration, _lag(body, acknowledged_at))
+        log.info(
+            "batch_delivered",
+            events=events,
+            bytes=len(body),
+            duration_ms=round(duration * 1000, 2),
+            attempt=attempt,
+        )
+        return events
 
     async def _inject_fault(self) -> None:
         """Tests arm these to prove what a crash or a slow commit does."""
@@ -172,32 +174,35 @@ class Forwarder:
     async def isolate_batch(self) -> int:
         """Deliver a batch that ClickHouse refused, setting its bad events aside.
 
-        The batch is split in halves until each refused part is a single event;
-        those go to the dead-letter table with ClickHouse's error, the rest are
-        delivered and removed, all in one transaction.
+        At most `ISOLATION_BATCH` events are claimed and split in halves until
+        each refused part is a single event; those go to the dead-letter table
+        with ClickHouse's error, the rest are delivered and removed, all in one
+        transaction. The cap bounds that transaction's length even when every
+        event is bad; the next round takes the next slice.
         """
-        batch_id = uuid.uuid4().hex[:16]
-        with structlog.contextvars.bound_contextvars(batch_id=batch_id, forwarder=self.name):
-            async with self.pool.acquire() as connection, connection.transaction():
-                lines = await outbox.claim_lines(connection, self.queries, self.config.batch_size)
-                delivered: list[int] = []
-                refused: list[tuple[int, bytes, RejectedData]] = []
-                await self._deliver_halves(lines, delivered, refused)
-                await outbox.delete(connection, self.queries, delivered)
-                for outbox_id, line, error in refused:
-                    await outbox.dead_letter(connection, self.queries, outbox_id, str(error))
-                    log.error(
-                        "event_dead_lettered",
-                        event_id=line[:36].decode(errors="replace"),
-                        error_code=error.code,
-                    )
-            if delivered:
-                self._delivered(len(delivered), 0, 0.0, None)
-            if refused:
-                self.metrics.dead_letters.inc(len(refused))
-                self.status.dead_letters_moved += len(refused)
-            log.info("batch_isolated", events=len(delivered), dead_lettered=len(refused))
-            return len(lines)
+        async with self.pool.acquire() as connection, connection.transaction():
+            limit = min(self.config.batch_size, ISOLATION_BATCH)
+            lines = await outbox.claim_lines(connection, self.queries, limit)
+            delivered: list[int] = []
+            refused: list[tuple[int, bytes, RejectedData]] = []
+            await self._deliver_halves(lines, delivered, refused)
+            await outbox.delete(connection, self.queries, delivered)
+            for outbox_id, line, error in refused:
+                await outbox.dead_letter(connection, self.queries, outbox_id, str(error))
+                log.warning(
+                    "event_dead_lettered",
+                    event_id=line[:36].decode(errors="replace"),
+                    error_code=error.code,
+                )
+        if delivered:
+            self._delivered(len(delivered), sum(len(line) for _, line in lines), 0.0, None)
+        if refused:
+            self.metrics.dead_letters.inc(len(refused))
+            self.status.dead_letters_moved += len(refused)
+            log.error("batch_isolated", events=len(delivered), dead_lettered=len(refused))
+        else:
+            log.info("batch_isolated", events=len(delivered), dead_lettered=0)
+        return len(lines)
 
     async def _deliver_halves(
         self,
@@ -259,8 +264,12 @@ class Rechecks:
         return self.delay
 
 
-def _first_event_time(body: bytes) -> float:
-    """Unix time of the first (oldest) event of a TSV body: its third column."""
-    first_line = body[: body.find(b"\n")]
-    stamp = first_line.split(b"\t", 3)[2].decode()
-    return datetime.fromisoformat(stamp).replace(tzinfo=UTC).timestamp()
+def _lag(body: bytes, acknowledged_at: float) -> float | None:
+    """Seconds from the first event of a TSV body (its third column) to `acknowledged_at`."""
+    try:
+        first_line = body[: body.find(b"\n")]
+        stamp = first_line.split(b"\t", 3)[2].decode()
+        happened = datetime.fromisoformat(stamp).replace(tzinfo=UTC).timestamp()
+    except (IndexError, ValueError):  # a timestamp Python cannot read: no lag sample, not a crash
+        return None
+    return acknowledged_at - happened

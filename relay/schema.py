@@ -23,7 +23,13 @@ from typing import Final
 
 from aiochclient import ChClient
 
-from relay.clickhouse import EVENT_LOG_TABLE
+from relay.clickhouse import (
+    ACCESS_CODES,
+    EVENT_LOG_TABLE,
+    MISSING_SCHEMA_CODES,
+    ClickHouseSink,
+    TransientError,
+)
 
 DEDUP_VIEW: Final = "event_log_dedup"
 INSERT_DEDUP_WINDOW: Final = 1000
@@ -128,10 +134,24 @@ async def apply(client: ChClient, database: str) -> ServerFeatures:
     return features
 
 
-async def inspect(client: ChClient, database: str) -> TableShape:
-    """Check the existing table at start-up; a clear `SchemaError` if it will not do."""
-    rows = await client.fetch(
-        "SELECT name, type FROM system.columns WHERE database = {db} AND table = {table}",
-        params={"db": database, "table": EVENT_LOG_TABLE},
-    )
+async def inspect(sink: ClickHouseSink, database: str) -> TableShape:
+    """Check the existing table at start-up; a clear `SchemaError` if it will not do.
+
+    ClickHouse being unreachable or slow raises `TransientError` (wait and
+    retry); a missing database or table, or refused credentials, raise
+    `SchemaError`, since no retry will fix them.
+    """
+    try:
+        rows = await sink.call(
+            sink.client.fetch(
+                "SELECT name, type FROM system.columns WHERE database = {db} AND table = {table}",
+                params={"db": database, "table": EVENT_LOG_TABLE},
+            )
+        )
+    except TransientError as error:
+        if error.code in MISSING_SCHEMA_CODES:
+            raise SchemaError(f"database {database} does not exist: run `relay migrate`") from error
+        if error.code in ACCESS_CODES:
+            raise SchemaError(f"ClickHouse refused the configured user (code {error.code})") from error
+        raise
     return check_columns({row["name"]: row["type"] for row in rows})

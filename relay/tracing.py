@@ -9,6 +9,7 @@ span (`linked_trace_ids`).
 from __future__ import annotations
 
 import contextlib
+import random
 from collections.abc import Iterator, Sequence
 
 import sentry_sdk
@@ -18,10 +19,16 @@ from relay.outbox import TraceContext
 _MAX_LINKED = 100
 
 
-def enabled() -> bool:
-    """Whether Sentry is on and samples traces, so collecting trace headers is worth a query."""
+def sampled(rng: random.Random | None = None) -> bool:
+    """Whether to trace the next batch: Sentry is on and the draw falls within its sample rate.
+
+    Only a traced batch pays for reading its events' trace headers (one more
+    statement, and its ids in Python), so the draw is made before claiming.
+    """
     client = sentry_sdk.get_client()
-    return client.is_active() and bool(client.options.get("traces_sample_rate"))
+    if not client.is_active():
+        return False
+    return (rng or random).random() < float(client.options.get("traces_sample_rate") or 0.0)
 
 
 @contextlib.contextmanager
@@ -31,6 +38,7 @@ def batch_transaction(traces: Sequence[TraceContext], *, batch_id: str, events: 
     transaction = sentry_sdk.continue_trace(
         headers, op="relay.batch", name="relay.deliver_batch", origin="manual"
     )
+    transaction.sampled = True  # the relay drew this batch already (`sampled`)
     with sentry_sdk.start_transaction(transaction):
         transaction.set_data("batch_id", batch_id)
         transaction.set_data("events", events)

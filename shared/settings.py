@@ -81,7 +81,6 @@ class WebSettings(CommonSettings):
     secure_ssl_redirect: bool = True
     secure_hsts_seconds: int = 31_536_000
 
-    email_url: str = ""
     default_from_email: str = "Die Hard <no-reply@example.com>"
     email_host: str = ""
     email_port: int = 587
@@ -121,10 +120,10 @@ class RelaySettings(CommonSettings):
     relay_batch_size: int = Field(default=20_000, ge=1, le=100_000)
     relay_concurrency: int = Field(default=2, ge=1, le=32)
     relay_poll_interval: float = Field(default=1.0, gt=0)
-    relay_notify_channel: str = "event_outbox"
     relay_backoff_initial: float = Field(default=0.2, gt=0)
     relay_backoff_max: float = Field(default=30.0, gt=0)
     relay_clickhouse_timeout: float = Field(default=10.0, gt=0)
+    relay_postgres_timeout: float = Field(default=30.0, gt=0)
     relay_shutdown_grace: float = Field(default=15.0, ge=0)
     relay_http_host: str = "127.0.0.1"
     relay_http_port: int = Field(default=8001, ge=0, le=65535)

@@ -5,16 +5,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -23,27 +22,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from shared.events import Envelope, UserCreated
 from shared.outbox import DEAD_LETTER_TABLE, OUTBOX_TABLE
 from tests.conftest import ClickHouse
+from tests.helpers import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def wait_until(condition: Callable[[], object], *, timeout: float, interval: float = 0.05) -> object:
-    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass
@@ -113,10 +94,9 @@ def outbox(transactional_db: None) -> Outbox:
     from django.db import connection
 
     database = connection.settings_dict
-    url = (
-        f"postgres://{database['USER']}:{database['PASSWORD'] or ''}@{database['HOST']}:{database['PORT']}"
-        f"/{database['NAME']}"
-    )
+    credentials = quote(database["USER"], safe="") + ":" + quote(database["PASSWORD"] or "", safe="")
+    address = f"{database['HOST'] or 'localhost'}:{database['PORT'] or 5432}"
+    url = f"postgres://{credentials}@{address}/{database['NAME']}"
     return Outbox(url)
 
 

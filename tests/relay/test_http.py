@@ -25,6 +25,10 @@ REQUIRED_METRICS = {
     "relay_dead_letters": "counter",
     "relay_last_success_timestamp_seconds": "gauge",
     "relay_listener_reconnects": "counter",
+    "relay_bytes_delivered": "counter",
+    "relay_batches": "counter",
+    "relay_batch_size_events": "histogram",
+    "relay_wakeups": "counter",
 }
 
 

@@ -40,7 +40,6 @@ def test_a_sign_up_is_in_event_log_within_a_second_woken_by_notify(
 ) -> None:
     relay = start_relay(poll_interval=60)  # only a notification can wake it in time
     wait_until(lambda: relay.status()["listener_connected"], timeout=10)
-    time.sleep(0.3)
 
     sign_up(client)
     started = time.monotonic()
@@ -57,7 +56,7 @@ def test_a_sign_up_arrives_within_the_poll_interval_when_the_notification_is_los
         connection.execute(f"ALTER TABLE {OUTBOX_TABLE} DISABLE TRIGGER USER")
     try:
         sign_up(client)
-        wait_until(lambda: visible(clickhouse) == 1, timeout=2.0)
+        wait_until(lambda: visible(clickhouse) == 1, timeout=5)  # a few poll intervals
     finally:
         with outbox.connect() as connection:
             connection.execute(f"ALTER TABLE {OUTBOX_TABLE} ENABLE TRIGGER USER")

@@ -36,7 +36,7 @@ async def deliver_one_batch(outbox: Outbox, clickhouse: ClickHouse) -> int:
                     session,
                     url=clickhouse.url,
                     user=clickhouse.user,
-                    password="",
+                    password=clickhouse.password,
                     database=clickhouse.database,
                     timeout=10,
                 ),

@@ -6,9 +6,10 @@ import random
 import subprocess
 import sys
 
+import pytest
 from aiochclient import ChClientError
 
-from relay.clickhouse import RejectedData, TransientError, classify
+from relay.clickhouse import DeliveryError, RejectedData, TransientError, classify
 from relay.retry import Backoff
 
 
@@ -32,20 +33,25 @@ def test_no_backoff_before_the_first_retry() -> None:
     assert Backoff(initial=1, maximum=5).delay(0) == 0
 
 
-def test_a_parse_error_from_clickhouse_is_rejected_data() -> None:
-    error = classify(ChClientError("Code: 27, e.displayText() = DB::Exception: Cannot parse input"))
+@pytest.mark.parametrize(
+    ("code", "meaning"),
+    [
+        (27, RejectedData),  # cannot parse input
+        (72, RejectedData),  # cannot parse number
+        (376, RejectedData),  # cannot parse UUID
+        (60, TransientError),  # unknown table: the schema's fault, not the rows'
+        (241, TransientError),  # memory limit exceeded
+        (252, TransientError),  # too many parts
+        (516, TransientError),  # authentication failed
+    ],
+)
+def test_clickhouse_errors_are_sorted_into_rejected_rows_and_transient_failures(
+    code: int, meaning: type[DeliveryError]
+) -> None:
+    error = classify(ChClientError(f"Code: {code}, e.displayText() = DB::Exception: something"))
 
-    assert isinstance(error, RejectedData)
-    assert error.code == 27
-
-
-def test_a_missing_table_is_transient_not_the_datas_fault() -> None:
-    error = classify(
-        ChClientError("Code: 60, e.displayText() = DB::Exception: Table default.event_log doesn't exist")
-    )
-
-    assert isinstance(error, TransientError)
-    assert error.kind == "server"
+    assert type(error) is meaning
+    assert error.code == code
 
 
 def test_an_error_without_a_code_is_transient() -> None:

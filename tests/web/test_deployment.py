@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import pytest
 from django.core.management import call_command
 from pytest_django import Settings
 
+from tests.helpers import free_port
 from webapp.core.management.commands import serve
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,13 +97,6 @@ def test_serve_replaces_itself_with_gunicorn_when_debug_is_off(
     assert argv[argv.index("--workers") + 1] == "3"
     assert argv[argv.index("--threads") + 1] == "2"
     assert "--access-logfile" not in argv
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def get(url: str, *, headers: dict[str, str]) -> tuple[int, str]:
