@@ -4,8 +4,9 @@
 #
 # One Ctrl-C stops everything this run started: honcho stops the three
 # processes, then, if this run had to start backing services, they are stopped
-# again with `scripts/services.sh down`. Services that already answered before
-# the run (a system PostgreSQL, an earlier `make services`) are left running.
+# again with `scripts/services.sh down <those services>`. Services that already
+# answered before the run (a system PostgreSQL, an earlier `make services`) are
+# left running.
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -14,9 +15,13 @@ cd "$REPO_ROOT"
 
 [ -x "$BIN/honcho" ] || { echo "run: $BIN/honcho not found; run 'make install' first" >&2; exit 1; }
 
-# The services that do not answer yet are the ones this run will start.
-not_running="$(scripts/services.sh status 2>/dev/null | sed -n 's/^\([a-z]*\): not answering.*/\1/p' | tr '\n' ' ')"
-not_running="${not_running% }"
+# The services that do not answer yet are the ones this run will start, and
+# the only ones it stops again. `status` fails when one does not answer: that
+# is the answer, not an error (pipefail would otherwise end the run here).
+not_running=()
+while read -r service; do
+    not_running+=("$service")
+done < <({ scripts/services.sh status 2>/dev/null || true; } | sed -n 's/^\([a-z]*\): not answering.*/\1/p')
 
 cleaned_up=0
 clean_up() {
@@ -24,14 +29,15 @@ clean_up() {
     cleaned_up=1
     # A second Ctrl-C must not cut the clean-up short and leave services running.
     trap '' INT TERM
-    if [ -z "$not_running" ]; then
+    if [ "${#not_running[@]}" = 0 ]; then
         echo "run: the backing services were running before this run; left running"
         return 0
     fi
-    echo "run: stopping the services this run started ($not_running)"
-    # `down` stops only what services.sh itself started, never a system service.
-    scripts/services.sh down ||
-        echo "run: 'scripts/services.sh down' failed; see 'scripts/services.sh status'" >&2
+    echo "run: stopping the services this run started (${not_running[*]})"
+    # Only those named, and of them only what services.sh itself started (never
+    # a system service): one an earlier `make services` started keeps running.
+    scripts/services.sh down "${not_running[@]}" ||
+        echo "run: 'scripts/services.sh down ${not_running[*]}' failed; see 'scripts/services.sh status'" >&2
 }
 trap clean_up EXIT
 # Bash runs these once the foreground command has returned (honcho gets the same

@@ -4,7 +4,10 @@
 #
 #   scripts/services.sh [up]   start whatever does not answer yet (idempotent)
 #   scripts/services.sh status show what answers
-#   scripts/services.sh down   stop only what this script started
+#   scripts/services.sh down [SERVICE...]
+#                              stop only what this script started: every such
+#                              service, or only the ones named (postgres, redis,
+#                              clickhouse)
 #
 # A service that already answers is used as it is and is never stopped by
 # `down`. Whatever this script starts keeps its logs under .services/<service>/.
@@ -36,6 +39,7 @@ REDIS_PID_FILE="$REDIS_DIR/redis.pid"
 CLICKHOUSE_SH="$SCRIPT_DIR/clickhouse.sh"
 
 say() { printf '%s\n' "$*"; }
+warn() { printf 'services: warning: %s\n' "$*" >&2; }
 die() { printf 'services: error: %s\n' "$*" >&2; exit 1; }
 
 as_root() {
@@ -133,7 +137,11 @@ postgres_start() {
 }
 
 # Make "$PG_USER@127.0.0.1" able to log in without a password and create
-# databases, as the application's default URL expects.
+# databases, as the application's default URL expects. Trust is granted to that
+# user alone, for the databases the project uses: `postgres` (where psql,
+# createdb, Django's test runner and the benchmarks connect first), PG_DB,
+# Django's test database test_<PG_DB> and the benchmarks' scratch databases
+# (`SCRATCH_DATABASE` in benchmarks/producers.py, `SCRATCH` in benchmarks/relay.py).
 postgres_ensure_access() {
     local err
     if err="$(pg_psql -d postgres -tAc 'SELECT 1' 2>&1 >/dev/null)"; then
@@ -146,13 +154,16 @@ postgres_ensure_access() {
                 <<<'CREATE ROLE :"role" LOGIN CREATEDB'
             ;;
         *password* | *"no pg_hba.conf entry"*)
-            local hba
+            local hba databases="postgres,$PG_DB,test_$PG_DB,diehard_bench_producers,diehard_bench_relay"
             hba="$(as_postgres psql -X -tA -p "$PG_PORT" -c 'SHOW hba_file')"
-            say "postgres: allowing trust auth from 127.0.0.1 and ::1 in $hba"
+            # A system-wide file is edited: say so loudly, with how to undo it.
+            warn "postgres: $PG_USER could not log in on $HOST:$PG_PORT; adding two lines at the top of $hba:" \
+                "'host $databases $PG_USER 127.0.0.1/32 trust' and the same for ::1/128" \
+                "(passwordless TCP logins for development; delete them to undo)"
             as_root sed -i "1i\\
 # added by scripts/services.sh: passwordless local TCP for development\\
-host    all    all    127.0.0.1/32    trust\\
-host    all    all    ::1/128         trust" "$hba"
+host    $databases    $PG_USER    127.0.0.1/32    trust\\
+host    $databases    $PG_USER    ::1/128         trust" "$hba"
             as_postgres psql -X -q -p "$PG_PORT" -c 'SELECT pg_reload_conf()' >/dev/null
             sleep 0.5
             ;;
@@ -319,15 +330,31 @@ cmd_status() {
     return "$rc"
 }
 
+# cmd_down [SERVICE...]: stop the named services (all three by default), each
+# only if this script started it. `make run` names just the ones it started, so
+# a service an earlier `make services` started keeps running.
 cmd_down() {
-    clickhouse_down
-    redis_down
-    postgres_down
+    local service
+    local -a wanted=("$@")
+    [ "$#" -gt 0 ] || wanted=(clickhouse redis postgres)
+    for service in "${wanted[@]}"; do
+        case "$service" in
+            postgres | redis | clickhouse) ;;
+            *) die "unknown service: $service (postgres, redis or clickhouse)" ;;
+        esac
+    done
+    # The clients first, the database last, whatever order they were named in.
+    for service in clickhouse redis postgres; do
+        case " ${wanted[*]} " in *" $service "*) "${service}_down" ;; esac
+    done
 }
 
 case "${1:-up}" in
     up) cmd_up ;;
-    down) cmd_down ;;
+    down)
+        shift
+        cmd_down "$@"
+        ;;
     status) cmd_status ;;
     -h | --help | help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//' ;;
     *) die "unknown command: $1 (up|status|down)" ;;

@@ -155,6 +155,9 @@ if not DEBUG:
 LOGGING_CONFIG = None  # shared.logging owns the configuration
 configure_logging(level=ENV.log_level, log_format=ENV.log_format)
 DJANGO_STRUCTLOG_CELERY_ENABLED = True
+# No personal data in logs: a client's address is one, and the one django-structlog
+# would bind comes from X-Forwarded-For, which any client can set.
+DJANGO_STRUCTLOG_IP_LOGGING_ENABLED = False
 init_sentry(ENV, component="web", integrations=[DjangoIntegration(), CeleryIntegration()])
 
 # --- Health -------------------------------------------------------------------

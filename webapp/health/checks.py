@@ -11,7 +11,6 @@ import asyncio
 import dataclasses
 import http.client
 import urllib.parse
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -69,20 +68,29 @@ class ClickHouse(HealthCheck):
     timeout = PROBE_TIMEOUT
 
     def run(self) -> None:
-        # The URL is WebSettings' `http(s)://host:port/`, never user input.
-        request = urllib.request.Request(  # noqa: S310
-            f"{self.url.rstrip('/')}/?{urllib.parse.urlencode({'query': 'SELECT 1'})}",
-            headers={"X-ClickHouse-User": self.user, "X-ClickHouse-Key": self.password},
+        address = urllib.parse.urlsplit(self.url)
+        connection_class = (
+            http.client.HTTPSConnection if address.scheme == "https" else http.client.HTTPConnection
         )
-        # Straight to the server, like the relay's client: a proxy from the
-        # environment would make the probe test a path the relay does not take.
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        # Straight to the server, like the relay's client (no proxy from the
+        # environment), and closed here whatever happens: a probe must not
+        # leave sockets for the garbage collector.
+        connection = connection_class(
+            address.hostname or "127.0.0.1", address.port, timeout=self.timeout.total_seconds()
+        )
         try:
-            with opener.open(request, timeout=self.timeout.total_seconds()) as response:
-                answer = response.read(16)
+            connection.request(
+                "GET",
+                f"/?{urllib.parse.urlencode({'query': 'SELECT 1'})}",
+                headers={"X-ClickHouse-User": self.user, "X-ClickHouse-Key": self.password},
+            )
+            response = connection.getresponse()
+            answer = response.read(16)
         except (OSError, http.client.HTTPException) as error:
             raise ServiceUnavailable("no answer") from error
-        if answer.strip() != b"1":
+        finally:
+            connection.close()
+        if response.status != 200 or answer.strip() != b"1":
             raise ServiceUnavailable("unexpected answer")
 
 

@@ -10,14 +10,13 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.models import DELETION, LogEntry
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils.text import Truncator
 
+from webapp.outbox.errors import error_summary
 from webapp.outbox.models import DeadLetter, OutboxEvent
 from webapp.outbox.services import dead_letter_purge, dead_letter_requeue
-
-ERROR_PREVIEW_CHARS = 120
 
 
 class ReadOnlyEventAdmin(admin.ModelAdmin):
@@ -59,9 +58,8 @@ class DeadLetterAdmin(ReadOnlyEventAdmin):
 
     @admin.display(description="error")
     def error_preview(self, letter: DeadLetter) -> str:
-        """The start of the error's first line."""
-        first_line = letter.error.partition("\n")[0]
-        return Truncator(first_line).chars(ERROR_PREVIEW_CHARS)
+        """The error's code and headline; the full text, which quotes the row, is on the detail page."""
+        return error_summary(letter.error)
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         actions = super().get_actions(request)
@@ -76,13 +74,15 @@ class DeadLetterAdmin(ReadOnlyEventAdmin):
     @admin.action(description="Re-queue selected dead letters", permissions=["requeue"])
     def requeue(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
         """Move the selected dead letters back to the outbox, unchanged."""
-        LogEntry.objects.log_actions(
-            user_id=request.user.pk,
-            queryset=queryset,
-            action_flag=DELETION,
-            change_message="Re-queued to the outbox.",
-        )
-        moved = dead_letter_requeue(ids=queryset.values_list("pk", flat=True))
+        # One transaction: the history records a move only if the move happened.
+        with transaction.atomic():
+            LogEntry.objects.log_actions(
+                user_id=request.user.pk,
+                queryset=queryset,
+                action_flag=DELETION,
+                change_message="Re-queued to the outbox.",
+            )
+            moved = dead_letter_requeue(ids=queryset.values_list("pk", flat=True))
         self.message_user(request, f"Re-queued {moved} dead letter(s) to the outbox.", messages.SUCCESS)
 
     @admin.action(description="Purge selected dead letters", permissions=["delete"])

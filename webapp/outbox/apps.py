@@ -3,10 +3,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.apps import AppConfig
-from django.db import connections
+from django.apps import apps as global_apps
+from django.apps.registry import Apps
+from django.db import connections, router
 from django.db.models.signals import post_migrate
-
-from shared.outbox import WAKEUP_TABLE
 
 
 class OutboxConfig(AppConfig):
@@ -20,13 +20,24 @@ class OutboxConfig(AppConfig):
         post_migrate.connect(_restore_wakeup_row, sender=self, dispatch_uid="outbox.restore_wakeup_row")
 
 
-def _restore_wakeup_row(*, using: str, **_: Any) -> None:
+def _restore_wakeup_row(*, using: str, apps: Apps = global_apps, **_: Any) -> None:
     """Put back the single row the wake-up trigger debounces on.
 
     `manage.py flush` (and every transactional test) empties all tables and then
     sends post_migrate; without the row, producers notify on every statement.
     """
-    with connections[using].cursor() as cursor:
+    # `apps` is the schema as migrated, not as the code declares it: after
+    # `migrate outbox zero`, or `migrate users` on a fresh database, the table
+    # does not exist and there is no row to restore.
+    try:
+        wakeup = apps.get_model("outbox", "WakeUp")
+    except LookupError:
+        return
+    if not router.allow_migrate_model(using, wakeup):
+        return
+    connection = connections[using]
+    table = connection.ops.quote_name(wakeup._meta.db_table)
+    with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {WAKEUP_TABLE} (id, notified_at) VALUES (1, '-infinity') ON CONFLICT DO NOTHING"
+            f"INSERT INTO {table} (id, notified_at) VALUES (1, '-infinity') ON CONFLICT DO NOTHING"
         )

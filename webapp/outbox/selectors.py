@@ -12,7 +12,10 @@ from webapp.outbox.models import DeadLetter
 
 # The relay claims in id order, so the row with the smallest id is the one
 # waiting longest; `ORDER BY id LIMIT 1` reads it from the primary key index.
-# The age is computed by PostgreSQL so the web server's clock plays no part.
+# The age is PostgreSQL's `now()` minus `event_date_time`, and the web host
+# that produced the event stamped that (`shared.events.Envelope`): its clock
+# running behind or ahead of the database's makes the backlog look older or
+# younger. Only the clock of the host asking plays no part.
 _BACKLOG = f"""
     SELECT
         (SELECT count(*) FROM {OUTBOX_TABLE}),

@@ -37,13 +37,23 @@ _REQUEUE = f"""
 
 
 def dead_letter_requeue(
-    *, ids: Iterable[int] | None = None, event_type: str | None = None, using: str = DEFAULT_DB_ALIAS
+    *,
+    ids: Iterable[int] | None = None,
+    event_type: str | None = None,
+    everything: bool = False,
+    using: str = DEFAULT_DB_ALIAS,
 ) -> int:
     """Move dead letters back into the outbox unchanged; return how many moved.
 
-    `ids` and `event_type` narrow the selection and combine; with neither, every
-    dead letter moves. An empty `ids` selects none.
+    `ids` and `event_type` narrow the selection and combine; `everything=True`
+    (alone) moves every dead letter. Like purging, re-queueing needs a
+    selection: a forgotten argument must not re-send every refused event.
+    An empty `ids` selects none.
     """
+    if everything and (ids is not None or event_type is not None):
+        raise ValueError("everything=True re-queues every dead letter: give it without ids or event_type")
+    if not everything and ids is None and event_type is None:
+        raise ValueError("say which dead letters to re-queue: ids, event_type or everything=True")
     conditions = ["TRUE"]
     params: list[object] = []
     if ids is not None:

@@ -8,10 +8,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from webapp.outbox.errors import error_summary
 from webapp.outbox.selectors import dead_letter_list
 from webapp.outbox.services import dead_letter_purge, dead_letter_requeue
-
-ERROR_PREVIEW_CHARS = 100
 
 
 def _positive_int(text: str) -> int:
@@ -89,7 +88,7 @@ class Command(BaseCommand):
                 str(letter.event_id),
                 str(letter.attempts),
                 letter.dead_lettered_at.isoformat(timespec="seconds"),
-                _first_line(letter.error),
+                error_summary(letter.error),
             )
             for letter in letters
         ]
@@ -106,16 +105,10 @@ class Command(BaseCommand):
             raise CommandError(
                 "say which dead letters to re-queue: --id ID (repeatable), --event-type or --all"
             )
-        moved = dead_letter_requeue(ids=ids, event_type=event_type)
+        moved = dead_letter_requeue(ids=ids, event_type=event_type, everything=everything)
         self.stdout.write(self.style.SUCCESS(f"Re-queued {moved} dead letter(s) to the outbox."))
 
     def _purge(self, *, ids: list[int] | None, older_than_days: float | None) -> None:
         older_than = timedelta(days=older_than_days) if older_than_days is not None else None
         purged = dead_letter_purge(ids=ids, older_than=older_than)
         self.stdout.write(self.style.SUCCESS(f"Purged {purged} dead letter(s)."))
-
-
-def _first_line(error: str) -> str:
-    # Tabs and other whitespace in ClickHouse's messages would break the columns.
-    line = " ".join(error.partition("\n")[0].split())
-    return line if len(line) <= ERROR_PREVIEW_CHARS else f"{line[: ERROR_PREVIEW_CHARS - 1]}…"
