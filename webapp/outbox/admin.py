@@ -88,6 +88,8 @@ class DeadLetterAdmin(ReadOnlyEventAdmin):
     @admin.action(description="Purge selected dead letters", permissions=["delete"])
     def purge(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
         """Delete the selected dead letters for good."""
-        self.log_deletions(request, queryset)
-        purged = dead_letter_purge(ids=queryset.values_list("pk", flat=True))
+        # The history entries and the deletion commit together, or neither does.
+        with transaction.atomic():
+            self.log_deletions(request, queryset)
+            purged = dead_letter_purge(ids=list(queryset.values_list("pk", flat=True)))
         self.message_user(request, f"Purged {purged} dead letter(s).", messages.SUCCESS)
