@@ -42,15 +42,8 @@ say() { printf '%s\n' "$*"; }
 warn() { printf 'services: warning: %s\n' "$*" >&2; }
 die() { printf 'services: error: %s\n' "$*" >&2; exit 1; }
 
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo "$@"
-    else
-        die "need root for: $*"
-    fi
-}
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 # Run a command as the postgres OS user (peer authentication on the socket).
 as_postgres() {

@@ -38,3 +38,15 @@ def context_text(row: OutboxEvent) -> str:
 def context(row: OutboxEvent) -> dict[str, Any]:
     """The event's payload, parsed from the stored text."""
     return json.loads(context_text(row))
+
+
+def assert_user_created(event: OutboxEvent, sign_up: dict[str, Any]) -> None:
+    """The event carries what the contract says a sign-up's `user_created` event carries."""
+    assert event.event_type == "user_created"
+    assert event.environment == "Local"
+    assert event.metadata_version == 1
+    assert context(event) == {
+        "email": sign_up["email"],
+        "first_name": sign_up["first_name"],
+        "last_name": sign_up["last_name"],
+    }

@@ -61,14 +61,7 @@ def test_the_user_created_event_has_the_contract_fields(client: Client) -> None:
     post_json(client, data)
 
     event = OutboxEvent.objects.get()
-    assert event.event_type == "user_created"
-    assert event.environment == "Local"
-    assert event.metadata_version == 1
-    assert outbox.context(event) == {
-        "email": data["email"],
-        "first_name": data["first_name"],
-        "last_name": data["last_name"],
-    }
+    outbox.assert_user_created(event, data)
     # Compact JSON, as the analysts' `event_context` column holds it.
     assert ": " not in outbox.context_text(event)
     assert isinstance(event.event_id, uuid.UUID)

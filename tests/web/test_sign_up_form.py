@@ -50,13 +50,7 @@ def test_sign_up_through_the_form_writes_one_user_and_one_user_created_event(bro
     user = User.objects.get()
     assert user.email == data["email"]
     [event] = outbox.events("user_created")
-    assert event.environment == "Local"
-    assert event.metadata_version == 1
-    assert outbox.context(event) == {
-        "email": data["email"],
-        "first_name": data["first_name"],
-        "last_name": data["last_name"],
-    }
+    outbox.assert_user_created(event, data)
 
 
 def test_sign_up_through_the_form_signs_the_person_in_and_goes_home(browser: Client) -> None:
