@@ -175,7 +175,7 @@ def test_a_relay_killed_between_clickhouse_ack_and_commit_leaves_no_visible_dupl
     outbox: Outbox, clickhouse: ClickHouse, start_relay: RelayFactory
 ) -> None:
     outbox.produce(1000)
-    doomed = start_relay(batch_size=400, concurrency=1, fault_point="kill_after_ack", wait=False)
+    doomed = start_relay(batch_size=400, concurrency=1, fault="kill_after_ack", wait=False)
     assert doomed.wait(timeout=15) == -9
     assert delivered(clickhouse) == 400  # ClickHouse has the batch...
     assert outbox.pending() == 1000  # ...and the outbox still has it too
@@ -192,9 +192,7 @@ def test_sigterm_during_a_batch_finishes_it_and_exits_0_within_the_grace_period(
     outbox: Outbox, clickhouse: ClickHouse, start_relay: RelayFactory
 ) -> None:
     outbox.produce(500)
-    relay = start_relay(
-        batch_size=500, concurrency=1, fault_point="pause_after_ack", fault_pause=1.5, shutdown_grace=10
-    )
+    relay = start_relay(batch_size=500, concurrency=1, fault="pause_after_ack:1.5", shutdown_grace=10)
     wait_until(lambda: relay.log_events("fault_pause_after_ack"), timeout=10)
 
     started = time.monotonic()
@@ -210,9 +208,7 @@ def test_sigterm_past_the_grace_period_rolls_the_batch_back_and_loses_nothing(
     outbox: Outbox, clickhouse: ClickHouse, start_relay: RelayFactory
 ) -> None:
     outbox.produce(500)
-    relay = start_relay(
-        batch_size=500, concurrency=1, fault_point="pause_after_ack", fault_pause=30, shutdown_grace=0.5
-    )
+    relay = start_relay(batch_size=500, concurrency=1, fault="pause_after_ack:30", shutdown_grace=0.5)
     wait_until(lambda: relay.log_events("fault_pause_after_ack"), timeout=10)
 
     assert relay.stop() == 0
