@@ -108,7 +108,8 @@ def check_columns(columns: dict[str, str]) -> TableShape:
         raise SchemaError(f"table {EVENT_LOG_TABLE} does not exist: run `relay migrate`")
     problems = []
     precision = 0
-    for name, pattern in _EXPECTED.items():
+    for name in EVENT_LOG_COLUMNS:
+        pattern = _EXPECTED[name]
         actual = columns.get(name)
         match = pattern.fullmatch(actual.replace("\\'", "'")) if actual else None
         if match is None:

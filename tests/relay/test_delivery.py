@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from shared.outbox import OUTBOX_TABLE
+from shared.outbox import EVENT_LOG_COLUMNS, OUTBOX_TABLE
 from tests.conftest import ClickHouse
 from tests.relay.conftest import Outbox, RelayFactory, delivered, visible, wait_until
 
@@ -33,8 +33,8 @@ def test_rows_arrive_with_the_contract_columns_unchanged(
     context = '{"email":"tab\\there@example.com","first_name":"Zoë","last_name":"O\'Brien\\\\"}'
     with outbox.connect() as connection:
         connection.execute(
-            f"INSERT INTO {OUTBOX_TABLE} (event_id, event_type, event_date_time, environment, event_context)"
-            " VALUES (%s, 'user_created', '2026-01-02 03:04:05.678+00', 'Local', %s)",
+            f"INSERT INTO {OUTBOX_TABLE} ({', '.join(EVENT_LOG_COLUMNS)})"
+            " VALUES (%s, 'user_created', '2026-01-02 03:04:05.678+00', 'Local', %s, 1)",
             ("6f1c1a8e-3a3c-4c1e-9d35-0a4f0b1d2c3e", context),
         )
     start_relay()
