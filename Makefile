@@ -9,7 +9,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help install services services-down migrate run test lint format bench bench-producers clean
+.PHONY: help install services services-down cluster-up cluster-down migrate run test lint format bench bench-producers clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -32,6 +32,12 @@ services: ## start PostgreSQL, Redis and ClickHouse on 127.0.0.1 unless they alr
 
 services-down: ## stop the services that `make services` started
 	scripts/services.sh down
+
+cluster-up: ## start ZooKeeper and two ClickHouse replicas (cluster die_hard, HTTP 8123 and 8124) unless they run
+	scripts/cluster.sh up
+
+cluster-down: ## stop what `make cluster-up` started (the cluster's data is kept)
+	scripts/cluster.sh down
 
 migrate: $(VENV)/.installed .env ## apply the Postgres migrations and the ClickHouse schema (idempotent)
 	$(BIN)/python manage.py migrate --no-input
