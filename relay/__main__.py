@@ -48,6 +48,8 @@ async def _check(settings: RelaySettings) -> int:
         sink = app.clickhouse_sink(session, settings)
         try:
             shape = await schema.inspect(sink, settings.clickhouse_database)
+            if settings.clickhouse_cluster:
+                await schema.inspect_cluster(sink, settings.clickhouse_database, settings.clickhouse_cluster)
         except schema.SchemaError as error:
             structlog.get_logger("relay").error("clickhouse_schema_invalid", problem=str(error))
             return app.EXIT_MISCONFIGURED

@@ -17,9 +17,10 @@ from typing import Any
 import aiohttp
 import asyncpg
 import structlog
+from aiochclient import ChClient
 
 from relay import schema
-from relay.clickhouse import ClickHouseSink, DeliveryError
+from relay.clickhouse import EVENT_LOG_TABLE, ClickHouseSink, DeliveryError, insert_settings
 from relay.doorbell import Doorbell
 from relay.forwarder import Forwarder, ForwarderConfig
 from relay.http import HttpEndpoint
@@ -48,7 +49,7 @@ def clickhouse_sink(
     """A sink for the configured server (and database, unless another is named)."""
     return ClickHouseSink(
         session,
-        url=settings.clickhouse_url,
+        url=settings.clickhouse_urls,
         user=settings.clickhouse_user,
         password=settings.clickhouse_password.get_secret_value(),
         database=database or settings.clickhouse_database,
@@ -60,14 +61,23 @@ async def migrate(settings: RelaySettings) -> int:
     """Create `event_log` and its view unless they exist (`relay migrate`)."""
     async with aiohttp.ClientSession() as session:
         sink = clickhouse_sink(session, settings, database="default")
-        features = await schema.apply(sink.client, settings.clickhouse_database)
+        features = await schema.apply(
+            await _first_answering(sink), settings.clickhouse_database, settings.clickhouse_cluster
+        )
     log.info(
         "clickhouse_schema_applied",
         database=settings.clickhouse_database,
+        cluster=settings.clickhouse_cluster,
         datetime64=features.datetime64,
         insert_deduplication=features.insert_deduplication,
     )
     return EXIT_OK
+
+
+async def _first_answering(sink: ClickHouseSink) -> ChClient:
+    """A client for the first replica that answers (the only one, without `CLICKHOUSE_HOSTS`)."""
+    await sink.ping()
+    return sink.client
 
 
 async def run(
@@ -189,6 +199,8 @@ async def _serve(
             batch_size=settings.relay_batch_size,
             http_port=settings.relay_http_port,
             timestamp_precision=shape.timestamp_precision,
+            clickhouse_replicas=len(sink.urls),
+            cluster=settings.clickhouse_cluster,
         )
         exit_code, reported = await _supervise(stop, workers | helpers)
         return exit_code
@@ -252,7 +264,8 @@ async def _inspect_schema(
     failures = 0
     while not stop.is_set():
         try:
-            return await schema.inspect(sink, settings.clickhouse_database)
+            shape = await schema.inspect(sink, settings.clickhouse_database)
+            await _configure_inserts(sink, settings)
         except schema.SchemaError as error:
             log.error("clickhouse_schema_invalid", problem=str(error))
             return None
@@ -266,7 +279,31 @@ async def _inspect_schema(
                 retry_in_s=round(delay, 2),
             )
             await sleep_unless(stop, delay)
+        else:
+            return shape
     return None
+
+
+async def _configure_inserts(sink: ClickHouseSink, settings: RelaySettings) -> None:
+    """Pick the insert's table and quorum: the whole shard by default on a cluster, none otherwise."""
+    quorum = settings.relay_insert_quorum or 0
+    sharded = False
+    cluster = settings.clickhouse_cluster
+    if cluster:
+        topology = await schema.inspect_cluster(sink, settings.clickhouse_database, cluster)
+        if settings.relay_insert_quorum is None:
+            quorum = topology.replicas
+        if quorum > topology.replicas:
+            raise schema.SchemaError(
+                f"RELAY_INSERT_QUORUM={quorum} but the shards of {cluster}"
+                f" have {topology.replicas} replica(s)"
+            )
+        sharded = topology.shards > 1
+    sink.configure_inserts(
+        table=schema.DISTRIBUTED_TABLE if sharded else EVENT_LOG_TABLE,
+        settings=insert_settings(quorum=quorum, sharded=sharded, timeout=settings.relay_clickhouse_timeout),
+    )
+    log.info("clickhouse_inserts_configured", insert_quorum=quorum, sharded=sharded)
 
 
 def _request_stop(stop: asyncio.Event, signum: int) -> None:

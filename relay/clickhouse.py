@@ -8,14 +8,17 @@ on ClickHouse for long.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from typing import Final
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Final
 
 import aiohttp
-from aiochclient import ChClient, ChClientError
+import structlog
+from aiochclient import ChClient, ChClientError, Record
 
 from shared.clickhouse import error_code
 from shared.outbox import EVENT_LOG_COLUMNS
+
+log = structlog.get_logger("relay.clickhouse")
 
 EVENT_LOG_TABLE: Final = "event_log"
 
@@ -81,35 +84,115 @@ def classify(error: ChClientError) -> DeliveryError:
     return TransientError(message, kind="server", code=code)
 
 
-def insert_query() -> str:
+def insert_query(table: str = EVENT_LOG_TABLE) -> str:
     """The insert the relay sends; the body that follows is TSV in this column order."""
-    return f"INSERT INTO {EVENT_LOG_TABLE} ({', '.join(EVENT_LOG_COLUMNS)}) FORMAT TabSeparated"
+    return f"INSERT INTO {table} ({', '.join(EVENT_LOG_COLUMNS)}) FORMAT TabSeparated"
+
+
+def insert_settings(*, quorum: int, sharded: bool, timeout: float) -> dict[str, int]:
+    """ClickHouse settings for every insert: a quorum of `quorum` replicas (none below 2).
+
+    The server gives up waiting for the quorum a little before the relay gives
+    up waiting for the server, so a missing quorum comes back as an error
+    rather than a timeout. A sharded insert (through the `Distributed` table)
+    is acknowledged only once every shard has it.
+    """
+    settings: dict[str, int] = {"insert_deduplicate": 1}
+    bound_ms = max(int(timeout * 1000 * 0.8), 1000)
+    if quorum >= 2:
+        settings |= {"insert_quorum": quorum, "insert_quorum_timeout": bound_ms}
+    if sharded:
+        settings |= {"insert_distributed_sync": 1, "insert_distributed_timeout": max(bound_ms // 1000, 1)}
+    return settings
 
 
 class ClickHouseSink:
-    """Inserts TSV bodies into `event_log` and answers health probes."""
+    """Inserts TSV bodies into `event_log` and answers health probes, on one server or several replicas.
+
+    With several replica addresses, every call goes to the current one; a
+    replica that cannot be reached is skipped at once for the next, and one
+    that answers with an error or not in time makes the next call start at the
+    next replica. Moving on never loses or doubles an event: the failed batch
+    stays in the outbox, and a retried batch is byte-identical, which a
+    replicated table drops at insert.
+    """
 
     def __init__(
         self,
         session: aiohttp.ClientSession,
         *,
-        url: str,
+        url: str | Sequence[str],
         user: str,
         password: str,
         database: str,
         timeout: float,
     ) -> None:
-        self.client = ChClient(session, url=url, user=user, password=password or None, database=database)
+        self.urls = [url] if isinstance(url, str) else list(url)
+        if not self.urls:
+            raise ValueError("no ClickHouse address given")
+        self._session = session
+        self._credentials = {"user": user, "password": password or None, "database": database}
+        self._readers = [self._client(url) for url in self.urls]
+        self._writers = self._readers
+        self._current = 0
         self.timeout = timeout
         self._query = insert_query()
 
+    def _client(self, url: str, **settings: int | str) -> ChClient:
+        return ChClient(self._session, url=url, **self._credentials, **settings)  # type: ignore[arg-type]
+
+    def configure_inserts(self, *, table: str = EVENT_LOG_TABLE, settings: Mapping[str, int | str]) -> None:
+        """Insert into `table`, with these ClickHouse settings (a quorum, say) on every insert."""
+        self._query = insert_query(table)
+        self._writers = [self._client(url, **settings) for url in self.urls]
+
+    @property
+    def client(self) -> ChClient:
+        """A client for the replica in use (for statements that need no failover)."""
+        return self._readers[self._current]
+
+    @property
+    def url(self) -> str:
+        """The address of the replica in use."""
+        return self.urls[self._current]
+
     async def insert(self, body: bytes) -> None:
         """Insert one batch; raise `RejectedData` or `TransientError` when it is not taken."""
-        await self.call(self.client.insert_file(self._query, body))
+        await self._on_a_replica(lambda index: self._writers[index].insert_file(self._query, body))
 
     async def ping(self, *, within: float | None = None) -> None:
-        """Answer if the server answers a trivial query, raise `TransientError` otherwise."""
-        await self.call(self.client.fetchval("SELECT 1"), within=within)
+        """Answer if a replica answers a trivial query, raise `TransientError` otherwise."""
+        await self._on_a_replica(lambda index: self._readers[index].fetchval("SELECT 1"), within=within)
+
+    async def fetch(self, query: str, params: dict[str, Any]) -> list[Record]:
+        """The rows of a query (`params` are escaped into its `{name}` fields)."""
+        return await self._on_a_replica(lambda index: self._readers[index].fetch(query, params=params))
+
+    async def _on_a_replica[T](
+        self, request: Callable[[int], Awaitable[T]], *, within: float | None = None
+    ) -> T:
+        """Make `request` of the replica in use, moving on to the next one as described above."""
+        first = self._current
+        for step in range(len(self.urls)):
+            index = (first + step) % len(self.urls)
+            try:
+                result = await self.call(request(index), within=within)
+            except TransientError as error:
+                self._current = (index + 1) % len(self.urls)
+                if len(self.urls) > 1:
+                    log.warning(
+                        "clickhouse_replica_failed",
+                        replica=self.urls[index],
+                        error_kind=error.kind,
+                        error_code=error.code,
+                        next_replica=self.urls[self._current],
+                    )
+                if error.kind != "unavailable" or step == len(self.urls) - 1:
+                    raise
+            else:
+                self._current = index
+                return result
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def call[T](self, call: Awaitable[T], within: float | None = None) -> T:
         """Await one ClickHouse request, bounded in time, its errors sorted by kind."""

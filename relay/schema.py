@@ -11,6 +11,14 @@ deletion). The table makes that invisible:
 * Where the server has it (not 18.16), `non_replicated_deduplication_window`
   also drops a retried insert whose block is identical at insert time.
 
+On a cluster (`CLICKHOUSE_CLUSTER`) every statement runs `ON CLUSTER`:
+`event_log` becomes a `ReplicatedReplacingMergeTree` on every replica, whose
+inserts are deduplicated natively (an identical retried block is dropped, even
+on 18.16), and `event_log_distributed` spreads reads and, when there are
+several shards, writes over the shards by a hash of `event_id`, so all copies of
+one event meet on one shard, where `FINAL` collapses them. The view reads
+through it.
+
 The same statements run on the ClickHouse 18.16 these machines have and on a
 current server; features are detected, not assumed from version numbers.
 """
@@ -33,6 +41,8 @@ from relay.clickhouse import (
 from shared.outbox import EVENT_LOG_COLUMNS
 
 DEDUP_VIEW: Final = "event_log_dedup"
+DISTRIBUTED_TABLE: Final = f"{EVENT_LOG_TABLE}_distributed"
+SHARDING_KEY: Final = "cityHash64(event_id)"
 INSERT_DEDUP_WINDOW: Final = 1000
 
 
@@ -64,25 +74,48 @@ def event_log_columns(features: ServerFeatures) -> dict[str, str]:
     }
 
 
-def create_statements(features: ServerFeatures, database: str) -> list[str]:
-    """DDL for the database, the table and its deduplicated view, idempotent (`IF NOT EXISTS`)."""
+def create_statements(features: ServerFeatures, database: str, cluster: str | None = None) -> list[str]:
+    """DDL for the database, the table and its deduplicated view, idempotent (`IF NOT EXISTS`).
+
+    With a `cluster`, each statement runs on every replica of it, the table is
+    replicated, and a `Distributed` table over the shards is created for the view.
+    """
+    on_cluster = f" ON CLUSTER {cluster}" if cluster else ""
     columns = ",\n".join(f"    {name} {kind}" for name, kind in event_log_columns(features).items())
-    settings = (
-        f"\nSETTINGS non_replicated_deduplication_window = {INSERT_DEDUP_WINDOW}"
-        if features.insert_deduplication
-        else ""
-    )
-    table = f"""CREATE TABLE IF NOT EXISTS {database}.{EVENT_LOG_TABLE}
+    if cluster:
+        # {shard} and {replica} are each server's macros; the path names the table once per shard.
+        engine = (
+            f"ReplicatedReplacingMergeTree('/clickhouse/tables/{{shard}}/{database}/{EVENT_LOG_TABLE}',"
+            " '{replica}')"
+        )
+        settings = ""  # replicated tables deduplicate retried blocks by default
+    else:
+        engine = "ReplacingMergeTree"
+        settings = (
+            f"\nSETTINGS non_replicated_deduplication_window = {INSERT_DEDUP_WINDOW}"
+            if features.insert_deduplication
+            else ""
+        )
+    table = f"""CREATE TABLE IF NOT EXISTS {database}.{EVENT_LOG_TABLE}{on_cluster}
 (
 {columns}
 )
-ENGINE = ReplacingMergeTree
+ENGINE = {engine}
 PARTITION BY toYYYYMM(event_date_time)
 ORDER BY (event_type, event_date_time, event_id){settings}"""
-    view = f"""CREATE VIEW IF NOT EXISTS {database}.{DEDUP_VIEW} AS
+    statements = [f"CREATE DATABASE IF NOT EXISTS {database}{on_cluster}", table]
+    source = EVENT_LOG_TABLE
+    if cluster:
+        source = DISTRIBUTED_TABLE
+        statements.append(
+            f"CREATE TABLE IF NOT EXISTS {database}.{DISTRIBUTED_TABLE}{on_cluster}"
+            f" AS {database}.{EVENT_LOG_TABLE}"
+            f"\nENGINE = Distributed({cluster}, {database}, {EVENT_LOG_TABLE}, {SHARDING_KEY})"
+        )
+    statements.append(f"""CREATE VIEW IF NOT EXISTS {database}.{DEDUP_VIEW}{on_cluster} AS
 SELECT {", ".join(EVENT_LOG_COLUMNS)}
-FROM {database}.{EVENT_LOG_TABLE} FINAL"""
-    return [f"CREATE DATABASE IF NOT EXISTS {database}", table, view]
+FROM {database}.{source} FINAL""")
+    return statements
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,13 +165,13 @@ async def detect_features(client: ChClient) -> ServerFeatures:
     return ServerFeatures(datetime64=bool(datetime64), insert_deduplication=bool(window))
 
 
-async def apply(client: ChClient, database: str) -> ServerFeatures:
-    """Create the database, the table and the view unless they exist.
+async def apply(client: ChClient, database: str, cluster: str | None = None) -> ServerFeatures:
+    """Create the database, the table and the view unless they exist (on every replica of `cluster`).
 
     `client` must not be bound to `database`, which may not exist yet.
     """
     features = await detect_features(client)
-    for statement in create_statements(features, database):
+    for statement in create_statements(features, database, cluster):
         await client.execute(statement)
     return features
 
@@ -151,11 +184,9 @@ async def inspect(sink: ClickHouseSink, database: str) -> TableShape:
     `SchemaError`, since no retry will fix them.
     """
     try:
-        rows = await sink.call(
-            sink.client.fetch(
-                "SELECT name, type FROM system.columns WHERE database = {db} AND table = {table}",
-                params={"db": database, "table": EVENT_LOG_TABLE},
-            )
+        rows = await sink.fetch(
+            "SELECT name, type FROM system.columns WHERE database = {db} AND table = {table}",
+            {"db": database, "table": EVENT_LOG_TABLE},
         )
     except TransientError as error:
         if error.code in MISSING_SCHEMA_CODES:
@@ -164,3 +195,38 @@ async def inspect(sink: ClickHouseSink, database: str) -> TableShape:
             raise SchemaError(f"ClickHouse refused the configured user (code {error.code})") from error
         raise
     return check_columns({row["name"]: row["type"] for row in rows})
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    """The cluster the relay writes to, as the servers describe it."""
+
+    shards: int
+    replicas: int  # in the smallest shard: the largest quorum every insert can reach
+
+
+async def inspect_cluster(sink: ClickHouseSink, database: str, cluster: str) -> Topology:
+    """Check that the server knows `cluster` and has the tables a clustered relay writes to."""
+    rows = await sink.fetch(
+        "SELECT shard_num, count() AS replicas FROM system.clusters WHERE cluster = {cluster}"
+        " GROUP BY shard_num",
+        {"cluster": cluster},
+    )
+    if not rows:
+        raise SchemaError(f"ClickHouse knows no cluster {cluster} (see its remote_servers)")
+    topology = Topology(shards=len(rows), replicas=min(int(row["replicas"]) for row in rows))
+    engines = {
+        row["name"]: row["engine"]
+        for row in await sink.fetch(
+            "SELECT name, engine FROM system.tables WHERE database = {db} AND name IN ({local}, {spread})",
+            {"db": database, "local": EVENT_LOG_TABLE, "spread": DISTRIBUTED_TABLE},
+        )
+    }
+    if not engines.get(EVENT_LOG_TABLE, "").startswith("Replicated"):
+        raise SchemaError(
+            f"{EVENT_LOG_TABLE} is not replicated on cluster {cluster}:"
+            " run `relay migrate` with CLICKHOUSE_CLUSTER set"
+        )
+    if topology.shards > 1 and engines.get(DISTRIBUTED_TABLE) != "Distributed":
+        raise SchemaError(f"{DISTRIBUTED_TABLE} is missing: run `relay migrate` with CLICKHOUSE_CLUSTER")
+    return topology

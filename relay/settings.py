@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+import re
+
+from pydantic import Field, field_validator
 
 from shared.settings import CommonSettings
+
+_HOST_PORT = re.compile(r"(?P<host>[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:]+\])(:(?P<port>\d{1,5}))?")
 
 
 class RelaySettings(CommonSettings):
     """Settings of the relay daemon; its own knobs are named `RELAY_*`."""
+
+    # A replicated cluster: its name (as in the servers' `remote_servers`), and
+    # the replicas the relay may send to, in order of preference.
+    clickhouse_cluster: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    clickhouse_hosts: str = ""
+    relay_insert_quorum: int | None = Field(default=None, ge=0, le=16)
 
     relay_batch_size: int = Field(default=20_000, ge=1, le=100_000)
     relay_concurrency: int = Field(default=2, ge=1, le=32)
@@ -23,3 +33,39 @@ class RelaySettings(CommonSettings):
     relay_stats_interval: float = Field(default=5.0, gt=0)
     relay_readiness_timeout: float = Field(default=2.0, gt=0)
     relay_liveness_timeout: float = Field(default=30.0, gt=0)
+
+    @field_validator("clickhouse_cluster", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("relay_insert_quorum", mode="before")
+    @classmethod
+    def _blank_quorum_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("clickhouse_hosts")
+    @classmethod
+    def _hosts_are_host_port_pairs(cls, value: str) -> str:
+        for entry in _split(value):
+            if not _HOST_PORT.fullmatch(entry):
+                raise ValueError(f"{entry!r} is not host or host:port")
+        return value
+
+    @property
+    def clickhouse_urls(self) -> list[str]:
+        """HTTP(S) endpoints of every replica the relay may use: `CLICKHOUSE_HOSTS`, else the one server."""
+        entries = _split(self.clickhouse_hosts)
+        if not entries:
+            return [self.clickhouse_url]
+        scheme = "https" if self.clickhouse_secure else "http"
+        urls = []
+        for entry in entries:
+            match = _HOST_PORT.fullmatch(entry)
+            assert match is not None  # checked by the validator
+            urls.append(f"{scheme}://{match['host']}:{match['port'] or self.clickhouse_port}/")
+        return urls
+
+
+def _split(hosts: str) -> list[str]:
+    return [entry.strip() for entry in hosts.split(",") if entry.strip()]

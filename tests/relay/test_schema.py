@@ -16,7 +16,15 @@ import pytest
 
 from relay.clickhouse import insert_query
 from relay.outbox import OutboxQueries, take_batch
-from relay.schema import CURRENT, LEGACY, SchemaError, check_columns, create_statements
+from relay.schema import (
+    CURRENT,
+    DISTRIBUTED_TABLE,
+    LEGACY,
+    SHARDING_KEY,
+    SchemaError,
+    check_columns,
+    create_statements,
+)
 from tests.relay.conftest import Outbox
 
 chdb_session = pytest.importorskip("chdb.session")
@@ -157,3 +165,39 @@ def _columns(**overrides: str) -> dict[str, str]:
         "event_context": "String",
         "metadata_version": "UInt64",
     } | overrides
+
+
+@pytest.mark.parametrize("features", [LEGACY, CURRENT], ids=["18.16", "current"])
+def test_every_statement_on_a_cluster_runs_on_every_replica(features: object) -> None:
+    statements = create_statements(features, "analytics", "die_hard")  # type: ignore[arg-type]
+
+    assert all(" ON CLUSTER die_hard" in statement for statement in statements)
+
+
+def test_on_a_cluster_the_table_is_replicated_per_shard_and_spread_by_a_hash_of_the_event_id() -> None:
+    ddl = "\n".join(create_statements(CURRENT, "analytics", "die_hard"))
+
+    assert (
+        "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/analytics/event_log', '{replica}')" in ddl
+    )
+    assert f"Distributed(die_hard, analytics, event_log, {SHARDING_KEY})" in ddl
+    assert SHARDING_KEY == "cityHash64(event_id)"
+    assert f"FROM analytics.{DISTRIBUTED_TABLE} FINAL" in ddl
+    # Replicated tables deduplicate retried blocks by themselves.
+    assert "non_replicated_deduplication_window" not in ddl
+
+
+def test_without_a_cluster_the_schema_is_the_single_server_one() -> None:
+    ddl = "\n".join(create_statements(CURRENT, "analytics"))
+
+    assert "ON CLUSTER" not in ddl
+    assert "Replicated" not in ddl
+    assert DISTRIBUTED_TABLE not in ddl
+
+
+def test_current_clickhouse_parses_the_cluster_schema(current_clickhouse: object) -> None:
+    for statement in create_statements(CURRENT, "analytics", "die_hard"):
+        quoted = "'" + statement.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        formatted = str(current_clickhouse.query(f"SELECT formatQuery({quoted})", "TSV"))  # type: ignore[attr-defined]
+
+        assert "ON CLUSTER die_hard" in formatted
