@@ -72,7 +72,8 @@ def test_counters_move_when_events_flow(
     outbox.produce(250)
     wait_until(lambda: delivered(clickhouse) == 250, timeout=10)
 
-    assert relay.metric("relay_events_delivered_total") == 250
+    # ClickHouse has the last batch a moment before the relay commits and counts it.
+    wait_until(lambda: relay.metric("relay_events_delivered_total") == 250, timeout=5)
     assert relay.metric("relay_batches_total") >= 3
     assert relay.metric("relay_batch_duration_seconds_count") >= 3
     assert relay.metric("relay_event_lag_seconds_count") >= 3
