@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 from ruamel.yaml import YAML
@@ -218,3 +219,70 @@ def test_image_build_context_leaves_dotenv_out() -> None:
     assert not any(line.startswith("!.env") for line in lines)
     copies = re.findall(r"^(?:COPY|ADD)\s.*$", DOCKERFILE.read_text(encoding="utf-8"), flags=re.MULTILINE)
     assert not [line for line in copies if re.search(r"(^|[\s/])\.env\b", line)]
+
+
+CLUSTER_SERVICES = ("keeper", "clickhouse-1", "clickhouse-2")
+REPLICAS = ("clickhouse-1", "clickhouse-2")
+CLUSTER_CONFIG = ROOT / "docker" / "clickhouse" / "cluster.xml"
+KEEPER_CONFIG = ROOT / "docker" / "clickhouse" / "keeper.xml"
+
+
+def test_the_cluster_profile_alone_starts_keeper_and_two_replicas(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    profiled = {name: service["profiles"] for name, service in services.items() if "profiles" in service}
+
+    assert profiled == {name: ["cluster"] for name in CLUSTER_SERVICES}
+
+
+def test_the_replicas_run_the_single_servers_release_and_keeper_the_same_one(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    release = services["clickhouse"]["image"].rpartition(":")[2]
+
+    assert [services[name]["image"] for name in REPLICAS] == [f"clickhouse/clickhouse-server:{release}"] * 2
+    assert services["keeper"]["image"] == f"clickhouse/clickhouse-keeper:{release}"
+
+
+def test_each_replica_names_itself_as_its_host_and_keeps_its_own_data(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    for name in REPLICAS:
+        replica = services[name]
+        assert replica["hostname"] == name
+        assert replica["environment"]["CLICKHOUSE_REPLICA"] == name
+        assert f"{name}-data:/var/lib/clickhouse" in replica["volumes"]
+        assert (
+            "./docker/clickhouse/cluster.xml:/etc/clickhouse-server/config.d/cluster.xml:ro"
+            in (replica["volumes"])
+        )
+        assert dependencies(replica)["keeper"] == {"condition": "service_healthy"}
+    assert {"keeper-data", "clickhouse-1-data", "clickhouse-2-data"} <= set(compose["volumes"])
+
+
+def test_the_cluster_config_names_both_replicas_and_keeper() -> None:
+    config = ElementTree.parse(CLUSTER_CONFIG).getroot()
+    keeper = ElementTree.parse(KEEPER_CONFIG).getroot()
+
+    shards = config.findall("remote_servers/die_hard/shard")
+    assert [replica.findtext("host") for replica in shards[0].findall("replica")] == list(REPLICAS)
+    assert len(shards) == 1
+    assert shards[0].findtext("internal_replication") == "true"
+    assert config.findtext("zookeeper/node/host") == "keeper"
+    assert config.findtext("zookeeper/node/port") == keeper.findtext("keeper_server/tcp_port")
+    assert config.find("macros/replica").get("from_env") == "CLICKHOUSE_REPLICA"  # type: ignore[union-attr]
+    assert config.find("distributed_ddl/path") is not None
+
+
+def test_the_migration_waits_for_the_replicas_when_the_cluster_profile_runs_them(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name in REPLICAS:
+        assert dependencies(services["migrate"])[name] == {"condition": "service_healthy", "required": False}
+
+
+def test_the_site_and_the_relay_can_be_pointed_at_the_cluster(services: dict[str, dict[str, Any]]) -> None:
+    for name in APP_SERVICES:
+        environment = services[name]["environment"]
+        assert environment["CLICKHOUSE_CLUSTER"] == "${CLICKHOUSE_CLUSTER:-}"
+        assert environment["CLICKHOUSE_HOSTS"] == "${CLICKHOUSE_HOSTS:-}"
