@@ -244,8 +244,27 @@ check_part() {
     parts | grep -qx -- "$1" || die "unknown part: $1 ($(parts | tr '\n' ' '))"
 }
 
+# Every port a part not yet running would take must be free: checked before
+# anything starts, so a clash leaves nothing half-started.
+check_ports() {
+    local i port taken=""
+    if ! zookeeper_pid >/dev/null && port_taken "$ZK_PORT"; then
+        taken+=" $ZK_PORT (zookeeper; CLUSTER_ZOOKEEPER_PORT)"
+    fi
+    for ((i = 1; i <= REPLICAS; i++)); do
+        replica_pid "$i" >/dev/null && continue
+        for port in "${HTTP_PORTS[$i - 1]}" "${TCP_PORTS[$i - 1]}" "${INTERSERVER_PORTS[$i - 1]}"; do
+            if port_taken "$port"; then
+                taken+=" $port (replica$i; CLUSTER_HTTP_PORTS, CLUSTER_TCP_PORTS, CLUSTER_INTERSERVER_PORTS)"
+            fi
+        done
+    done
+    [ -z "$taken" ] || die "ports taken by other processes:$taken"
+}
+
 cmd_up() {
     command -v curl >/dev/null 2>&1 || die "curl is required"
+    check_ports
     "$CLICKHOUSE_SH" install >/dev/null
     zookeeper_up
     local i

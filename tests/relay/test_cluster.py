@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -309,3 +310,33 @@ def test_a_relay_given_a_cluster_the_servers_do_not_know_refuses_to_start(
 async def _migrate_single(url: str, database: str) -> None:
     async with aiohttp.ClientSession() as session:
         await schema.apply(ChClient(session, url=url), database)
+
+
+def test_cluster_up_again_leaves_the_running_parts_as_they_are(cluster: LocalCluster) -> None:
+    pids = [cluster.script("pid", part) for part in ("zookeeper", "replica1", "replica2")]
+
+    output = cluster.script("up")
+
+    assert output.count("already running") == 3
+    assert [cluster.script("pid", part) for part in ("zookeeper", "replica1", "replica2")] == pids
+
+
+def test_cluster_up_names_a_taken_port_and_starts_nothing() -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        cluster = LocalCluster(
+            prefix=f"test-{uuid.uuid4().hex[:8]}",
+            http_ports=(free_port(), taken),
+            tcp_ports=(free_port(), free_port()),
+            interserver_ports=(free_port(), free_port()),
+            zookeeper_port=free_port(),
+        )
+
+        result = subprocess.run([SCRIPT, "up"], env=cluster.env, capture_output=True, text=True, check=False)
+
+    assert result.returncode == 1
+    assert f"ports taken by other processes: {taken} (replica2" in result.stderr
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", cluster.zookeeper_port)) != 0, "ZooKeeper was started"
