@@ -62,9 +62,10 @@ format: $(VENV)/.installed ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: $(VENV)/.installed .env services ## relay throughput vs a raw Postgres drain, and the producer cost of the wake-up
+bench: $(VENV)/.installed .env services ## relay throughput vs a raw Postgres drain, producer cost of the wake-up, 1 server vs a quorum of 2
 	$(BIN)/python -m benchmarks.producers
 	$(BIN)/python -m benchmarks.relay
+	$(BIN)/python -m benchmarks.cluster
 
 clean: ## remove the virtualenv and the tools (data under .services is kept)
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache

@@ -30,6 +30,7 @@ import signal
 import sys
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -189,9 +190,18 @@ def peak_rss_mb(pid: int) -> float:
 
 
 async def relay_run(
-    url: str, settings: RelaySettings, envelopes: list[Envelope], *, batch_size: int, concurrency: int
+    url: str,
+    settings: RelaySettings,
+    envelopes: list[Envelope],
+    *,
+    batch_size: int,
+    concurrency: int,
+    environment: Mapping[str, str] | None = None,
 ) -> RelayRun:
-    """Start the relay, commit the events, time until the outbox is empty."""
+    """Start the relay, commit the events, time until the outbox is empty.
+
+    `environment` adds to (or overrides) the relay's settings.
+    """
     port = free_port()
     env = {
         **os.environ,
@@ -203,6 +213,7 @@ async def relay_run(
         "RELAY_POLL_INTERVAL": "1",
         "LOG_LEVEL": "WARNING",
         "DIE_HARD_ENV_FILE": os.devnull,
+        **(environment or {}),
     }
     process = await asyncio.create_subprocess_exec(sys.executable, "-m", "relay", env=env, cwd=ROOT)
     try:
