@@ -47,10 +47,11 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/14
 test: $(VENV)/.installed .env services ## run the test suite against the real services
 	DEBUG=true REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest $(PYTEST_ARGS)
 
-lint: $(VENV)/.installed ## ruff (lint and format check) and the import contracts
+lint: $(VENV)/.installed ## ruff (lint and format check), the import contracts and shellcheck
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/shellcheck --external-sources scripts/*.sh scripts/lib/*.sh .ci/run
 
 format: $(VENV)/.installed ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
