@@ -12,8 +12,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from tests.web import outbox
-from tests.web.factories import SignUpFactory, UserFactory
+from tests.integration.web import written
+from tests.integration.web.factories import SignUpFactory, UserFactory
 from webapp.outbox.models import OutboxEvent
 from webapp.users.models import User
 
@@ -52,7 +52,7 @@ def test_sign_up_writes_exactly_one_user_and_one_user_created_event(client: Clie
         data["first_name"],
         data["last_name"],
     )
-    assert outbox.event_types() == ["user_created"]
+    assert written.event_types() == ["user_created"]
 
 
 def test_the_user_created_event_has_the_contract_fields(client: Client) -> None:
@@ -61,9 +61,9 @@ def test_the_user_created_event_has_the_contract_fields(client: Client) -> None:
     post_json(client, data)
 
     event = OutboxEvent.objects.get()
-    outbox.assert_user_created(event, data)
+    written.assert_user_created(event, data)
     # Compact JSON, as the analysts' `event_context` column holds it.
-    assert ": " not in outbox.context_text(event)
+    assert ": " not in written.context_text(event)
     assert isinstance(event.event_id, uuid.UUID)
     assert event.event_date_time.utcoffset() == timedelta(0)
     assert abs(timezone.now().astimezone(UTC) - event.event_date_time) < timedelta(seconds=10)

@@ -13,7 +13,7 @@ from django.utils import timezone
 from pytest_django import Settings
 
 from shared.events import UserCreated
-from tests.helpers import free_port
+from tests.support.waiting import free_port
 from webapp.outbox.client import EventLogClient
 from webapp.outbox.models import OutboxEvent
 

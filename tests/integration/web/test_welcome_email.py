@@ -17,7 +17,7 @@ from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 from django.core import mail
 
-from tests.web.factories import SignUpFactory, UserFactory
+from tests.integration.web.factories import SignUpFactory, UserFactory
 from webapp.users import tasks
 from webapp.users.services import user_create
 from webapp.users.tasks import send_welcome_email
@@ -125,6 +125,7 @@ def celery_worker() -> Iterator[Celery]:
                 client.delete(key)
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_real_worker_sends_the_welcome_email_after_sign_up(
     celery_worker: Celery, mailoutbox: list[mail.EmailMessage]

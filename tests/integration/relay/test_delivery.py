@@ -8,8 +8,10 @@ import time
 import pytest
 
 from shared.outbox import OUTBOX_TABLE
-from tests.conftest import ClickHouse
-from tests.relay.conftest import Outbox, RelayFactory, delivered, visible, wait_until
+from tests.support.clickhouse import ClickHouse
+from tests.support.outbox_tables import Outbox
+from tests.support.relays import RelayFactory, delivered, visible
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 

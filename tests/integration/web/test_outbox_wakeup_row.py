@@ -63,6 +63,7 @@ def outbox_migrated_back() -> Iterator[list[tuple[str, str, str]]]:
         call_command("migrate", "outbox", verbosity=0)
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_migrating_the_outbox_away_and_back_restores_the_wakeup_row(
     outbox_migrated_back: list[tuple[str, str, str]],

@@ -16,14 +16,10 @@ from django.urls import reverse
 from django.utils import timezone
 from factory.django import DjangoModelFactory
 
-from tests.conftest import ClickHouse
-from tests.relay.conftest import (  # noqa: F401 (fixtures used by name)
-    Outbox,
-    RelayFactory,
-    outbox,
-    start_relay,
-    wait_until,
-)
+from tests.support.clickhouse import ClickHouse
+from tests.support.outbox_tables import Outbox
+from tests.support.relays import RelayFactory
+from tests.support.waiting import wait_until
 from webapp.outbox.models import DeadLetter, OutboxEvent
 from webapp.outbox.services import dead_letter_purge, dead_letter_requeue
 
@@ -75,9 +71,9 @@ def call(*args: str) -> str:
 
 @pytest.mark.slow
 def test_a_requeued_dead_letter_arrives_in_clickhouse_once_with_its_original_id(
-    outbox: Outbox,  # noqa: F811
+    outbox: Outbox,
     clickhouse: ClickHouse,
-    start_relay: RelayFactory,  # noqa: F811
+    start_relay: RelayFactory,
 ) -> None:
     [event_id] = outbox.produce(1, metadata_version=-1)  # UInt64 cannot hold it: ClickHouse refuses the row
     start_relay()

@@ -10,8 +10,8 @@ from django.core.exceptions import ValidationError
 from pytest_django import DjangoCaptureOnCommitCallbacks
 
 from shared.events import Envelope, Event, UserCreated
-from tests.web import outbox
-from tests.web.factories import SignUpFactory, UserFactory
+from tests.integration.web import written
+from tests.integration.web.factories import SignUpFactory, UserFactory
 from webapp.outbox.client import EventLogClient, TransactionRequired
 from webapp.outbox.models import OutboxEvent
 from webapp.users import services, tasks
@@ -106,7 +106,7 @@ def test_a_committed_sign_up_keeps_the_user_and_the_event(enqueued: list[int]) -
     user = user_create(**SignUpFactory())
 
     assert User.objects.filter(pk=user.pk).exists()
-    assert outbox.event_types() == ["user_created"]
+    assert written.event_types() == ["user_created"]
 
 
 @pytest.mark.django_db(transaction=True)

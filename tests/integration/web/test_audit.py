@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from tests.web import outbox
-from tests.web.factories import STRONG_PASSWORD, UserFactory
+from tests.integration.web import written
+from tests.integration.web.factories import STRONG_PASSWORD, UserFactory
 from webapp.outbox.models import OutboxEvent
 
 pytestmark = pytest.mark.django_db
@@ -30,9 +30,9 @@ def test_signing_in_writes_user_logged_in_with_the_user_id_and_ip(client: Client
     response = client.post(LOGIN_URL, {"username": user.email, "password": STRONG_PASSWORD})
 
     assert response.status_code == 302
-    [event] = outbox.events()
+    [event] = written.events()
     assert event.event_type == "user_logged_in"
-    assert outbox.context(event) == {"user_id": user.pk, "ip_address": "127.0.0.1"}
+    assert written.context(event) == {"user_id": user.pk, "ip_address": "127.0.0.1"}
 
 
 def test_signing_in_matches_the_email_case_insensitively(client: Client) -> None:
@@ -40,7 +40,7 @@ def test_signing_in_matches_the_email_case_insensitively(client: Client) -> None
 
     client.post(LOGIN_URL, {"username": "Mixed.Case@EXAMPLE.com", "password": STRONG_PASSWORD})
 
-    assert outbox.context(OutboxEvent.objects.get()) == {"user_id": user.pk, "ip_address": "127.0.0.1"}
+    assert written.context(OutboxEvent.objects.get()) == {"user_id": user.pk, "ip_address": "127.0.0.1"}
 
 
 def test_a_refused_sign_in_writes_user_login_failed_with_the_email_and_ip(client: Client) -> None:
@@ -49,9 +49,9 @@ def test_a_refused_sign_in_writes_user_login_failed_with_the_email_and_ip(client
     response = client.post(LOGIN_URL, {"username": user.email, "password": WRONG_PASSWORD})
 
     assert response.status_code == 200
-    [event] = outbox.events()
+    [event] = written.events()
     assert event.event_type == "user_login_failed"
-    assert outbox.context(event) == {"email": user.email, "ip_address": "127.0.0.1"}
+    assert written.context(event) == {"email": user.email, "ip_address": "127.0.0.1"}
 
 
 def test_a_refused_sign_in_keeps_the_password_out_of_the_event(client: Client) -> None:
@@ -59,9 +59,9 @@ def test_a_refused_sign_in_keeps_the_password_out_of_the_event(client: Client) -
 
     event = OutboxEvent.objects.get()
     assert event.event_type == "user_login_failed"
-    stored = [outbox.context_text(event), *map(str, OutboxEvent.objects.values_list().get())]
+    stored = [written.context_text(event), *map(str, OutboxEvent.objects.values_list().get())]
     assert all(WRONG_PASSWORD not in value for value in stored)
-    assert "password" not in outbox.context_text(event)
+    assert "password" not in written.context_text(event)
 
 
 def test_signing_out_writes_user_logged_out(client: Client) -> None:
@@ -71,8 +71,8 @@ def test_signing_out_writes_user_logged_out(client: Client) -> None:
     response = client.post(LOGOUT_URL)
 
     assert response.status_code == 302
-    assert outbox.event_types() == ["user_logged_in", "user_logged_out"]
-    assert outbox.context(outbox.events("user_logged_out")[0]) == {
+    assert written.event_types() == ["user_logged_in", "user_logged_out"]
+    assert written.context(written.events("user_logged_out")[0]) == {
         "user_id": user.pk,
         "ip_address": "127.0.0.1",
     }
@@ -90,4 +90,4 @@ def test_signing_out_needs_a_post(client: Client) -> None:
     response = client.get(LOGOUT_URL)
 
     assert response.status_code == 405
-    assert outbox.event_types() == ["user_logged_in"]
+    assert written.event_types() == ["user_logged_in"]

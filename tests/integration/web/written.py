@@ -1,4 +1,4 @@
-"""Reading what the web site wrote to the outbox."""
+"""What the web site wrote to the outbox, read back through the ORM."""
 
 from __future__ import annotations
 

@@ -7,19 +7,21 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import aiohttp
 import pytest
 from aiochclient import ChClient
 
 from relay import schema
-from tests.conftest import ClickHouse
-from tests.relay.conftest import Outbox, RelayFactory, free_port, visible, wait_until
+from tests.support.clickhouse import ClickHouse
+from tests.support.outbox_tables import Outbox
+from tests.support.project import ROOT
+from tests.support.relays import RelayFactory, visible
+from tests.support.waiting import free_port, wait_until
 
 pytestmark = pytest.mark.slow
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "clickhouse.sh"
+SCRIPT = ROOT / "scripts" / "clickhouse.sh"
 
 
 @dataclass

@@ -7,8 +7,8 @@ import re
 import pytest
 from django.test import Client
 
-from tests.web import outbox
-from tests.web.factories import SignUpFactory, UserFactory
+from tests.integration.web import written
+from tests.integration.web.factories import SignUpFactory, UserFactory
 from webapp.outbox.models import OutboxEvent
 from webapp.users.models import User
 
@@ -49,8 +49,8 @@ def test_sign_up_through_the_form_writes_one_user_and_one_user_created_event(bro
 
     user = User.objects.get()
     assert user.email == data["email"]
-    [event] = outbox.events("user_created")
-    outbox.assert_user_created(event, data)
+    [event] = written.events("user_created")
+    written.assert_user_created(event, data)
 
 
 def test_sign_up_through_the_form_signs_the_person_in_and_goes_home(browser: Client) -> None:
@@ -62,7 +62,7 @@ def test_sign_up_through_the_form_signs_the_person_in_and_goes_home(browser: Cli
     assert response.context["user"].is_authenticated
     assert "You are signed in" in response.content.decode()
     # The sign-in that follows a sign-up is audited like any other.
-    assert outbox.event_types() == ["user_created", "user_logged_in"]
+    assert written.event_types() == ["user_created", "user_logged_in"]
 
 
 def test_sign_up_without_a_csrf_token_is_refused_and_writes_nothing(browser: Client) -> None:

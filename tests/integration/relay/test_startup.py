@@ -8,8 +8,10 @@ import sys
 
 import pytest
 
-from tests.conftest import ClickHouse
-from tests.relay.conftest import ROOT, Outbox, RelayFactory
+from tests.support.clickhouse import ClickHouse
+from tests.support.outbox_tables import Outbox
+from tests.support.project import ROOT
+from tests.support.relays import RelayFactory
 
 pytestmark = pytest.mark.slow
 

@@ -8,12 +8,12 @@ import psycopg
 import pytest
 
 from shared.outbox import NOTIFY_CHANNEL, NOTIFY_DEBOUNCE_MS
-from tests.relay.conftest import Outbox, outbox  # noqa: F401  (fixture)
+from tests.support.outbox_tables import Outbox
 
 pytestmark = pytest.mark.slow
 
 
-def listen(outbox: Outbox) -> psycopg.Connection:  # noqa: F811
+def listen(outbox: Outbox) -> psycopg.Connection:
     connection = outbox.connect()
     connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
     return connection
@@ -24,7 +24,7 @@ def received(listener: psycopg.Connection, *, within: float) -> int:
     return sum(1 for _ in listener.notifies(timeout=within))
 
 
-def test_a_listening_connection_is_notified_when_an_event_commits(outbox: Outbox) -> None:  # noqa: F811
+def test_a_listening_connection_is_notified_when_an_event_commits(outbox: Outbox) -> None:
     with listen(outbox) as listener:
         outbox.produce(1)
 
@@ -33,7 +33,7 @@ def test_a_listening_connection_is_notified_when_an_event_commits(outbox: Outbox
     assert notification.channel == NOTIFY_CHANNEL
 
 
-def test_a_rolled_back_event_notifies_nobody(outbox: Outbox) -> None:  # noqa: F811
+def test_a_rolled_back_event_notifies_nobody(outbox: Outbox) -> None:
     with listen(outbox) as listener, outbox.connect(autocommit=False) as producer:
         outbox.produce(1, connection=producer)
         producer.rollback()
@@ -41,7 +41,7 @@ def test_a_rolled_back_event_notifies_nobody(outbox: Outbox) -> None:  # noqa: F
         assert received(listener, within=0.5) == 0
 
 
-def test_a_burst_of_commits_from_many_sessions_notifies_at_most_once_per_window(outbox: Outbox) -> None:  # noqa: F811
+def test_a_burst_of_commits_from_many_sessions_notifies_at_most_once_per_window(outbox: Outbox) -> None:
     producers = [outbox.connect() for _ in range(4)]
     try:
         with listen(outbox) as listener:

@@ -15,10 +15,11 @@ from pytest_django.live_server_helper import LiveServer
 from sentry_sdk.integrations.django import DjangoIntegration
 
 from shared.outbox import OUTBOX_TABLE
-from tests.conftest import ClickHouse
-from tests.relay.conftest import Outbox, RelayFactory, visible, wait_until
-from tests.relay.test_tracing import deliver_one_batch
-from tests.sentry import capturing_sentry
+from tests.support.clickhouse import ClickHouse
+from tests.support.outbox_tables import Outbox
+from tests.support.relays import RelayFactory, deliver_one_batch, visible
+from tests.support.sentry import capturing_sentry
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""Fixtures for relay tests: the outbox in Django's test database, relays as real subprocesses."""
+"""Relays as real subprocesses against the test outbox and the test run's ClickHouse database."""
 
 from __future__ import annotations
 
@@ -9,95 +9,26 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
 
-import psycopg
+import aiohttp
+import asyncpg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.events import Envelope, UserCreated
-from shared.outbox import DEAD_LETTER_TABLE, OUTBOX_TABLE
-from tests.conftest import ClickHouse
-from tests.helpers import free_port, wait_until
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@dataclass
-class Outbox:
-    """The outbox tables of the test database, written and read with plain SQL."""
-
-    url: str
-
-    def connect(self, **kwargs: object) -> psycopg.Connection:
-        """A new connection to the test database (autocommit unless told otherwise)."""
-        return psycopg.connect(self.url, autocommit=kwargs.pop("autocommit", True), **kwargs)  # type: ignore[arg-type]
-
-    def produce(
-        self, count: int, *, connection: psycopg.Connection | None = None, **overrides: object
-    ) -> list[str]:
-        """Write `count` sign-up events in one transaction; return their event ids."""
-        envelopes = [
-            Envelope.wrap(
-                UserCreated(email=f"person{n}@example.com", first_name="Ada", last_name="Lovelace"),
-                environment="Local",
-            )
-            for n in range(count)
-        ]
-        rows = [
-            (
-                str(e.event_id),
-                e.event_type,
-                e.event_date_time,
-                e.environment,
-                e.event_context,
-                overrides.get("metadata_version", e.metadata_version),
-            )
-            for e in envelopes
-        ]
-        own = connection is None
-        connection = connection or self.connect()
-        try:
-            with (
-                connection.cursor() as cursor,
-                cursor.copy(
-                    f"COPY {OUTBOX_TABLE} (event_id, event_type, event_date_time, environment,"
-                    " event_context, metadata_version) FROM STDIN"
-                ) as copy,
-            ):
-                for row in rows:
-                    copy.write_row(row)
-        finally:
-            if own:
-                connection.close()
-        return [row[0] for row in rows]
-
-    def pending(self) -> int:
-        """Events still in the outbox."""
-        with self.connect() as connection:
-            return connection.execute(f"SELECT count(*) FROM {OUTBOX_TABLE}").fetchone()[0]  # type: ignore[index]
-
-    def dead_letters(self) -> list[tuple[str, str, int]]:
-        """(event_id, error, attempts) of every dead letter."""
-        with self.connect() as connection:
-            rows = connection.execute(f"SELECT event_id::text, error, attempts FROM {DEAD_LETTER_TABLE}")
-            return list(rows.fetchall())
-
-
-@pytest.fixture
-def outbox(transactional_db: None) -> Outbox:
-    """The test database's outbox, committed for real (relays in other processes see it)."""
-    from django.db import connection
-
-    database = connection.settings_dict
-    credentials = quote(database["USER"], safe="") + ":" + quote(database["PASSWORD"] or "", safe="")
-    address = f"{database['HOST'] or 'localhost'}:{database['PORT'] or 5432}"
-    url = f"postgres://{credentials}@{address}/{database['NAME']}"
-    return Outbox(url)
+from relay.clickhouse import ClickHouseSink
+from relay.doorbell import Doorbell
+from relay.forwarder import Forwarder, ForwarderConfig
+from relay.metrics import RelayMetrics
+from relay.outbox import OutboxQueries
+from relay.retry import Backoff
+from relay.status import RelayStatus
+from tests.support.clickhouse import ClickHouse
+from tests.support.outbox_tables import Outbox
+from tests.support.project import ROOT
+from tests.support.waiting import free_port, wait_until
 
 
 @dataclass
@@ -229,6 +160,33 @@ def visible(clickhouse: ClickHouse) -> int:
     return int(clickhouse.value("SELECT count() FROM event_log_dedup"))
 
 
-def new_event_id() -> str:
-    """A fresh event id."""
-    return str(uuid.uuid4())
+async def deliver_one_batch(outbox: Outbox, clickhouse: ClickHouse) -> int:
+    """Run one batch through a forwarder in this process (where Sentry can watch); return its size."""
+    pool = await asyncpg.create_pool(outbox.url, min_size=1, max_size=1)
+    try:
+        async with aiohttp.ClientSession() as session:
+            forwarder = Forwarder(
+                name="forwarder-test",
+                pool=pool,
+                sink=ClickHouseSink(
+                    session,
+                    url=clickhouse.url,
+                    user=clickhouse.user,
+                    password=clickhouse.password,
+                    database=clickhouse.database,
+                    timeout=10,
+                ),
+                queries=OutboxQueries(timestamp_precision=0),
+                config=ForwarderConfig(
+                    batch_size=100,
+                    poll_interval=1,
+                    recheck_delay=0.05,
+                    backoff=Backoff(initial=0.1, maximum=1),
+                ),
+                doorbell=Doorbell(),
+                metrics=RelayMetrics(),
+                status=RelayStatus(),
+            )
+            return await forwarder.deliver_batch()
+    finally:
+        await pool.close()

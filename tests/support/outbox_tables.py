@@ -1,0 +1,85 @@
+"""The outbox tables of the test database, for tests whose other side runs in another process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import psycopg
+import pytest
+
+from shared.events import Envelope, UserCreated
+from shared.outbox import DEAD_LETTER_TABLE, OUTBOX_TABLE
+
+
+@dataclass
+class Outbox:
+    """The outbox tables of the test database, written and read with plain SQL."""
+
+    url: str
+
+    def connect(self, **kwargs: object) -> psycopg.Connection:
+        """A new connection to the test database (autocommit unless told otherwise)."""
+        return psycopg.connect(self.url, autocommit=kwargs.pop("autocommit", True), **kwargs)  # type: ignore[arg-type]
+
+    def produce(
+        self, count: int, *, connection: psycopg.Connection | None = None, **overrides: object
+    ) -> list[str]:
+        """Write `count` sign-up events in one transaction; return their event ids."""
+        envelopes = [
+            Envelope.wrap(
+                UserCreated(email=f"person{n}@example.com", first_name="Ada", last_name="Lovelace"),
+                environment="Local",
+            )
+            for n in range(count)
+        ]
+        rows = [
+            (
+                str(e.event_id),
+                e.event_type,
+                e.event_date_time,
+                e.environment,
+                e.event_context,
+                overrides.get("metadata_version", e.metadata_version),
+            )
+            for e in envelopes
+        ]
+        own = connection is None
+        connection = connection or self.connect()
+        try:
+            with (
+                connection.cursor() as cursor,
+                cursor.copy(
+                    f"COPY {OUTBOX_TABLE} (event_id, event_type, event_date_time, environment,"
+                    " event_context, metadata_version) FROM STDIN"
+                ) as copy,
+            ):
+                for row in rows:
+                    copy.write_row(row)
+        finally:
+            if own:
+                connection.close()
+        return [row[0] for row in rows]
+
+    def pending(self) -> int:
+        """Events still in the outbox."""
+        with self.connect() as connection:
+            return connection.execute(f"SELECT count(*) FROM {OUTBOX_TABLE}").fetchone()[0]  # type: ignore[index]
+
+    def dead_letters(self) -> list[tuple[str, str, int]]:
+        """(event_id, error, attempts) of every dead letter."""
+        with self.connect() as connection:
+            rows = connection.execute(f"SELECT event_id::text, error, attempts FROM {DEAD_LETTER_TABLE}")
+            return list(rows.fetchall())
+
+
+@pytest.fixture
+def outbox(transactional_db: None) -> Outbox:
+    """The test database's outbox, committed for real (relays in other processes see it)."""
+    from django.db import connection
+
+    database = connection.settings_dict
+    credentials = quote(database["USER"], safe="") + ":" + quote(database["PASSWORD"] or "", safe="")
+    address = f"{database['HOST'] or 'localhost'}:{database['PORT'] or 5432}"
+    url = f"postgres://{credentials}@{address}/{database['NAME']}"
+    return Outbox(url)
