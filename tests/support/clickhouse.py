@@ -45,7 +45,8 @@ class ClickHouse:
         )
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
-                return response.read().decode()
+                answer: bytes = response.read()
+                return answer.decode()
         except urllib.error.HTTPError as error:
             raise AssertionError(f"ClickHouse refused {sql!r}: {error.read().decode()[:500]}") from error
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 import psycopg
@@ -18,9 +19,16 @@ class Outbox:
 
     url: str
 
-    def connect(self, **kwargs: object) -> psycopg.Connection:
+    def connect(self, *, autocommit: bool = True) -> psycopg.Connection:
         """A new connection to the test database (autocommit unless told otherwise)."""
-        return psycopg.connect(self.url, autocommit=kwargs.pop("autocommit", True), **kwargs)  # type: ignore[arg-type]
+        return psycopg.connect(self.url, autocommit=autocommit)
+
+    def value(self, sql: str) -> Any:
+        """The single value a query answers."""
+        with self.connect() as connection:
+            row = connection.execute(sql).fetchone()
+        assert row is not None, f"no row from {sql!r}"
+        return row[0]
 
     def produce(
         self, count: int, *, connection: psycopg.Connection | None = None, **overrides: object
@@ -63,8 +71,7 @@ class Outbox:
 
     def pending(self) -> int:
         """Events still in the outbox."""
-        with self.connect() as connection:
-            return connection.execute(f"SELECT count(*) FROM {OUTBOX_TABLE}").fetchone()[0]  # type: ignore[index]
+        return int(self.value(f"SELECT count(*) FROM {OUTBOX_TABLE}"))
 
     def dead_letters(self) -> list[tuple[str, str, int]]:
         """(event_id, error, attempts) of every dead letter."""

@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -67,9 +68,10 @@ class RelayProcess:
         except urllib.error.HTTPError as error:
             return error.code, error.read().decode()
 
-    def status(self) -> dict[str, object]:
+    def status(self) -> dict[str, Any]:
         """The `/status` document."""
-        return json.loads(self.get("/status")[1])
+        document: dict[str, Any] = json.loads(self.get("/status")[1])
+        return document
 
     def metric(self, name: str, **labels: str) -> float:
         """The value of one sample from `/metrics`."""
@@ -93,7 +95,7 @@ class RelayProcess:
         """Everything the relay logged so far."""
         return self.log_path.read_text(errors="replace")
 
-    def log_events(self, event: str) -> list[dict[str, object]]:
+    def log_events(self, event: str) -> list[dict[str, Any]]:
         """The JSON log lines whose `event` is the given name."""
         lines = []
         for line in self.log().splitlines():

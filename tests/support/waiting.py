@@ -11,11 +11,12 @@ def free_port() -> int:
     """A TCP port nobody listens on right now."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        port: int = probe.getsockname()[1]
+        return port
 
 
-def wait_until(condition: Callable[[], object], *, timeout: float, interval: float = 0.05) -> object:
-    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
+def wait_until[T](condition: Callable[[], T | None], *, timeout: float, interval: float = 0.05) -> T:
+    """Poll `condition` until it returns something truthy, and return that; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         result = condition()

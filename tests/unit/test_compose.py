@@ -41,13 +41,15 @@ _UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
     """`compose.yaml` as data, anchors and merge keys resolved."""
-    return YAML(typ="safe").load(COMPOSE_FILE.read_text(encoding="utf-8"))
+    document: dict[str, Any] = YAML(typ="safe").load(COMPOSE_FILE.read_text(encoding="utf-8"))
+    return document
 
 
 @pytest.fixture(scope="module")
 def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The services of `compose.yaml` by name."""
-    return compose["services"]
+    by_name: dict[str, dict[str, Any]] = compose["services"]
+    return by_name
 
 
 def one_shot(services: dict[str, dict[str, Any]]) -> set[str]:
@@ -65,7 +67,8 @@ def dependencies(service: dict[str, Any]) -> dict[str, dict[str, Any]]:
     depends_on = service.get("depends_on", {})
     if isinstance(depends_on, list):
         return {name: {} for name in depends_on}
-    return depends_on
+    long_form: dict[str, dict[str, Any]] = depends_on
+    return long_form
 
 
 def seconds(duration: str) -> float:

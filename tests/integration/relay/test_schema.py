@@ -21,7 +21,7 @@ def relay_bodies(outbox: Outbox, *, precision: int, batch_size: int) -> list[byt
 
     async def drain() -> list[bytes]:
         connection = await asyncpg.connect(outbox.url)
-        bodies = []
+        bodies: list[bytes] = []
         try:
             queries = OutboxQueries(timestamp_precision=precision)
             while True:

@@ -99,8 +99,7 @@ def test_a_sign_up_can_be_followed_from_the_http_request_to_the_clickhouse_inser
         sentry_sdk.flush()
         [http_request] = transport.transactions()
         trace_id = http_request["contexts"]["trace"]["trace_id"]
-        with outbox.connect() as connection:
-            [stored] = connection.execute(f"SELECT sentry_trace FROM {OUTBOX_TABLE}").fetchone()  # type: ignore[misc]
+        stored = outbox.value(f"SELECT sentry_trace FROM {OUTBOX_TABLE}")
         assert stored.startswith(f"{trace_id}-")
 
         assert asyncio.run(deliver_one_batch(outbox, clickhouse)) == 1

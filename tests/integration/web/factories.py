@@ -24,8 +24,11 @@ class UserFactory(DjangoModelFactory[User]):
     password = Password(STRONG_PASSWORD)
 
 
-class SignUpFactory(factory.DictFactory):
+class SignUpFactory(factory.Factory[dict[str, str]]):
     """What a person types into the sign-up form or sends to the API."""
+
+    class Meta:
+        model = dict
 
     email = factory.Sequence(lambda n: f"new.person{n}@example.com")
     password = STRONG_PASSWORD

@@ -25,7 +25,7 @@ def test_the_sign_in_page_asks_for_an_email_address(client: Client) -> None:
 
 
 def test_signing_in_writes_user_logged_in_with_the_user_id_and_ip(client: Client) -> None:
-    user = UserFactory()
+    user = UserFactory.create()
 
     response = client.post(LOGIN_URL, {"username": user.email, "password": STRONG_PASSWORD})
 
@@ -36,7 +36,7 @@ def test_signing_in_writes_user_logged_in_with_the_user_id_and_ip(client: Client
 
 
 def test_signing_in_matches_the_email_case_insensitively(client: Client) -> None:
-    user = UserFactory(email="mixed.case@example.com")
+    user = UserFactory.create(email="mixed.case@example.com")
 
     client.post(LOGIN_URL, {"username": "Mixed.Case@EXAMPLE.com", "password": STRONG_PASSWORD})
 
@@ -44,7 +44,7 @@ def test_signing_in_matches_the_email_case_insensitively(client: Client) -> None
 
 
 def test_a_refused_sign_in_writes_user_login_failed_with_the_email_and_ip(client: Client) -> None:
-    user = UserFactory()
+    user = UserFactory.create()
 
     response = client.post(LOGIN_URL, {"username": user.email, "password": WRONG_PASSWORD})
 
@@ -65,7 +65,7 @@ def test_a_refused_sign_in_keeps_the_password_out_of_the_event(client: Client) -
 
 
 def test_signing_out_writes_user_logged_out(client: Client) -> None:
-    user = UserFactory()
+    user = UserFactory.create()
     client.force_login(user)
 
     response = client.post(LOGOUT_URL)
@@ -85,7 +85,7 @@ def test_signing_out_without_being_signed_in_writes_nothing(client: Client) -> N
 
 
 def test_signing_out_needs_a_post(client: Client) -> None:
-    client.force_login(UserFactory())
+    client.force_login(UserFactory.create())
 
     response = client.get(LOGOUT_URL)
 

@@ -91,7 +91,7 @@ def test_a_requeued_dead_letter_arrives_in_clickhouse_once_with_its_original_id(
 
 @pytest.mark.django_db
 def test_a_requeued_dead_letter_keeps_its_id_time_payload_and_attempts() -> None:
-    letter = DeadLetterFactory(attempts=2, sentry_trace="trace", baggage="baggage")
+    letter = DeadLetterFactory.create(attempts=2, sentry_trace="trace", baggage="baggage")
 
     assert dead_letter_requeue(ids=[letter.pk]) == 1
 
@@ -110,8 +110,8 @@ def test_a_requeued_dead_letter_keeps_its_id_time_payload_and_attempts() -> None
 
 @pytest.mark.django_db
 def test_requeueing_by_event_type_leaves_dead_letters_of_other_types() -> None:
-    signup = DeadLetterFactory(event_type="user_created")
-    login = DeadLetterFactory(event_type="user_logged_in")
+    signup = DeadLetterFactory.create(event_type="user_created")
+    login = DeadLetterFactory.create(event_type="user_logged_in")
 
     assert dead_letter_requeue(event_type="user_created") == 1
 
@@ -121,7 +121,7 @@ def test_requeueing_by_event_type_leaves_dead_letters_of_other_types() -> None:
 
 @pytest.mark.django_db
 def test_requeueing_an_empty_selection_of_ids_moves_nothing() -> None:
-    DeadLetterFactory()
+    DeadLetterFactory.create()
 
     assert dead_letter_requeue(ids=[]) == 0
 
@@ -142,7 +142,7 @@ def test_requeueing_everything_takes_an_explicit_everything() -> None:
 
 @pytest.mark.django_db
 def test_requeueing_everything_together_with_a_filter_is_refused() -> None:
-    DeadLetterFactory()
+    DeadLetterFactory.create()
 
     with pytest.raises(ValueError, match="without ids or event_type"):
         dead_letter_requeue(everything=True, event_type="user_created")
@@ -152,7 +152,7 @@ def test_requeueing_everything_together_with_a_filter_is_refused() -> None:
 
 @pytest.mark.django_db
 def test_purging_without_a_selection_is_refused() -> None:
-    DeadLetterFactory()
+    DeadLetterFactory.create()
 
     with pytest.raises(ValueError, match="say which"):
         dead_letter_purge()
@@ -177,7 +177,7 @@ def test_the_admin_requeue_action_moves_the_selected_dead_letters_back_to_the_ou
 
 @pytest.mark.django_db
 def test_the_admin_requeue_action_records_nothing_when_the_move_fails(admin_client: Client) -> None:
-    letter = DeadLetterFactory()
+    letter = DeadLetterFactory.create()
     OutboxEvent.objects.create(event_id=letter.event_id, event_type="user_created", event_context="{}")
 
     with pytest.raises(IntegrityError):
@@ -200,7 +200,7 @@ def test_the_admin_purge_action_deletes_the_selected_dead_letters(admin_client: 
 
 @pytest.mark.django_db
 def test_the_admin_lists_dead_letters_with_only_a_summary_of_their_error(admin_client: Client) -> None:
-    letter = DeadLetterFactory(event_context='{"email":"secret@example.com","first_name":"Ada"}')
+    letter = DeadLetterFactory.create(event_context='{"email":"secret@example.com","first_name":"Ada"}')
     assert "secret@example.com" in letter.error  # ClickHouse quoted the row
 
     page = admin_client.get(CHANGELIST_URL).content.decode()
@@ -213,7 +213,7 @@ def test_the_admin_lists_dead_letters_with_only_a_summary_of_their_error(admin_c
 
 @pytest.mark.django_db
 def test_the_admin_shows_the_full_error_on_the_dead_letters_page(admin_client: Client) -> None:
-    letter = DeadLetterFactory(event_context='{"email":"secret@example.com","first_name":"Ada"}')
+    letter = DeadLetterFactory.create(event_context='{"email":"secret@example.com","first_name":"Ada"}')
 
     page = admin_client.get(reverse("admin:outbox_deadletter_change", args=[letter.pk])).content.decode()
 
@@ -233,7 +233,7 @@ def test_the_admin_finds_a_dead_letter_by_event_id(admin_client: Client) -> None
 
 @pytest.mark.django_db
 def test_dead_letters_can_be_viewed_but_not_added_or_edited_in_the_admin(admin_client: Client) -> None:
-    letter = DeadLetterFactory()
+    letter = DeadLetterFactory.create()
     change_url = reverse("admin:outbox_deadletter_change", args=[letter.pk])
 
     assert admin_client.get(change_url).status_code == 200
@@ -259,7 +259,7 @@ def test_pending_events_are_view_only_in_the_admin(admin_client: Client) -> None
 
 @pytest.mark.django_db
 def test_the_command_refuses_to_requeue_without_a_selection() -> None:
-    DeadLetterFactory()
+    DeadLetterFactory.create()
 
     with pytest.raises(CommandError, match="--all"):
         call("requeue")
@@ -269,7 +269,7 @@ def test_the_command_refuses_to_requeue_without_a_selection() -> None:
 
 @pytest.mark.django_db
 def test_the_command_refuses_all_together_with_a_filter() -> None:
-    DeadLetterFactory()
+    DeadLetterFactory.create()
 
     with pytest.raises(CommandError, match="without --id or --event-type"):
         call("requeue", "--all", "--event-type", "user_created")
@@ -300,7 +300,7 @@ def test_the_command_requeues_every_dead_letter_with_all() -> None:
 
 @pytest.mark.django_db
 def test_the_command_lists_dead_letters_without_their_payload() -> None:
-    letter = DeadLetterFactory(event_context='{"email":"secret@example.com","first_name":"Ada"}')
+    letter = DeadLetterFactory.create(event_context='{"email":"secret@example.com","first_name":"Ada"}')
     assert "secret@example.com" in letter.error  # ClickHouse quoted the row
 
     output = call("list")
@@ -313,9 +313,9 @@ def test_the_command_lists_dead_letters_without_their_payload() -> None:
 
 @pytest.mark.django_db
 def test_the_command_purges_only_dead_letters_older_than_the_given_days() -> None:
-    old = DeadLetterFactory()
+    old = DeadLetterFactory.create()
     DeadLetter.objects.filter(pk=old.pk).update(dead_lettered_at=timezone.now() - timedelta(days=8))
-    recent = DeadLetterFactory()
+    recent = DeadLetterFactory.create()
 
     output = call("purge", "--older-than", "7")
 
@@ -325,7 +325,7 @@ def test_the_command_purges_only_dead_letters_older_than_the_given_days() -> Non
 
 @pytest.mark.django_db
 def test_the_command_refuses_to_purge_without_a_selection() -> None:
-    DeadLetterFactory()
+    DeadLetterFactory.create()
 
     with pytest.raises(CommandError, match="--older-than"):
         call("purge")

@@ -39,14 +39,15 @@ def test_serve_in_production_mode_answers_through_gunicorn(tmp_path: Path) -> No
     )
     try:
         deadline = time.monotonic() + 30
-        while True:
+        answer: tuple[int, str] | None = None
+        while answer is None:
             try:
-                status, body = get(url, headers=headers)
-                break
+                answer = get(url, headers=headers)
             except (urllib.error.URLError, ConnectionError):
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
+        status, body = answer
         assert status == 200
         assert "You are not signed in" in body
     finally:

@@ -33,7 +33,8 @@ def health(client: Client) -> dict[str, Any]:
     """The body of `/health/`, which must answer 200."""
     response = client.get(HEALTH_URL)
     assert response.status_code == 200, response.content
-    return response.json()
+    body: dict[str, Any] = response.json()
+    return body
 
 
 @pytest.mark.django_db

@@ -49,7 +49,8 @@ def table_exists(name: str) -> bool:
     """Whether the table is in the database at all."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [name])
-        return cursor.fetchone()[0]
+        [exists] = cursor.fetchone()
+        return bool(exists)
 
 
 @pytest.fixture

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, timedelta
+from typing import TYPE_CHECKING
 
 import pytest
-from django.http import HttpResponse
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -17,12 +17,16 @@ from tests.integration.web.factories import SignUpFactory, UserFactory
 from webapp.outbox.models import OutboxEvent
 from webapp.users.models import User
 
+if TYPE_CHECKING:
+    # The test client's response (with `.json()`); django-stubs names it only privately.
+    from django.test.client import _MonkeyPatchedWSGIResponse as TestResponse
+
 pytestmark = pytest.mark.django_db
 
 API_URL = "/api/users/"
 
 
-def post_json(client: Client, body: object) -> HttpResponse:
+def post_json(client: Client, body: object) -> TestResponse:
     """POST a value to the API as a JSON body."""
     return client.post(API_URL, json.dumps(body), content_type="application/json")
 
@@ -32,7 +36,7 @@ def test_the_api_lives_at_api_users() -> None:
 
 
 def test_sign_up_answers_201_with_the_new_users_id_and_email(client: Client) -> None:
-    data = SignUpFactory()
+    data = SignUpFactory.build()
 
     response = post_json(client, data)
 
@@ -42,7 +46,7 @@ def test_sign_up_answers_201_with_the_new_users_id_and_email(client: Client) -> 
 
 
 def test_sign_up_writes_exactly_one_user_and_one_user_created_event(client: Client) -> None:
-    data = SignUpFactory()
+    data = SignUpFactory.build()
 
     post_json(client, data)
 
@@ -56,7 +60,7 @@ def test_sign_up_writes_exactly_one_user_and_one_user_created_event(client: Clie
 
 
 def test_the_user_created_event_has_the_contract_fields(client: Client) -> None:
-    data = SignUpFactory()
+    data = SignUpFactory.build()
 
     post_json(client, data)
 
@@ -70,8 +74,8 @@ def test_the_user_created_event_has_the_contract_fields(client: Client) -> None:
 
 
 def test_a_taken_email_in_another_case_is_refused_with_409_and_writes_nothing(client: Client) -> None:
-    UserFactory(email="taken@example.com")
-    data = SignUpFactory(email="TAKEN@Example.COM")
+    UserFactory.create(email="taken@example.com")
+    data = SignUpFactory.build(email="TAKEN@Example.COM")
 
     response = post_json(client, data)
 
@@ -97,7 +101,7 @@ def test_a_taken_email_in_another_case_is_refused_with_409_and_writes_nothing(cl
 def test_invalid_input_is_refused_with_400_and_field_errors_and_writes_nothing(
     client: Client, change: dict[str, object], field: str
 ) -> None:
-    response = post_json(client, {**SignUpFactory(), **change})
+    response = post_json(client, {**SignUpFactory.build(), **change})
 
     assert response.status_code == 400
     errors = response.json()["errors"]
@@ -109,7 +113,7 @@ def test_invalid_input_is_refused_with_400_and_field_errors_and_writes_nothing(
 
 
 def test_a_missing_field_is_refused_with_400_naming_it(client: Client) -> None:
-    data = SignUpFactory()
+    data = SignUpFactory.build()
     del data["last_name"]
 
     response = post_json(client, data)
@@ -121,7 +125,7 @@ def test_a_missing_field_is_refused_with_400_naming_it(client: Client) -> None:
 
 
 def test_a_password_resembling_the_name_is_refused(client: Client) -> None:
-    data = SignUpFactory(first_name="Bartholomew", password="Bartholomew1")
+    data = SignUpFactory.build(first_name="Bartholomew", password="Bartholomew1")
 
     response = post_json(client, data)
 
@@ -152,7 +156,7 @@ def test_a_json_body_that_is_not_an_object_is_refused_with_400(client: Client, b
 
 
 def test_a_form_encoded_body_is_refused_with_415(client: Client) -> None:
-    response = client.post(API_URL, SignUpFactory())
+    response = client.post(API_URL, SignUpFactory.build())
 
     assert response.status_code == 415
     assert "__all__" in response.json()["errors"]
@@ -168,6 +172,6 @@ def test_methods_other_than_post_are_refused_with_405(client: Client, method: st
 
 
 def test_the_api_needs_no_csrf_token() -> None:
-    response = post_json(Client(enforce_csrf_checks=True), SignUpFactory())
+    response = post_json(Client(enforce_csrf_checks=True), SignUpFactory.build())
 
     assert response.status_code == 201

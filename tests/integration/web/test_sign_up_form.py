@@ -43,7 +43,7 @@ def test_the_sign_up_page_renders_a_form_with_a_csrf_token(browser: Client) -> N
 
 
 def test_sign_up_through_the_form_writes_one_user_and_one_user_created_event(browser: Client) -> None:
-    data = SignUpFactory()
+    data = SignUpFactory.build()
 
     browser.post(REGISTER_URL, {**data, "csrfmiddlewaretoken": csrf_token(browser)})
 
@@ -54,7 +54,7 @@ def test_sign_up_through_the_form_writes_one_user_and_one_user_created_event(bro
 
 
 def test_sign_up_through_the_form_signs_the_person_in_and_goes_home(browser: Client) -> None:
-    data = SignUpFactory()
+    data = SignUpFactory.build()
 
     response = browser.post(REGISTER_URL, {**data, "csrfmiddlewaretoken": csrf_token(browser)}, follow=True)
 
@@ -66,7 +66,7 @@ def test_sign_up_through_the_form_signs_the_person_in_and_goes_home(browser: Cli
 
 
 def test_sign_up_without_a_csrf_token_is_refused_and_writes_nothing(browser: Client) -> None:
-    response = browser.post(REGISTER_URL, SignUpFactory())
+    response = browser.post(REGISTER_URL, SignUpFactory.build())
 
     assert response.status_code == 403
     assert not User.objects.exists()
@@ -74,8 +74,8 @@ def test_sign_up_without_a_csrf_token_is_refused_and_writes_nothing(browser: Cli
 
 
 def test_a_taken_email_is_shown_on_the_email_field_and_writes_nothing(browser: Client) -> None:
-    UserFactory(email="taken@example.com")
-    data = SignUpFactory(email="Taken@EXAMPLE.com")
+    UserFactory.create(email="taken@example.com")
+    data = SignUpFactory.build(email="Taken@EXAMPLE.com")
 
     response = browser.post(REGISTER_URL, {**data, "csrfmiddlewaretoken": csrf_token(browser)})
 
@@ -89,7 +89,7 @@ def test_a_taken_email_is_shown_on_the_email_field_and_writes_nothing(browser: C
 
 
 def test_a_weak_password_is_shown_on_the_password_field_and_writes_nothing(browser: Client) -> None:
-    data = SignUpFactory(password="12345678")
+    data = SignUpFactory.build(password="12345678")
 
     response = browser.post(REGISTER_URL, {**data, "csrfmiddlewaretoken": csrf_token(browser)})
 
@@ -100,7 +100,7 @@ def test_a_weak_password_is_shown_on_the_password_field_and_writes_nothing(brows
 
 
 def test_an_invalid_email_is_shown_on_the_email_field(browser: Client) -> None:
-    data = SignUpFactory(email="nobody-at-example.com")
+    data = SignUpFactory.build(email="nobody-at-example.com")
 
     response = browser.post(REGISTER_URL, {**data, "csrfmiddlewaretoken": csrf_token(browser)})
 
@@ -116,7 +116,7 @@ def test_the_home_page_says_when_you_are_not_signed_in(client: Client) -> None:
 
 
 def test_the_home_page_says_when_you_are_signed_in(client: Client) -> None:
-    client.force_login(UserFactory())
+    client.force_login(UserFactory.create())
 
     response = client.get("/")
 

@@ -33,7 +33,7 @@ def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 @pytest.mark.django_db
 def test_the_password_is_hashed_with_argon2(enqueued: list[int]) -> None:
-    data = SignUpFactory()
+    data = SignUpFactory.build()
 
     user = user_create(**data)
 
@@ -43,29 +43,29 @@ def test_the_password_is_hashed_with_argon2(enqueued: list[int]) -> None:
 
 @pytest.mark.django_db
 def test_the_email_domain_is_lowercased_and_the_local_part_kept(enqueued: list[int]) -> None:
-    user = user_create(**SignUpFactory(email="Jane.Doe@Example.COM"))
+    user = user_create(**SignUpFactory.build(email="Jane.Doe@Example.COM"))
 
     assert user.email == "Jane.Doe@example.com"
 
 
 @pytest.mark.django_db
 def test_a_taken_email_raises_email_taken(enqueued: list[int]) -> None:
-    UserFactory(email="taken@example.com")
+    UserFactory.create(email="taken@example.com")
 
     with pytest.raises(EmailTaken):
-        user_create(**SignUpFactory(email="TAKEN@example.com"))
+        user_create(**SignUpFactory.build(email="TAKEN@example.com"))
 
 
 @pytest.mark.django_db
 def test_a_sign_up_racing_another_for_the_same_email_is_refused_by_the_constraint(
     monkeypatch: pytest.MonkeyPatch, enqueued: list[int]
 ) -> None:
-    UserFactory(email="raced@example.com")
+    UserFactory.create(email="raced@example.com")
     # As if the other sign-up committed between our check and our INSERT.
     monkeypatch.setattr(services, "user_email_taken", lambda *, email: False)
 
     with pytest.raises(EmailTaken):
-        user_create(**SignUpFactory(email="Raced@example.com"))
+        user_create(**SignUpFactory.build(email="Raced@example.com"))
 
     assert User.objects.count() == 1
     assert not OutboxEvent.objects.exists()
@@ -74,7 +74,7 @@ def test_a_sign_up_racing_another_for_the_same_email_is_refused_by_the_constrain
 @pytest.mark.django_db
 def test_a_weak_password_raises_a_validation_error_and_writes_nothing(enqueued: list[int]) -> None:
     with pytest.raises(ValidationError):
-        user_create(**SignUpFactory(password="abc"))
+        user_create(**SignUpFactory.build(password="abc"))
 
     assert not User.objects.exists()
     assert not OutboxEvent.objects.exists()
@@ -94,7 +94,7 @@ def test_a_failure_after_the_event_is_written_rolls_back_the_user_and_the_event(
     monkeypatch.setattr(EventLogClient, "publish", publish_then_fail)
 
     with pytest.raises(Boom):
-        user_create(**SignUpFactory())
+        user_create(**SignUpFactory.build())
 
     assert not User.objects.exists()
     assert not OutboxEvent.objects.exists()
@@ -103,7 +103,7 @@ def test_a_failure_after_the_event_is_written_rolls_back_the_user_and_the_event(
 
 @pytest.mark.django_db(transaction=True)
 def test_a_committed_sign_up_keeps_the_user_and_the_event(enqueued: list[int]) -> None:
-    user = user_create(**SignUpFactory())
+    user = user_create(**SignUpFactory.build())
 
     assert User.objects.filter(pk=user.pk).exists()
     assert written.event_types() == ["user_created"]
@@ -124,7 +124,7 @@ def test_the_welcome_email_is_enqueued_only_after_the_sign_up_commits(
     django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks, enqueued: list[int]
 ) -> None:
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        user = user_create(**SignUpFactory())
+        user = user_create(**SignUpFactory.build())
         assert enqueued == []
 
     assert len(callbacks) == 1
@@ -135,10 +135,10 @@ def test_the_welcome_email_is_enqueued_only_after_the_sign_up_commits(
 def test_a_refused_sign_up_enqueues_no_welcome_email(
     django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks, enqueued: list[int]
 ) -> None:
-    UserFactory(email="taken@example.com")
+    UserFactory.create(email="taken@example.com")
 
     with django_capture_on_commit_callbacks(execute=True) as callbacks, pytest.raises(EmailTaken):
-        user_create(**SignUpFactory(email="taken@example.com"))
+        user_create(**SignUpFactory.build(email="taken@example.com"))
 
     assert callbacks == []
     assert enqueued == []

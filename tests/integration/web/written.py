@@ -27,17 +27,19 @@ def event_types() -> list[str]:
 def context_text(row: OutboxEvent) -> str:
     """The payload exactly as stored, the text the relay hands to ClickHouse."""
     # Read as text in SQL: psycopg would otherwise parse a `json` column into a dict.
-    return (
+    text: str = (
         OutboxEvent.objects.filter(pk=row.pk)
         .annotate(text=Cast("event_context", TextField()))
         .values_list("text", flat=True)
         .get()
     )
+    return text
 
 
 def context(row: OutboxEvent) -> dict[str, Any]:
     """The event's payload, parsed from the stored text."""
-    return json.loads(context_text(row))
+    payload: dict[str, Any] = json.loads(context_text(row))
+    return payload
 
 
 def assert_user_created(event: OutboxEvent, sign_up: dict[str, Any]) -> None:

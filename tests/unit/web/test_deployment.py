@@ -62,7 +62,7 @@ def test_serve_replaces_itself_with_gunicorn_when_debug_is_off(
 ) -> None:
     settings.DEBUG = False
     execs: list[tuple[str, list[str]]] = []
-    monkeypatch.setattr(serve.os, "execvp", lambda file, argv: execs.append((file, argv)))
+    monkeypatch.setattr("os.execvp", lambda file, argv: execs.append((file, argv)))
 
     call_command("serve", "--workers", "3", "--threads", "2", skip_checks=True)
 
