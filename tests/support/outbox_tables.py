@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from shared.events import Envelope, UserCreated
-from shared.outbox import DEAD_LETTER_TABLE, OUTBOX_TABLE
+from shared.outbox import DEAD_LETTER_TABLE, EVENT_LOG_COLUMNS, OUTBOX_TABLE
 
 
 @dataclass
@@ -33,7 +33,11 @@ class Outbox:
     def produce(
         self, count: int, *, connection: psycopg.Connection | None = None, **overrides: object
     ) -> list[str]:
-        """Write `count` sign-up events in one transaction; return their event ids."""
+        """Write `count` sign-up events in one transaction; return their event ids.
+
+        `overrides` replace columns of every event (`metadata_version=-1` makes
+        events ClickHouse refuses).
+        """
         envelopes = [
             Envelope.wrap(
                 UserCreated(email=f"person{n}@example.com", first_name="Ada", last_name="Lovelace"),
@@ -41,33 +45,20 @@ class Outbox:
             )
             for n in range(count)
         ]
-        rows = [
-            (
-                str(e.event_id),
-                e.event_type,
-                e.event_date_time,
-                e.environment,
-                e.event_context,
-                overrides.get("metadata_version", e.metadata_version),
-            )
-            for e in envelopes
-        ]
+        rows = [tuple({**envelope.columns(), **overrides}.values()) for envelope in envelopes]
         own = connection is None
         connection = connection or self.connect()
         try:
             with (
                 connection.cursor() as cursor,
-                cursor.copy(
-                    f"COPY {OUTBOX_TABLE} (event_id, event_type, event_date_time, environment,"
-                    " event_context, metadata_version) FROM STDIN"
-                ) as copy,
+                cursor.copy(f"COPY {OUTBOX_TABLE} ({', '.join(EVENT_LOG_COLUMNS)}) FROM STDIN") as copy,
             ):
                 for row in rows:
                     copy.write_row(row)
         finally:
             if own:
                 connection.close()
-        return [row[0] for row in rows]
+        return [str(envelope.event_id) for envelope in envelopes]
 
     def pending(self) -> int:
         """Events still in the outbox."""

@@ -26,7 +26,9 @@ from relay.metrics import RelayMetrics
 from relay.outbox import OutboxQueries
 from relay.retry import Backoff
 from relay.status import RelayStatus
+from relay.telemetry import Telemetry
 from tests.support.clickhouse import ClickHouse
+from tests.support.faulty_relay import FAULT_VARIABLE
 from tests.support.outbox_tables import Outbox
 from tests.support.project import ROOT
 from tests.support.waiting import free_port, wait_until
@@ -42,10 +44,14 @@ class RelayProcess:
     process: subprocess.Popen[bytes] = field(init=False)
 
     def start(self, *, wait: bool = True) -> RelayProcess:
-        """Start the process and (unless told not to) wait until its HTTP endpoint answers."""
+        """Start the process and (unless told not to) wait until its HTTP endpoint answers.
+
+        With `DIE_HARD_FAULT` in its environment it runs the test-only faulty relay.
+        """
         log_file = self.log_path.open("ab")
+        module = "tests.support.faulty_relay" if FAULT_VARIABLE in self.env else "relay"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "relay"], cwd=ROOT, env=self.env, stdout=log_file, stderr=log_file
+            [sys.executable, "-m", module], cwd=ROOT, env=self.env, stdout=log_file, stderr=log_file
         )
         log_file.close()
         if wait:
@@ -114,7 +120,7 @@ def start_relay(outbox: Outbox, clickhouse: ClickHouse, tmp_path: Path) -> Itera
     """Start relays against the test outbox and ClickHouse database; all are stopped afterwards."""
     started: list[RelayProcess] = []
 
-    def start(*, wait: bool = True, **settings: object) -> RelayProcess:
+    def start(*, wait: bool = True, fault: str | None = None, **settings: object) -> RelayProcess:
         port = free_port()
         env = {
             **os.environ,
@@ -139,6 +145,8 @@ def start_relay(outbox: Outbox, clickhouse: ClickHouse, tmp_path: Path) -> Itera
                 for key, value in settings.items()
             }
         )
+        if fault is not None:
+            env[FAULT_VARIABLE] = fault
         relay = RelayProcess(env=env, log_path=tmp_path / f"relay-{len(started)}.log", port=port).start(
             wait=wait
         )
@@ -186,8 +194,7 @@ async def deliver_one_batch(outbox: Outbox, clickhouse: ClickHouse) -> int:
                     backoff=Backoff(initial=0.1, maximum=1),
                 ),
                 doorbell=Doorbell(),
-                metrics=RelayMetrics(),
-                status=RelayStatus(),
+                observer=Telemetry(metrics=RelayMetrics(), status=RelayStatus()),
             )
             return await forwarder.deliver_batch()
     finally:
