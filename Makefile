@@ -51,10 +51,12 @@ test: $(VENV)/.installed .env services ## run every test, against the real servi
 test-unit: $(VENV)/.installed ## run the tests that need no service (tests/unit/), in seconds
 	DEBUG=true DIE_HARD_ENV_FILE=/dev/null $(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-lint: $(VENV)/.installed ## ruff (lint and format check), the import contracts and shellcheck
+# mypy's Django plugin loads the settings: development mode, defaults only.
+lint: $(VENV)/.installed ## ruff (lint and format check), the import contracts, mypy --strict and shellcheck
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	DEBUG=true DIE_HARD_ENV_FILE=/dev/null $(BIN)/mypy
 	$(BIN)/shellcheck --external-sources scripts/*.sh scripts/lib/*.sh .ci/run
 
 format: $(VENV)/.installed ## apply ruff's fixes and formatting
@@ -66,4 +68,4 @@ bench: $(VENV)/.installed .env services ## relay throughput vs a raw Postgres dr
 	$(BIN)/python -m benchmarks.relay
 
 clean: ## remove the virtualenv and the tools (data under .services is kept)
-	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache .mypy_cache

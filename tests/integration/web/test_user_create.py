@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
 from pytest_django import DjangoCaptureOnCommitCallbacks
 
-from shared.events import Envelope, Event, UserCreated
+from shared.events import Event, UserCreated
 from tests.integration.web import written
 from tests.integration.web.factories import SignUpFactory, UserFactory
 from webapp.outbox.client import EventLogClient, TransactionRequired
@@ -84,7 +83,7 @@ def test_a_weak_password_raises_a_validation_error_and_writes_nothing(enqueued: 
 def test_a_failure_after_the_event_is_written_rolls_back_the_user_and_the_event(
     monkeypatch: pytest.MonkeyPatch, enqueued: list[int]
 ) -> None:
-    publish: Callable[..., list[Envelope]] = EventLogClient.publish
+    publish = EventLogClient.publish
 
     def publish_then_fail(self: EventLogClient, *events: Event) -> Any:
         publish(self, *events)
