@@ -116,11 +116,12 @@ async def counts(url: str, database: str) -> tuple[int, int]:
 async def settled_counts(url: str, database: str, events: int) -> tuple[int, int]:
     """`counts`, once the server has every event or 30 s have passed (without a quorum,
     the second replica copies in the background)."""
+    rows, ids = await counts(url, database)
     for _ in range(300):
-        rows, ids = await counts(url, database)
         if ids >= events:
             break
         await asyncio.sleep(0.1)
+        rows, ids = await counts(url, database)
     return rows, ids
 
 

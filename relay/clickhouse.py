@@ -139,7 +139,7 @@ class ClickHouseSink:
         self._query = insert_query()
 
     def _client(self, url: str, **settings: int | str) -> ChClient:
-        return ChClient(self._session, url=url, **self._credentials, **settings)  # type: ignore[arg-type]
+        return ChClient(self._session, url=url, **self._credentials, **settings)
 
     def configure_inserts(self, *, table: str = EVENT_LOG_TABLE, settings: Mapping[str, int | str]) -> None:
         """Insert into `table`, with these ClickHouse settings (a quorum, say) on every insert."""

@@ -26,8 +26,12 @@
 #                               how long a dead replica still counts toward a quorum
 set -euo pipefail
 
+PROG=cluster
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
+# shellcheck source=scripts/lib/common.sh
+source "$SCRIPT_DIR/lib/common.sh"
+
+REPO_ROOT="$(dirname "$SCRIPT_DIR")"
 CLICKHOUSE_SH="$SCRIPT_DIR/clickhouse.sh"
 CH_HOME="${CLICKHOUSE_HOME:-$REPO_ROOT/.services/clickhouse}"
 
@@ -41,12 +45,6 @@ SESSION_TIMEOUT_MS="${CLUSTER_SESSION_TIMEOUT_MS:-30000}"
 ZK_DIR="$REPO_ROOT/.services/zookeeper/$PREFIX"
 ZK_PID_FILE="$ZK_DIR/zookeeper.pid"
 
-say() { printf 'cluster: %s\n' "$*"; }
-die() { printf 'cluster: error: %s\n' "$*" >&2; exit 1; }
-
-# shellcheck source=scripts/lib/common.sh
-source "$SCRIPT_DIR/lib/common.sh"
-
 REPLICAS="${#HTTP_PORTS[@]}"
 [ "$REPLICAS" -ge 1 ] && [ "${#TCP_PORTS[@]}" = "$REPLICAS" ] && [ "${#INTERSERVER_PORTS[@]}" = "$REPLICAS" ] ||
     die "CLUSTER_HTTP_PORTS, CLUSTER_TCP_PORTS and CLUSTER_INTERSERVER_PORTS must name one port per replica"
@@ -55,32 +53,11 @@ case "$CLUSTER" in '' | *[!A-Za-z0-9_]*) die "invalid CLICKHOUSE_CLUSTER: '$CLUS
 
 port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# wait_for SECONDS COMMAND...: retry COMMAND every 0.5 s.
-wait_for() {
-    local tries=$(($1 * 2))
-    shift
-    until "$@"; do
-        tries=$((tries - 1))
-        [ "$tries" -gt 0 ] || return 1
-        sleep 0.5
-    done
-}
-
-# pid_of_command PIDFILE PATTERN: the pid in PIDFILE if that process still runs PATTERN.
-pid_of_command() {
-    local pid
-    [ -f "$1" ] || return 1
-    pid="$(cat "$1" 2>/dev/null)"
-    case "$pid" in '' | *[!0-9]*) return 1 ;; esac
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$2" || return 1
-    echo "$pid"
-}
-
 # --------------------------------------------------------------------------
 # ZooKeeper
 # --------------------------------------------------------------------------
 
-zookeeper_pid() { pid_of_command "$ZK_PID_FILE" "$ZK_DIR/zoo.cfg"; }
+zookeeper_pid() { live_pid "$ZK_PID_FILE" "$ZK_DIR/zoo.cfg"; }
 
 zookeeper_answers() {
     local reply
@@ -95,15 +72,13 @@ zookeeper_answers() {
 
 zookeeper_install() {
     [ ! -f /usr/share/java/zookeeper.jar ] || return 0
-    command -v apt-get >/dev/null 2>&1 || die "zookeeper: not installed and no apt-get to install it with"
     say "zookeeper: not installed, installing the Debian package"
-    as_root apt-get update -q
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q zookeeper
+    apt_install zookeeper
 }
 
 zookeeper_up() {
     if zookeeper_pid >/dev/null && zookeeper_answers; then
-        say "zookeeper: already running on 127.0.0.1:$ZK_PORT"
+        say "zookeeper: already running on 127.0.0.1:$ZK_PORT (pid $(zookeeper_pid))"
         return 0
     fi
     zookeeper_pid >/dev/null && die "zookeeper: pid $(zookeeper_pid) runs but does not answer on $ZK_PORT (see $ZK_DIR/zookeeper.log)"
@@ -146,11 +121,7 @@ zookeeper_down() {
         rm -f "$ZK_PID_FILE"
         return 0
     fi
-    say "zookeeper: stopping (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    if ! wait_for 15 eval "! kill -0 $pid 2>/dev/null"; then
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
+    stop_pid zookeeper "$pid"
     rm -f "$ZK_PID_FILE"
 }
 
@@ -160,28 +131,26 @@ zookeeper_down() {
 
 replica_name() { echo "$PREFIX-replica$1"; }
 
-replica_pid() {
-    pid_of_command "$CH_HOME/$(replica_name "$1")/server.pid" clickhouse-server
-}
+replica_pid() { live_pid "$CH_HOME/$(replica_name "$1")/server.pid" clickhouse-server; }
 
-replica_answers() {
-    [ "$(curl -s --max-time 2 "http://127.0.0.1:${HTTP_PORTS[$1 - 1]}/ping" 2>/dev/null)" = "Ok." ]
-}
+replica_answers() { clickhouse_pings "${HTTP_PORTS[$1 - 1]}"; }
 
-# The part of each replica's configuration that makes it one: ZooKeeper, its
-# macros, the cluster's members and the replication port. The server merges
-# etc/config.d/*.xml into the instance's config.xml.
-write_cluster_config() {
-    local number="$1" dir="$CH_HOME/$(replica_name "$1")/etc/config.d" i members=""
+# The replica's configuration: the standalone server's, plus what makes it a
+# replica (ZooKeeper, its macros, the cluster's members, the replication port).
+# Its paths stay relative to the instance's directory; users.xml is shared.
+render_replica_config() {
+    local number="$1" config="$2" i members=""
     for ((i = 0; i < REPLICAS; i++)); do
         members+="                <replica><host>127.0.0.1</host><port>${TCP_PORTS[$i]}</port></replica>
 "
     done
-    mkdir -p "$dir"
-    cat >"$dir/cluster.xml" <<EOF
-<?xml version="1.0"?>
-<!-- Written by scripts/cluster.sh: replica $number of cluster $CLUSTER. -->
-<yandex>
+    mkdir -p "$(dirname "$config")"
+    {
+        sed -e '/<\/yandex>/d' \
+            -e "s|<users_config>users.xml</users_config>|<users_config>$SCRIPT_DIR/clickhouse/users.xml</users_config>|" \
+            "$SCRIPT_DIR/clickhouse/config.xml"
+        cat <<EOF
+    <!-- Written by scripts/cluster.sh: replica $number of cluster $CLUSTER. -->
     <interserver_http_host>127.0.0.1</interserver_http_host>
     <interserver_http_port>${INTERSERVER_PORTS[$number - 1]}</interserver_http_port>
     <zookeeper>
@@ -205,23 +174,19 @@ $members            </shard>
     </distributed_ddl>
 </yandex>
 EOF
+    } >"$config"
 }
 
 replica_up() {
-    local number="$1" http="${HTTP_PORTS[$1 - 1]}" tcp="${TCP_PORTS[$1 - 1]}" port
+    local number="$1" http="${HTTP_PORTS[$1 - 1]}" tcp="${TCP_PORTS[$1 - 1]}" config
     if replica_pid "$number" >/dev/null && replica_answers "$number"; then
-        say "replica$number: already running on 127.0.0.1:$http"
+        say "replica$number: already running on 127.0.0.1:$http (pid $(replica_pid "$number"))"
         return 0
     fi
-    if ! replica_pid "$number" >/dev/null; then
-        for port in "$http" "$tcp" "${INTERSERVER_PORTS[$number - 1]}"; do
-            port_taken "$port" &&
-                die "replica$number: port $port is taken by another process (set CLUSTER_HTTP_PORTS, CLUSTER_TCP_PORTS or CLUSTER_INTERSERVER_PORTS)"
-        done
-    fi
-    write_cluster_config "$number"
-    "$CLICKHOUSE_SH" start --name "$(replica_name "$number")" --http-port "$http" --tcp-port "$tcp" |
-        sed "s/^/replica$number: /"
+    config="$CH_HOME/$(replica_name "$number")/cluster-config.xml"
+    render_replica_config "$number" "$config"
+    "$CLICKHOUSE_SH" start --name "$(replica_name "$number")" --http-port "$http" --tcp-port "$tcp" \
+        --config "$config" | sed "s/^/replica$number: /"
 }
 
 replica_down() {
@@ -269,7 +234,7 @@ cmd_up() {
     zookeeper_up
     local i
     for ((i = 1; i <= REPLICAS; i++)); do replica_up "$i"; done
-    say "up: cluster $CLUSTER, replicas on http://127.0.0.1:{$(
+    say "cluster: $CLUSTER is up, replicas on http://127.0.0.1:{$(
         IFS=,
         echo "${HTTP_PORTS[*]}"
     )}, ZooKeeper on 127.0.0.1:$ZK_PORT"
@@ -292,7 +257,7 @@ cmd_purge() {
     local i
     for ((i = 1; i <= REPLICAS; i++)); do rm -rf "${CH_HOME:?}/$(replica_name "$i")"; done
     rm -rf "$ZK_DIR"
-    say "purged: the data of cluster $PREFIX is gone"
+    say "cluster: purged, the data of $PREFIX is gone"
 }
 
 cmd_status() {
@@ -325,6 +290,6 @@ case "${1:-up}" in
         "$CLICKHOUSE_SH" install
         ;;
     pid) cmd_pid "${2:-}" ;;
-    -h | --help | help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//' ;;
+    -h | --help | help) usage ;;
     *) die "unknown command: $1 (up|status|down|purge|pid|install)" ;;
 esac
