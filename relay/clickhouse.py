@@ -151,11 +151,6 @@ class ClickHouseSink:
         """A client for the replica in use (for statements that need no failover)."""
         return self._readers[self._current]
 
-    @property
-    def url(self) -> str:
-        """The address of the replica in use."""
-        return self.urls[self._current]
-
     async def insert(self, body: bytes) -> None:
         """Insert one batch; raise `RejectedData` or `TransientError` when it is not taken."""
         await self._on_a_replica(lambda index: self._writers[index].insert_file(self._query, body))
