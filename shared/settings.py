@@ -87,6 +87,7 @@ class WebSettings(CommonSettings):
     email_host_user: str = ""
     email_host_password: SecretStr = SecretStr("")
     email_use_tls: bool = True
+    mail_dispatch_interval: float = Field(default=10.0, gt=0)
 
     health_lag_threshold_seconds: float = 60.0
     health_pending_threshold: int = 100_000

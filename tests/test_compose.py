@@ -32,7 +32,7 @@ SEED_SETTINGS = (
     "SENTRY_CONFIG_ENVIRONMENT",
     "ENVIRONMENT",
 )
-APP_SERVICES = ("migrate", "web", "relay", "worker")
+APP_SERVICES = ("migrate", "web", "relay", "worker", "beat")
 RELAY_SHUTDOWN_GRACE_DEFAULT = 15.0
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(us|ms|s|m|h)")
 _UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -106,7 +106,7 @@ def test_every_long_running_service_has_a_healthcheck(services: dict[str, dict[s
         if not services[name].get("healthcheck", {}).get("test")
         or services[name]["healthcheck"].get("disable")
     )
-    assert daemons >= {"postgres", "redis", "clickhouse", "web", "relay", "worker"}
+    assert daemons >= {"postgres", "redis", "clickhouse", "web", "relay", "worker", "beat"}
     assert without == []
 
 

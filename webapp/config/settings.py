@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "django_structlog",
     "webapp.core",
     "webapp.health",
+    "webapp.mail",
     "webapp.outbox",
     "webapp.users",
 ]
@@ -121,9 +122,21 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Celery beat (`celery -A webapp.config beat`) sends the e-mails recorded in
+# PostgreSQL that no worker has sent yet: those of a broker outage, and retries.
+CELERY_BEAT_SCHEDULE = {
+    "mail-dispatch-pending": {
+        "task": "webapp.mail.tasks.email_dispatch_pending",
+        "schedule": ENV.mail_dispatch_interval,
+        # A tick nobody ran before the next one is worth nothing: the next sweeps anyway.
+        "options": {"expires": ENV.mail_dispatch_interval},
+    }
+}
 
 # --- E-mail -------------------------------------------------------------------
 DEFAULT_FROM_EMAIL = ENV.default_from_email
+# A mail server that stops answering must not hold a dispatcher (and the row it locked) for long.
+EMAIL_TIMEOUT = 10
 if ENV.email_host:
     EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     EMAIL_HOST = ENV.email_host

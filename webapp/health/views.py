@@ -5,8 +5,8 @@ Status codes are for load balancers and orchestrators, which act on them:
 - 503 "down": PostgreSQL does not answer. Nothing works without it (not even
   a sign-up, whose event is written there), so take this instance out.
 - 200 "degraded": Redis or ClickHouse does not answer, or the relay is behind.
-  The site still signs people up (e-mail waits in Celery's queue, events wait
-  in the outbox), and pulling web instances would not help the relay catch up.
+  The site still signs people up (e-mail waits in PostgreSQL for beat's
+  sweep, events wait in the outbox), and pulling web instances would not help the relay catch up.
 - 200 "ok": everything answers and the relay is within its thresholds.
 
 The body names each dependency's state in one word and gives the outbox's

@@ -2,7 +2,8 @@
 
 Every write publishes its event through `EventLogClient` inside the same
 `transaction.atomic()` as the change it describes, so the two commit or roll
-back together. Side effects outside the database (e-mail) wait for the commit.
+back together. E-mail is recorded the same way (`webapp.mail`) and sent after
+the commit, so no outage of the broker or the mail server can fail a sign-up.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from django.contrib.auth.password_validation import validate_password
 from django.db import IntegrityError, transaction
 
 from shared.events import UserCreated, UserLoggedIn, UserLoggedOut, UserLoginFailed
+from webapp.mail.services import email_enqueue
 from webapp.outbox.client import EventLogClient
 from webapp.users.models import User
 from webapp.users.selectors import user_email_taken
-from webapp.users.tasks import send_welcome_email
 
 logger = structlog.get_logger(__name__)
 
@@ -32,7 +33,8 @@ def user_create(*, email: str, password: str, first_name: str, last_name: str) -
 
     Raises `django.core.exceptions.ValidationError` when the password validators
     reject the password and `EmailTaken` when the e-mail address is in use; in
-    both cases nothing is written. The welcome e-mail is enqueued after commit.
+    both cases nothing is written. The welcome e-mail is recorded with the user
+    and sent after commit.
     """
     user = User(email=User.objects.normalize_email(email), first_name=first_name, last_name=last_name)
     # With the user instance, so a password resembling the name or the address is refused.
@@ -49,9 +51,9 @@ def user_create(*, email: str, password: str, first_name: str, last_name: str) -
             EventLogClient.from_settings().publish(
                 UserCreated(email=user.email, first_name=user.first_name, last_name=user.last_name)
             )
-            # Registered inside the block so a rollback discards it; it runs only
-            # once the outermost transaction has committed.
-            send_welcome_email.delay_on_commit(user.pk)
+            # Recorded with the user: sent once the sign-up has committed, and
+            # still sent later if the broker or the mail server is down now.
+            _welcome_email_enqueue(user)
     except IntegrityError as error:
         if not _violates(error, EMAIL_UNIQUE_CONSTRAINT):
             raise
@@ -59,6 +61,24 @@ def user_create(*, email: str, password: str, first_name: str, last_name: str) -
         raise EmailTaken("a user with this e-mail address already exists") from error
     logger.info("user_created", user_id=user.pk)
     return user
+
+
+WELCOME_SUBJECT = "Welcome to Die Hard"
+WELCOME_BODY = """Hello {first_name},
+
+your account is ready. Sign in with this e-mail address whenever you like.
+
+The Die Hard team
+"""
+
+
+def _welcome_email_enqueue(user: User) -> None:
+    email_enqueue(
+        user=user,
+        to=user.email,
+        subject=WELCOME_SUBJECT,
+        body=WELCOME_BODY.format(first_name=user.first_name or "there"),
+    )
 
 
 def user_login_audit(*, user: User, ip_address: str | None) -> None:
