@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from django.db.models import Value
-from django.db.models.functions import Lower
-from django.db.models.lookups import Exact
-
-from webapp.users.models import User
+from webapp.users.models import User, email_matches
 
 
 def user_email_taken(*, email: str) -> bool:
     """Whether an account already uses this e-mail address, compared case-insensitively."""
     # Compared as `lower(email)`, the expression of the unique index, so the
     # database can answer from the index and agrees with the constraint.
-    return User.objects.filter(Exact(Lower("email"), Lower(Value(email)))).exists()
+    return User.objects.filter(email_matches(email)).exists()
 
 
 def user_get(*, user_id: int) -> User | None:
