@@ -92,11 +92,24 @@ class WebSettings(CommonSettings):
     health_lag_threshold_seconds: float = 60.0
     health_pending_threshold: int = 100_000
 
+    # How many reverse proxies in front of the site append to X-Forwarded-For
+    # (and set X-Forwarded-Proto). 0: none is trusted, REMOTE_ADDR is the client.
+    trusted_proxy_count: int = Field(default=0, ge=0, le=10)
+    # Callers from these networks (by client address) see /health/ in detail and /metrics.
+    internal_networks: Annotated[list[str], NoDecode] = ["127.0.0.0/8", "::1/128"]
+
+    # Sign-in: this many failures for one account, or from one address, lock
+    # it out for the cool-off (every further try during it restarts the cool-off).
+    throttle_sign_in_failures: int = Field(default=10, ge=1)
+    throttle_sign_in_cooloff_minutes: float = Field(default=15.0, gt=0)
+    # Sign-ups per client address, as django-ratelimit's "<count>/<period>" (s, m, h, d).
+    throttle_sign_up_rate: str = Field(default="20/h", pattern=r"^\d+/\d*[smhd]$")
+
     @model_validator(mode="before")
     @classmethod
     def _split_lists(cls, data: object) -> object:
         if isinstance(data, dict):
-            for key in ("allowed_hosts", "csrf_trusted_origins"):
+            for key in ("allowed_hosts", "csrf_trusted_origins", "internal_networks"):
                 for candidate in (key, key.upper()):
                     value = data.get(candidate)
                     if isinstance(value, str):

@@ -132,6 +132,10 @@ def test_serve_in_production_mode_answers_through_gunicorn(tmp_path: Path) -> No
                 time.sleep(0.1)
         assert status == 200
         assert "You are not signed in" in body
+        # Every worker's metrics, added up from the multiprocess directory serve set up.
+        status, body = get(f"{url}metrics", headers=headers)
+        assert status == 200
+        assert "web_throttled_requests_total" in body
     finally:
         # The pid we started is gunicorn's master now (the command exec'd it).
         process.send_signal(signal.SIGTERM)

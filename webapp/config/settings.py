@@ -6,6 +6,7 @@ settings are on and a missing required variable stops start-up with its name.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -33,6 +34,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_structlog",
+    "axes",
     "webapp.core",
     "webapp.health",
     "webapp.mail",
@@ -50,6 +52,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_structlog.middlewares.RequestMiddleware",
+    # Last, as django-axes asks: turns a locked-out sign-in into its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "webapp.config.urls"
@@ -81,7 +85,8 @@ AUTH_USER_MODEL = "users.User"
 # Uniqueness of the e-mail is a case-insensitive constraint (users_user_email_ci_unique),
 # which this check cannot see.
 SILENCED_SYSTEM_CHECKS = ["auth.W004"]
-AUTHENTICATION_BACKENDS = ["webapp.users.backends.EmailBackend"]
+# The throttle first: a locked-out account or address is refused before any password is checked.
+AUTHENTICATION_BACKENDS = ["webapp.users.throttling.SignInThrottle", "webapp.users.backends.EmailBackend"]
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
@@ -132,6 +137,36 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": ENV.mail_dispatch_interval},
     }
 }
+
+# --- Cache (Redis): the abuse throttles' counters ------------------------------
+CACHES = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": ENV.redis_url,
+        "KEY_PREFIX": "diehard",
+        # An unanswering Redis must cost a request little: the throttles then
+        # fail open (webapp/users/throttling.py) rather than refuse everyone.
+        "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
+    }
+}
+
+# --- Abuse throttles (webapp/users/throttling.py) -----------------------------
+TRUSTED_PROXY_COUNT = ENV.trusted_proxy_count
+INTERNAL_NETWORKS = ENV.internal_networks
+AXES_HANDLER = "webapp.users.throttling.FailOpenCacheHandler"
+AXES_FAILURE_LIMIT = ENV.throttle_sign_in_failures
+AXES_COOLOFF_TIME = timedelta(minutes=ENV.throttle_sign_in_cooloff_minutes)
+# Either is enough to lock: guessing many passwords for one account, or many
+# accounts from one address.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "webapp.users.throttling.axes_client_ip"
+AXES_USERNAME_CALLABLE = "webapp.users.throttling.axes_username"
+AXES_CLIENT_STR_CALLABLE = "webapp.users.throttling.axes_client_str"
+AXES_LOCKOUT_CALLABLE = "webapp.users.throttling.locked_out_response"
+AXES_VERBOSE = False
+RATELIMIT_USE_CACHE = "default"
+THROTTLE_SIGN_UP_RATE = ENV.throttle_sign_up_rate
 
 # --- E-mail -------------------------------------------------------------------
 DEFAULT_FROM_EMAIL = ENV.default_from_email
