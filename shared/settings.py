@@ -91,6 +91,7 @@ class WebSettings(CommonSettings):
 
     health_lag_threshold_seconds: float = 60.0
     health_pending_threshold: int = 100_000
+    health_cache_seconds: float = Field(default=5.0, ge=0)
 
     # How many reverse proxies in front of the site append to X-Forwarded-For
     # (and set X-Forwarded-Proto). 0: none is trusted, REMOTE_ADDR is the client.

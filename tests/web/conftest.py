@@ -7,6 +7,8 @@ from collections.abc import Iterator
 import pytest
 from django.core.cache import cache
 
+from webapp.health.views import reports
+
 
 @pytest.fixture(autouse=True)
 def _fresh_throttles() -> Iterator[None]:
@@ -14,3 +16,9 @@ def _fresh_throttles() -> Iterator[None]:
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_health_report() -> None:
+    """Every test probes afresh instead of reading an earlier test's cached `/health/` report."""
+    reports.clear()

@@ -211,6 +211,7 @@ init_sentry(ENV, component="web", integrations=[DjangoIntegration(), CeleryInteg
 # --- Health -------------------------------------------------------------------
 HEALTH_LAG_THRESHOLD_SECONDS = ENV.health_lag_threshold_seconds
 HEALTH_PENDING_THRESHOLD = ENV.health_pending_threshold
+HEALTH_CACHE_SECONDS = ENV.health_cache_seconds
 CLICKHOUSE_URL = ENV.clickhouse_url
 CLICKHOUSE_USER = ENV.clickhouse_user
 CLICKHOUSE_PASSWORD = ENV.clickhouse_password.get_secret_value()

@@ -16,27 +16,32 @@ from webapp.outbox.models import DeadLetter
 # that produced the event stamped that (`shared.events.Envelope`): its clock
 # running behind or ahead of the database's makes the backlog look older or
 # younger. Only the clock of the host asking plays no part.
+# Counts stop at `cap`: past a threshold the exact figure tells nobody more,
+# and counting a backlog of millions would cost a scan of millions of rows.
 _BACKLOG = f"""
     SELECT
-        (SELECT count(*) FROM {OUTBOX_TABLE}),
+        (SELECT count(*) FROM (SELECT 1 FROM {OUTBOX_TABLE} LIMIT %(cap)s) AS pending),
         (SELECT extract(epoch FROM now() - event_date_time) FROM {OUTBOX_TABLE} ORDER BY id LIMIT 1),
-        (SELECT count(*) FROM {DEAD_LETTER_TABLE})
+        (SELECT count(*) FROM (SELECT 1 FROM {DEAD_LETTER_TABLE} LIMIT %(cap)s) AS dead)
 """
 
 
 @dataclass(frozen=True, slots=True)
 class OutboxBacklog:
-    """How much the relay has still to deliver, for how long, and how much it set aside."""
+    """How much the relay has still to deliver, for how long, and how much it set aside.
+
+    `pending_events` and `dead_letters` are counted up to the cap asked for.
+    """
 
     pending_events: int
     oldest_pending_age_seconds: float
     dead_letters: int
 
 
-def outbox_backlog(*, using: str = DEFAULT_DB_ALIAS) -> OutboxBacklog:
-    """Count pending events and dead letters and age the oldest pending event, in one query."""
+def outbox_backlog(*, cap: int = 1_000_000, using: str = DEFAULT_DB_ALIAS) -> OutboxBacklog:
+    """Count pending events and dead letters (up to `cap`) and age the oldest pending event, in one query."""
     with connections[using].cursor() as cursor:
-        cursor.execute(_BACKLOG)
+        cursor.execute(_BACKLOG, {"cap": cap})
         pending, age, dead = cursor.fetchone()
     # An event stamped by a clock running ahead of the database's would look
     # younger than new: no backlog is younger than zero.
