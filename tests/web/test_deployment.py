@@ -85,18 +85,21 @@ def test_serve_replaces_itself_with_gunicorn_when_debug_is_off(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings.DEBUG = False
-    execs: list[tuple[str, list[str]]] = []
-    monkeypatch.setattr(serve.os, "execvp", lambda file, argv: execs.append((file, argv)))
+    execs: list[tuple[str, list[str], dict[str, str]]] = []
+    monkeypatch.setattr(serve.os, "execvpe", lambda file, argv, env: execs.append((file, argv, env)))
 
     call_command("serve", "--workers", "3", "--threads", "2", skip_checks=True)
 
-    [(file, argv)] = execs
+    [(file, argv, env)] = execs
     assert file == sys.executable
     assert argv[:4] == [sys.executable, "-m", "gunicorn", "webapp.config.wsgi:application"]
     assert argv[argv.index("--bind") + 1] == "127.0.0.1:8000"
     assert argv[argv.index("--workers") + 1] == "3"
     assert argv[argv.index("--threads") + 1] == "2"
     assert "--access-logfile" not in argv
+    # gunicorn's workers share their metrics through a fresh directory of files.
+    assert Path(env["PROMETHEUS_MULTIPROC_DIR"]).is_dir()
+    assert not any(Path(env["PROMETHEUS_MULTIPROC_DIR"]).iterdir())
 
 
 def get(url: str, *, headers: dict[str, str]) -> tuple[int, str]:

@@ -8,7 +8,8 @@ from typing import Any
 from prometheus_client import multiprocess
 
 from shared.logging import logging_config
-from shared.settings import WebSettings, load
+from shared.settings import load
+from webapp.config.env import WebSettings
 
 _settings = load(WebSettings)
 

@@ -80,8 +80,8 @@ class Command(BaseCommand):
         argv = gunicorn_argv(bind=bind, workers=workers, threads=threads)
         # Each worker keeps its metrics in files here; /metrics adds them up.
         # A fresh directory per start, so counters of an earlier run do not linger.
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="die-hard-web-metrics-")
+        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="die-hard-web-metrics-")}
         sys.stdout.flush()
         sys.stderr.flush()
         # Replace this process, so signals from the supervisor reach gunicorn's master directly.
-        os.execvp(argv[0], argv)  # noqa: S606  (a fixed command line, no shell)
+        os.execvpe(argv[0], argv, env)  # noqa: S606  (a fixed command line, no shell)

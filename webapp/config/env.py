@@ -1,0 +1,70 @@
+"""The web site's settings (Django and the Celery worker): what every process shares, and its own."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Annotated, Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import NoDecode
+
+from shared.settings import CommonSettings
+
+
+class WebSettings(CommonSettings):
+    """Settings of the Django site and the Celery worker."""
+
+    secret_key: SecretStr = SecretStr("")
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["127.0.0.1", "localhost"])
+    csrf_trusted_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    secure_ssl_redirect: bool = True
+    secure_hsts_seconds: int = 31_536_000
+
+    default_from_email: str = "Die Hard <no-reply@example.com>"
+    email_host: str = ""
+    email_port: int = 587
+    email_host_user: str = ""
+    email_host_password: SecretStr = SecretStr("")
+    email_use_tls: bool = True
+    mail_dispatch_interval: float = Field(default=10.0, gt=0)
+
+    health_lag_threshold_seconds: float = 60.0
+    health_pending_threshold: int = 100_000
+    health_cache_seconds: float = Field(default=5.0, ge=0)
+
+    # How many reverse proxies in front of the site append to X-Forwarded-For
+    # (and set X-Forwarded-Proto). 0: none is trusted, REMOTE_ADDR is the client.
+    trusted_proxy_count: int = Field(default=0, ge=0, le=10)
+    # Callers from these networks (by client address) see /health/ in detail and /metrics.
+    internal_networks: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128"]
+    )
+
+    # Sign-in: this many failures for one account, or from one address, lock
+    # it out for the cool-off (every further try during it restarts the cool-off).
+    throttle_sign_in_failures: int = Field(default=10, ge=1)
+    throttle_sign_in_cooloff_minutes: float = Field(default=15.0, gt=0)
+    # Sign-ups per client address, as django-ratelimit's "<count>/<period>" (s, m, h, d).
+    throttle_sign_up_rate: str = Field(default="20/h", pattern=r"^\d+/\d*[smhd]$")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_lists(cls, data: object) -> object:
+        if isinstance(data, dict):
+            for key in ("allowed_hosts", "csrf_trusted_origins", "internal_networks"):
+                for candidate in (key, key.upper()):
+                    value = data.get(candidate)
+                    if isinstance(value, str):
+                        data[candidate] = [item.strip() for item in value.split(",") if item.strip()]
+        return data
+
+    @model_validator(mode="after")
+    def _production_needs_secrets(self) -> Self:
+        if not self.debug:
+            self.require("secret_key", "database_url", "allowed_hosts")
+        return self
+
+    @cached_property
+    def development_secret_key(self) -> str:
+        """A fixed, clearly insecure key for development when none is set."""
+        return self.secret_key.get_secret_value() or "insecure-development-key-do-not-use-in-production"
