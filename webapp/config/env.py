@@ -28,6 +28,11 @@ class WebSettings(CommonSettings):
     email_use_tls: bool = True
     mail_dispatch_interval: float = Field(default=10.0, gt=0)
 
+    # The site reads ClickHouse (health probe, activity page) as a read-only
+    # user; unset: CLICKHOUSE_USER / CLICKHOUSE_PASSWORD.
+    clickhouse_reader_user: str | None = None
+    clickhouse_reader_password: SecretStr | None = None
+
     health_lag_threshold_seconds: float = 60.0
     health_pending_threshold: int = 100_000
     health_cache_seconds: float = Field(default=5.0, ge=0)
@@ -63,6 +68,13 @@ class WebSettings(CommonSettings):
         if not self.debug:
             self.require("secret_key", "database_url", "allowed_hosts")
         return self
+
+    @property
+    def clickhouse_reader(self) -> tuple[str, SecretStr]:
+        """The user and password the site reads ClickHouse with."""
+        if self.clickhouse_reader_user is None:
+            return self.clickhouse_user, self.clickhouse_password
+        return self.clickhouse_reader_user, self.clickhouse_reader_password or SecretStr("")
 
     @cached_property
     def development_secret_key(self) -> str:

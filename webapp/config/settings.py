@@ -214,6 +214,7 @@ HEALTH_LAG_THRESHOLD_SECONDS = ENV.health_lag_threshold_seconds
 HEALTH_PENDING_THRESHOLD = ENV.health_pending_threshold
 HEALTH_CACHE_SECONDS = ENV.health_cache_seconds
 CLICKHOUSE_URL = ENV.clickhouse_url
-CLICKHOUSE_USER = ENV.clickhouse_user
-CLICKHOUSE_PASSWORD = ENV.clickhouse_password.get_secret_value()
+# The site's ClickHouse user is the read-only one (CLICKHOUSE_READER_*).
+CLICKHOUSE_USER = ENV.clickhouse_reader[0]
+CLICKHOUSE_PASSWORD = ENV.clickhouse_reader[1].get_secret_value()
 REDIS_URL = ENV.redis_url

@@ -88,7 +88,7 @@ class Redis(RedisCheck):
 
 @dataclasses.dataclass
 class ClickHouse(HealthCheck):
-    """`SELECT 1` over ClickHouse's HTTP interface, with the relay's credentials."""
+    """`SELECT 1` over ClickHouse's HTTP interface, as the site's read-only user."""
 
     url: str
     user: str = dataclasses.field(default="default", repr=False)
