@@ -59,6 +59,30 @@ def test_the_deployment_checks_pass_in_production_mode() -> None:
     assert "System check identified no issues" in result.stdout
 
 
+def proxy_ssl_header(**env: str) -> str:
+    """What `SECURE_PROXY_SSL_HEADER` is in a fresh production-mode process with this environment."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django.conf import settings;"
+            " print(getattr(settings, 'SECURE_PROXY_SSL_HEADER', None))",
+        ],
+        cwd=ROOT,
+        env=production_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+def test_x_forwarded_proto_is_ignored_unless_a_proxy_is_trusted() -> None:
+    assert proxy_ssl_header() == "None"
+    assert proxy_ssl_header(TRUSTED_PROXY_COUNT="1") == "('HTTP_X_FORWARDED_PROTO', 'https')"
+
+
 def test_production_mode_without_a_secret_key_fails_at_start_up_naming_it() -> None:
     env = production_env()
     del env["SECRET_KEY"]
@@ -118,7 +142,7 @@ def test_serve_in_production_mode_answers_through_gunicorn(tmp_path: Path) -> No
         [sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
         cwd=ROOT,
         # Gunicorn's control socket goes under XDG_RUNTIME_DIR: keep it private to this test.
-        env=production_env(HOME=str(tmp_path), XDG_RUNTIME_DIR=str(tmp_path)),
+        env=production_env(HOME=str(tmp_path), XDG_RUNTIME_DIR=str(tmp_path), TRUSTED_PROXY_COUNT="1"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

@@ -189,8 +189,11 @@ CSRF_COOKIE_HTTPONLY = False  # the HTML form reads the token from the page, not
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
-if not DEBUG:
+if TRUSTED_PROXY_COUNT:
+    # Only a proxy known to be in front (and to overwrite the header) says
+    # whether the client spoke HTTPS; without one, anyone could claim it.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+if not DEBUG:
     SECURE_SSL_REDIRECT = ENV.secure_ssl_redirect
     # Probes from inside the cluster speak plain HTTP.
     SECURE_REDIRECT_EXEMPT = [r"^health/$"]
