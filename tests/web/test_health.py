@@ -27,7 +27,7 @@ def sign_up_events(count: int) -> None:
     """Publish `count` sign-up events and commit them, as the site does."""
     with transaction.atomic():
         EventLogClient.from_settings().publish_all(
-            UserCreated(email=f"person{n}@example.com", first_name="Ada", last_name="Lovelace")
+            UserCreated(user_id=n, email=f"person{n}@example.com", first_name="Ada", last_name="Lovelace")
             for n in range(count)
         )
 

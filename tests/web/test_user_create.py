@@ -106,6 +106,6 @@ def test_publishing_outside_a_transaction_is_refused() -> None:
     client = EventLogClient.from_settings()
 
     with pytest.raises(TransactionRequired):
-        client.publish(UserCreated(email="a@example.com", first_name="A", last_name="B"))
+        client.publish(UserCreated(user_id=1, email="a@example.com", first_name="A", last_name="B"))
 
     assert not OutboxEvent.objects.exists()

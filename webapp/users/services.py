@@ -16,7 +16,7 @@ from shared.events import UserCreated, UserLoggedIn, UserLoggedOut, UserLoginFai
 from webapp.mail.services import email_enqueue
 from webapp.outbox.client import EventLogClient
 from webapp.users.models import User
-from webapp.users.selectors import user_email_taken
+from webapp.users.selectors import email_pseudonym, user_email_taken, user_for_address
 
 logger = structlog.get_logger(__name__)
 
@@ -49,7 +49,9 @@ def user_create(*, email: str, password: str, first_name: str, last_name: str) -
         with transaction.atomic():
             user.save()
             EventLogClient.from_settings().publish(
-                UserCreated(email=user.email, first_name=user.first_name, last_name=user.last_name)
+                UserCreated(
+                    user_id=user.pk, email=user.email, first_name=user.first_name, last_name=user.last_name
+                )
             )
             # Recorded with the user: sent once the sign-up has committed, and
             # still sent later if the broker or the mail server is down now.
@@ -96,10 +98,20 @@ def user_logout_audit(*, user: User, ip_address: str | None) -> None:
 
 
 def user_login_failure_audit(*, email: str, ip_address: str | None) -> None:
-    """Record for the security audit that a sign-in attempt for an e-mail address was refused."""
+    """Record for the security audit that a sign-in attempt for an e-mail address was refused.
+
+    The typed address is kept only when it is an account's; any other address
+    is kept as a keyed hash (`email_hmac`), which tells attempts on the same
+    address apart without revealing it.
+    """
+    account = user_for_address(email=email)
+    if account is not None:
+        event = UserLoginFailed(user_id=account.pk, email=account.email, ip_address=ip_address)
+    else:
+        event = UserLoginFailed(email_hmac=email_pseudonym(email), ip_address=ip_address)
     # A failed sign-in changes nothing else, so the event has a transaction of its own.
     with transaction.atomic():
-        EventLogClient.from_settings().publish(UserLoginFailed(email=email, ip_address=ip_address))
+        EventLogClient.from_settings().publish(event)
     # The address typed may belong to nobody, or to someone else: it stays out of the logs.
     logger.info("user_login_failed")
 
