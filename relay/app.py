@@ -71,13 +71,35 @@ async def migrate(settings: RelaySettings) -> int:
     """Create `event_log` and its view unless they exist (`relay migrate`)."""
     async with aiohttp.ClientSession() as session:
         sink = clickhouse_sink(session, settings, database="default", admin=True)
-        features = await schema.apply(sink.client, settings.clickhouse_database)
+        features = await schema.apply(
+            sink.client, settings.clickhouse_database, retention_days=settings.event_log_retention_days
+        )
+    if settings.event_log_retention_days and not features.ttl:
+        log.warning(
+            "clickhouse_retention_needs_expire",
+            retention_days=settings.event_log_retention_days,
+            advice="this server has no table TTL: run `relay expire` daily",
+        )
     log.info(
         "clickhouse_schema_applied",
         database=settings.clickhouse_database,
         datetime64=features.datetime64,
         insert_deduplication=features.insert_deduplication,
     )
+    return EXIT_OK
+
+
+async def expire(settings: RelaySettings) -> int:
+    """Delete events older than `EVENT_LOG_RETENTION_DAYS` from `event_log` now (`relay expire`)."""
+    if not settings.event_log_retention_days:
+        log.info("clickhouse_retention_off")
+        return EXIT_OK
+    async with aiohttp.ClientSession() as session:
+        sink = clickhouse_sink(session, settings, database="default", admin=True)
+        await sink.client.execute(
+            schema.expire_statement(settings.clickhouse_database, settings.event_log_retention_days)
+        )
+    log.info("clickhouse_events_expired", retention_days=settings.event_log_retention_days)
     return EXIT_OK
 
 

@@ -24,6 +24,10 @@ class RelaySettings(CommonSettings):
     relay_readiness_timeout: float = Field(default=2.0, gt=0)
     relay_liveness_timeout: float = Field(default=30.0, gt=0)
 
+    # Events older than this many days leave `event_log` (ClickHouse TTL, or
+    # `relay expire` on servers without TTL); 0 keeps them forever.
+    event_log_retention_days: int = Field(default=395, ge=0)
+
     # The relay's own PostgreSQL role (read and delete the outbox, write dead
     # letters); unset: DATABASE_URL.
     relay_database_url: str | None = None

@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+import uuid
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
 
+from relay import app
 from relay.clickhouse import insert_query
 from relay.outbox import OutboxQueries, take_batch
-from relay.schema import CURRENT, LEGACY, SchemaError, check_columns, create_statements
+from relay.schema import CURRENT, LEGACY, SchemaError, check_columns, create_statements, has_retention
+from relay.settings import RelaySettings
+from tests.conftest import ClickHouse
+from tests.helpers import wait_until
 from tests.relay.conftest import Outbox
 
 chdb_session = pytest.importorskip("chdb.session")
@@ -157,3 +163,67 @@ def _columns(**overrides: str) -> dict[str, str]:
         "event_context": "String",
         "metadata_version": "UInt64",
     } | overrides
+
+
+def test_current_clickhouse_drops_events_past_the_retention_period_by_itself() -> None:
+    with tempfile.TemporaryDirectory() as path:
+        session = chdb_session.Session(path)
+        for statement in create_statements(CURRENT, "analytics", retention_days=30):
+            session.query(statement)
+        session.query(
+            "INSERT INTO analytics.event_log VALUES"
+            " (generateUUIDv4(), 'user_created', now64(6) - INTERVAL 40 DAY, 'Local', '{}', 1),"
+            " (generateUUIDv4(), 'user_created', now64(6) - INTERVAL 1 DAY, 'Local', '{}', 1)"
+        )
+        session.query("OPTIMIZE TABLE analytics.event_log FINAL")
+
+        assert count(session, "SELECT count() FROM analytics.event_log") == 1
+        session.close()
+
+
+def test_legacy_clickhouse_has_no_ttl_so_the_table_is_created_without_one() -> None:
+    ddl = "\n".join(create_statements(LEGACY, "analytics", retention_days=30))
+
+    assert "TTL" not in ddl
+
+
+def test_relay_expire_deletes_events_past_the_retention_period_on_the_legacy_server(
+    clickhouse: ClickHouse,
+) -> None:
+    clickhouse.query(
+        "INSERT INTO event_log VALUES"
+        f" ('{uuid.uuid4()}', 'user_created', now() - INTERVAL 40 DAY, 'Local', '{{}}', 1),"
+        f" ('{uuid.uuid4()}', 'user_created', now() - INTERVAL 1 DAY, 'Local', '{{}}', 1)"
+    )
+    settings = RelaySettings(
+        _env_file=None,  # type: ignore[call-arg]
+        clickhouse_host=urlsplit(clickhouse.url).hostname or "127.0.0.1",
+        clickhouse_port=urlsplit(clickhouse.url).port or 8123,
+        clickhouse_user=clickhouse.user,
+        clickhouse_database=clickhouse.database,
+        event_log_retention_days=30,
+    )
+
+    assert asyncio.run(app.expire(settings)) == app.EXIT_OK
+
+    # A mutation: ClickHouse applies it in the background, shortly.
+    wait_until(lambda: clickhouse.value("SELECT count() FROM event_log") == "1", timeout=30)
+
+
+def test_an_existing_ttl_is_recognised_as_the_server_prints_it() -> None:
+    with tempfile.TemporaryDirectory() as path:
+        session = chdb_session.Session(path)
+        for statement in create_statements(CURRENT, "analytics", retention_days=30):
+            session.query(statement)
+        ddl = str(
+            session.query(
+                "SELECT create_table_query FROM system.tables"
+                " WHERE database = 'analytics' AND name = 'event_log'",
+                "TSV",
+            )
+        )
+        session.close()
+
+    assert has_retention(ddl, 30)
+    assert not has_retention(ddl, 3)
+    assert not has_retention(ddl, 300)
