@@ -19,8 +19,8 @@ from pytest_django import DjangoCaptureOnCommitCallbacks
 
 from tests.helpers import RedisServer, wait_until
 from tests.web.factories import SignUpFactory
+from webapp.core.broker import broker_gate
 from webapp.mail.models import OutgoingEmail
-from webapp.mail.services import broker_gate
 from webapp.mail.tasks import email_dispatch_pending
 from webapp.users import services
 from webapp.users.models import User

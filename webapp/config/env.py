@@ -33,6 +33,11 @@ class WebSettings(CommonSettings):
     clickhouse_reader_user: str | None = None
     clickhouse_reader_password: SecretStr | None = None
 
+    # The worker erases deleted accounts' events from ClickHouse as this user
+    # (it needs ALTER DELETE on event_log); unset: CLICKHOUSE_USER / CLICKHOUSE_PASSWORD.
+    clickhouse_eraser_user: str | None = None
+    clickhouse_eraser_password: SecretStr | None = None
+
     health_lag_threshold_seconds: float = 60.0
     health_pending_threshold: int = 100_000
     health_cache_seconds: float = Field(default=5.0, ge=0)
@@ -75,6 +80,13 @@ class WebSettings(CommonSettings):
         if self.clickhouse_reader_user is None:
             return self.clickhouse_user, self.clickhouse_password
         return self.clickhouse_reader_user, self.clickhouse_reader_password or SecretStr("")
+
+    @property
+    def clickhouse_eraser(self) -> tuple[str, SecretStr]:
+        """The user and password the worker erases events from ClickHouse with."""
+        if self.clickhouse_eraser_user is None:
+            return self.clickhouse_user, self.clickhouse_password
+        return self.clickhouse_eraser_user, self.clickhouse_eraser_password or SecretStr("")
 
     @cached_property
     def development_secret_key(self) -> str:

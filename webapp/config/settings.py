@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "webapp.health",
     "webapp.mail",
     "webapp.outbox",
+    "webapp.privacy",
     "webapp.users",
 ]
 
@@ -136,7 +137,13 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": ENV.mail_dispatch_interval,
         # A tick nobody ran before the next one is worth nothing: the next sweeps anyway.
         "options": {"expires": ENV.mail_dispatch_interval},
-    }
+    },
+    # Erasures of deleted accounts' events that no worker carried out yet.
+    "privacy-erasure-pending": {
+        "task": "webapp.privacy.tasks.erasure_run_pending",
+        "schedule": 60.0,
+        "options": {"expires": 60.0},
+    },
 }
 
 # --- Cache (Redis): the abuse throttles' counters ------------------------------
@@ -220,4 +227,7 @@ CLICKHOUSE_URL = ENV.clickhouse_url
 # The site's ClickHouse user is the read-only one (CLICKHOUSE_READER_*).
 CLICKHOUSE_USER = ENV.clickhouse_reader[0]
 CLICKHOUSE_PASSWORD = ENV.clickhouse_reader[1].get_secret_value()
+CLICKHOUSE_DATABASE = ENV.clickhouse_database
+CLICKHOUSE_ERASER_USER = ENV.clickhouse_eraser[0]
+CLICKHOUSE_ERASER_PASSWORD = ENV.clickhouse_eraser[1].get_secret_value()
 REDIS_URL = ENV.redis_url

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import random
 import smtplib
-import threading
-import time
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
@@ -30,6 +28,7 @@ from django.db import transaction
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from webapp.core.broker import send_soon
 from webapp.mail.models import OutgoingEmail
 
 if TYPE_CHECKING:
@@ -43,18 +42,6 @@ Outcome = Literal["sent", "deferred", "refused", "abandoned"]
 MAX_ATTEMPTS: Final = 12
 _BACKOFF_FIRST: Final = timedelta(seconds=30)
 _BACKOFF_MAX: Final = timedelta(hours=6)
-# After the broker failed to take a message, this process stops trying for a
-# while (the sweep sends those messages anyway), so an outage costs one
-# request a short wait, not every request.
-_BROKER_PAUSE_SECONDS: Final = 30.0
-# Redis transport options for that one publish: one connection attempt, bounded by 1 s.
-_FAIL_FAST: Final = {
-    "max_retries": 0,
-    "interval_start": 0,
-    "socket_connect_timeout": 1,
-    "socket_timeout": 1,
-    "retry_on_timeout": False,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,46 +131,8 @@ def backoff(attempts: int) -> timedelta:
     return max(ceiling * random.random(), _BACKOFF_FIRST / 2)  # noqa: S311  (not cryptographic)
 
 
-class _BrokerGate:
-    """Remembers, per process, that the broker just failed, to stop asking it for a while."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._closed_until = 0.0
-
-    def open(self) -> bool:
-        with self._lock:
-            return time.monotonic() >= self._closed_until
-
-    def close(self, seconds: float) -> None:
-        with self._lock:
-            self._closed_until = time.monotonic() + seconds
-
-    def reset(self) -> None:
-        with self._lock:
-            self._closed_until = 0.0
-
-
-broker_gate = _BrokerGate()
-
-
 def _request_dispatch(email_id: int) -> None:
     """Ask a worker to send this message now; if the broker does not answer, the sweep will."""
     from webapp.mail.tasks import email_send
 
-    if not broker_gate.open():
-        logger.info("email_dispatch_left_to_sweep", email_id=email_id, reason="broker_paused")
-        return
-    try:
-        # A connection of its own that gives up at once: no publish retries, no
-        # reconnection loop. The sweep is the retry; the request must not wait.
-        with email_send.app.connection_for_write(transport_options=_FAIL_FAST) as connection:
-            email_send.apply_async(args=(email_id,), connection=connection, retry=False)
-    except Exception as error:
-        broker_gate.close(_BROKER_PAUSE_SECONDS)
-        logger.warning(
-            "email_dispatch_left_to_sweep",
-            email_id=email_id,
-            reason="broker_unavailable",
-            error_kind=type(error).__name__,
-        )
+    send_soon(email_send, email_id)

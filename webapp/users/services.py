@@ -12,9 +12,11 @@ import structlog
 from django.contrib.auth.password_validation import validate_password
 from django.db import IntegrityError, transaction
 
-from shared.events import UserCreated, UserLoggedIn, UserLoggedOut, UserLoginFailed
+from shared.events import UserCreated, UserDeleted, UserLoggedIn, UserLoggedOut, UserLoginFailed
 from webapp.mail.services import email_enqueue
 from webapp.outbox.client import EventLogClient
+from webapp.privacy.models import ErasureRequest
+from webapp.privacy.services import erasure_request
 from webapp.users.models import User
 from webapp.users.selectors import email_pseudonym, user_email_taken, user_for_address
 
@@ -81,6 +83,25 @@ def _welcome_email_enqueue(user: User) -> None:
         subject=WELCOME_SUBJECT,
         body=WELCOME_BODY.format(first_name=user.first_name or "there"),
     )
+
+
+def user_delete(*, user: User) -> ErasureRequest:
+    """Delete an account and everything the site keeps about it.
+
+    In one transaction: the user (and with it the e-mail still waiting for
+    it), a `user_deleted` event that says nothing about whose account it was,
+    and an erasure request. After the commit the request is carried out: every
+    event about the account is erased from the outbox, the dead letters and
+    ClickHouse, and that is recorded as a `user_erased` event, again without
+    personal data (see `webapp.privacy.services`).
+    """
+    user_id = user.pk
+    with transaction.atomic():
+        request = erasure_request(user_id=user_id)
+        user.delete()
+        EventLogClient.from_settings().publish(UserDeleted())
+    logger.info("user_deleted", user_id=user_id, erasure_id=request.pk)
+    return request
 
 
 def user_login_audit(*, user: User, ip_address: str | None) -> None:
