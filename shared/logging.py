@@ -12,6 +12,7 @@ events, and a log line is read by far more people than the data it would show.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import logging.config
 import sys
@@ -38,11 +39,10 @@ _EXCEPTION_AS_DICT: Processor = structlog.processors.ExceptionRenderer(
 
 
 def _console_renderer() -> structlog.dev.ConsoleRenderer:
-    exception_formatter = (
-        structlog.dev.RichTracebackFormatter(show_locals=False)
-        if structlog.dev.rich is not None
-        else structlog.dev.plain_traceback
-    )
+    exception_formatter: structlog.typing.ExceptionRenderer = structlog.dev.plain_traceback
+    if importlib.util.find_spec("rich") is not None:
+        # Rich's tracebacks (the development default) show locals unless told not to.
+        exception_formatter = structlog.dev.RichTracebackFormatter(show_locals=False)
     return structlog.dev.ConsoleRenderer(exception_formatter=exception_formatter)
 
 

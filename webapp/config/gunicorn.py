@@ -21,4 +21,4 @@ accesslog = None
 def child_exit(server: object, worker: Any) -> None:
     """A worker's metric files are merged into the dead-worker totals when it exits."""
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
-        multiprocess.mark_process_dead(worker.pid)
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]  # untyped in prometheus-client

@@ -51,7 +51,7 @@ class _Gate:
 broker_gate = _Gate()
 
 
-def send_soon(task: Task, *args: Any) -> bool:
+def send_soon(task: Task[Any, Any], *args: Any) -> bool:
     """Queue `task(*args)` if the broker answers at once; False (and a log line) if not."""
     if not broker_gate.open():
         logger.info("task_left_to_sweep", task=task.name, reason="broker_paused")
@@ -59,7 +59,8 @@ def send_soon(task: Task, *args: Any) -> bool:
     try:
         # A connection of its own that gives up at once: no publish retries, no reconnection loop.
         with task.app.connection_for_write(transport_options=_FAIL_FAST) as connection:
-            task.apply_async(args=args, connection=connection, retry=False)
+            # `connection` is passed through to the producer (celery-types does not list it).
+            task.apply_async(args=args, connection=connection, retry=False)  # type: ignore[call-arg]
     except Exception as error:
         broker_gate.close(_PAUSE_SECONDS)
         logger.warning(

@@ -127,8 +127,9 @@ def _deliver(email: OutgoingEmail) -> Outcome:
 
 def backoff(attempts: int) -> timedelta:
     """Wait before try number `attempts + 1`: doubling from 30 s up to 6 h, with full jitter."""
-    ceiling = min(_BACKOFF_FIRST * 2 ** min(attempts - 1, 20), _BACKOFF_MAX)
-    return max(ceiling * random.random(), _BACKOFF_FIRST / 2)  # noqa: S311  (not cryptographic)
+    ceiling: timedelta = min(_BACKOFF_FIRST * 2 ** min(attempts - 1, 20), _BACKOFF_MAX)
+    wait: timedelta = max(ceiling * random.random(), _BACKOFF_FIRST / 2)  # noqa: S311  (not cryptographic)
+    return wait
 
 
 def _request_dispatch(email_id: int) -> None:

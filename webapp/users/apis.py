@@ -56,12 +56,14 @@ def _create_user(request: HttpRequest) -> User:
             {NON_FIELD_ERRORS: [too_many_sign_ups_message(retry_after)]},
             headers={"Retry-After": str(retry_after)},
         )
-    if request.content_type.lower() != JSON_CONTENT_TYPE:
+    if (request.content_type or "").lower() != JSON_CONTENT_TYPE:
         raise _Refused(415, {NON_FIELD_ERRORS: [f"Send a JSON body with Content-Type: {JSON_CONTENT_TYPE}."]})
     payload = _json_object(request.body)
     form = UserCreateForm(payload)
     if not form.is_valid():
-        raise _Refused(400, {field: list(messages) for field, messages in form.errors.items()})
+        raise _Refused(
+            400, {field: [str(message) for message in messages] for field, messages in form.errors.items()}
+        )
     try:
         return user_create(**form.cleaned_data)
     except EmailTaken as error:

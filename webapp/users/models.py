@@ -47,7 +47,7 @@ def canonical_email(address: str) -> str:
     return f"{local}@{ascii_domain.lower()}"
 
 
-def email_matches(address: str) -> Exact:
+def email_matches(address: str) -> Exact[str]:
     """The condition "this account's address is `address`", as the unique index compares them."""
     return Exact(Lower("email"), Lower(Value(address)))
 

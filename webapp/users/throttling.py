@@ -43,7 +43,7 @@ class FailOpenCacheHandler(AxesCacheHandler):
 
     def get_failures(self, request: HttpRequest, credentials: dict[str, Any] | None = None) -> int:
         try:
-            return super().get_failures(request, credentials)
+            return int(super().get_failures(request, credentials))
         except RedisError as error:
             _throttle_unavailable("sign_in", error)
             return 0
@@ -83,7 +83,7 @@ class SignInThrottle(AxesStandaloneBackend):
         **kwargs: Any,
     ) -> None:
         try:
-            return super().authenticate(request, username=username, password=password, **kwargs)
+            super().authenticate(request, username=username, password=password, **kwargs)
         except AxesBackendPermissionDenied:
             assert request is not None  # django-axes refuses to work without one
             request.sign_in_throttled = True  # type: ignore[attr-defined]
@@ -106,17 +106,20 @@ def axes_client_ip(request: HttpRequest) -> str | None:
     return client_ip(request)
 
 
+def account_key(address: str) -> str:
+    """An address folded as accounts are compared: every spelling of one account gives one key."""
+    try:
+        return canonical_email(address).lower()
+    except InvalidEmail:
+        return address.strip().lower()
+
+
 def axes_username(request: HttpRequest, credentials: dict[str, Any] | None) -> str | None:
     """The account django-axes counts failures for, folded as accounts are compared."""
     username = (credentials or {}).get("username")
     if username is None:
         username = request.POST.get("username")
-    if not username:
-        return None
-    try:
-        return canonical_email(str(username)).lower()
-    except InvalidEmail:
-        return str(username).lower()
+    return account_key(str(username)) if username else None
 
 
 def axes_client_str(

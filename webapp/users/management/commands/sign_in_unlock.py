@@ -9,7 +9,7 @@ import structlog
 from axes.utils import reset
 from django.core.management.base import BaseCommand, CommandError
 
-from webapp.users.throttling import axes_username
+from webapp.users.throttling import account_key
 
 logger = structlog.get_logger(__name__)
 
@@ -32,14 +32,8 @@ class Command(BaseCommand):
         if not emails and not ip:
             raise CommandError("say what to unlock: one or more e-mail addresses and/or --ip ADDRESS")
         for email in emails:
-            reset(username=axes_username(_NoRequest(), {"username": email}))
+            reset(username=account_key(email))
         for address in ip:
             reset(ip=address)
         logger.info("sign_in_unlocked", accounts=len(emails), addresses=len(ip))
         self.stdout.write(f"Unlocked {len(emails)} account(s) and {len(ip)} address(es).")
-
-
-class _NoRequest:
-    """`axes_username` reads the request only when the credentials lack a username."""
-
-    POST: dict[str, str] = {}  # noqa: RUF012  (never written)

@@ -1,0 +1,119 @@
+"""`event_log`'s definition: the same statements on ClickHouse 18.16 and on current ClickHouse.
+
+Current ClickHouse runs here in-process (chdb); the columns check needs no server.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from relay.schema import CURRENT, LEGACY, SchemaError, check_columns, create_statements, has_retention
+from tests.support.current_clickhouse import CurrentClickHouse
+
+
+def test_the_schema_statements_are_idempotent_on_current_clickhouse(
+    current_clickhouse: CurrentClickHouse,
+) -> None:
+    for statement in create_statements(CURRENT, "analytics"):
+        current_clickhouse.query(statement)
+
+    assert current_clickhouse.count("SELECT count() FROM system.tables WHERE database = 'analytics'") == 2
+
+
+def test_legacy_schema_has_no_features_the_old_server_lacks() -> None:
+    ddl = "\n".join(create_statements(LEGACY, "analytics"))
+
+    assert "DateTime64" not in ddl
+    assert "non_replicated_deduplication_window" not in ddl
+    assert "ReplacingMergeTree" in ddl
+
+
+def test_a_datetime_column_means_second_timestamps() -> None:
+    shape = check_columns(_columns(event_date_time="DateTime(\\'UTC\\')"))
+
+    assert shape.timestamp_precision == 0
+
+
+def test_a_datetime64_column_means_microsecond_timestamps() -> None:
+    shape = check_columns(_columns(event_date_time="DateTime64(6, 'UTC')"))
+
+    assert shape.timestamp_precision == 6
+
+
+def test_a_missing_table_is_reported_with_the_command_that_creates_it() -> None:
+    with pytest.raises(SchemaError, match="does not exist: run `relay migrate`"):
+        check_columns({})
+
+
+def test_an_incompatible_column_is_named() -> None:
+    with pytest.raises(SchemaError, match="metadata_version is Int8"):
+        check_columns(_columns(metadata_version="Int8"))
+
+
+def test_a_missing_column_is_named() -> None:
+    columns = _columns()
+    del columns["environment"]
+
+    with pytest.raises(SchemaError, match="environment is missing"):
+        check_columns(columns)
+
+
+def _columns(**overrides: str) -> dict[str, str]:
+    return {
+        "event_id": "UUID",
+        "event_type": "String",
+        "event_date_time": "DateTime",
+        "environment": "String",
+        "event_context": "String",
+        "metadata_version": "UInt64",
+    } | overrides
+
+
+@pytest.fixture
+def retaining_clickhouse() -> Iterator[Any]:
+    """A chdb session whose `event_log` keeps events for 30 days."""
+    from chdb.session import Session
+
+    with tempfile.TemporaryDirectory() as path:
+        session = Session(path)
+        for statement in create_statements(CURRENT, "analytics", retention_days=30):
+            session.query(statement)
+        yield session
+        session.close()
+
+
+def test_current_clickhouse_drops_events_past_the_retention_period_by_itself(
+    retaining_clickhouse: Any,
+) -> None:
+    retaining_clickhouse.query(
+        "INSERT INTO analytics.event_log VALUES"
+        " (generateUUIDv4(), 'user_created', now64(6) - INTERVAL 40 DAY, 'Local', '{}', 1),"
+        " (generateUUIDv4(), 'user_created', now64(6) - INTERVAL 1 DAY, 'Local', '{}', 1)"
+    )
+    retaining_clickhouse.query("OPTIMIZE TABLE analytics.event_log FINAL")
+
+    assert str(retaining_clickhouse.query("SELECT count() FROM analytics.event_log", "TSV")).strip() == "1"
+
+
+def test_an_existing_ttl_is_recognised_as_the_server_prints_it(retaining_clickhouse: Any) -> None:
+    ddl = str(
+        retaining_clickhouse.query(
+            "SELECT create_table_query FROM system.tables"
+            " WHERE database = 'analytics' AND name = 'event_log'",
+            "TSV",
+        )
+    )
+
+    assert has_retention(ddl, 30)
+    assert not has_retention(ddl, 3)
+    assert not has_retention(ddl, 300)
+
+
+def test_legacy_clickhouse_has_no_ttl_so_the_table_is_created_without_one() -> None:
+    ddl = "\n".join(create_statements(LEGACY, "analytics", retention_days=30))
+
+    assert "TTL" not in ddl
