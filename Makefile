@@ -39,8 +39,9 @@ cluster-up: ## start ZooKeeper and two ClickHouse replicas (cluster die_hard, HT
 cluster-down: ## stop what `make cluster-up` started (the cluster's data is kept)
 	scripts/cluster.sh down
 
-migrate: $(VENV)/.installed .env ## apply the Postgres migrations and the ClickHouse schema (idempotent)
+migrate: $(VENV)/.installed .env ## apply both schemas and grant the web and relay roles their rights (idempotent)
 	$(BIN)/python manage.py migrate --no-input
+	$(BIN)/python manage.py database_grants
 	$(BIN)/relay migrate
 
 run: $(VENV)/.installed .env ## run services, web, relay and Celery worker in the foreground; Ctrl-C stops them
