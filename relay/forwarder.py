@@ -34,7 +34,16 @@ log = structlog.get_logger("relay.forwarder")
 ISOLATION_BATCH = 256
 
 # Errors that mean PostgreSQL is (for now) unreachable or went away mid-batch.
-POSTGRES_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# `InternalClientError` is what asyncpg raises when the server's "terminating
+# connection" message has arrived but the socket's close has not yet: the next
+# statement (often the COMMIT) finds the protocol still consuming that error.
+POSTGRES_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 
 
 @dataclass(frozen=True, slots=True)

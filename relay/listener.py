@@ -22,7 +22,13 @@ log = structlog.get_logger("relay.listener")
 _CONNECT_TIMEOUT = 10.0
 _HEALTH_CHECK_INTERVAL = 10.0
 _HEALTH_CHECK_TIMEOUT = 5.0
-_CONNECTION_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+_CONNECTION_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # a connection the server is hanging up on (see forwarder)
+)
 
 
 class Listener:
