@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CLICKHOUSE_SCRIPT = ROOT / "scripts" / "clickhouse.sh"
 CLICKHOUSE_HOME = ROOT / ".services" / "clickhouse"
 INSTANCE_PREFIX = "chaos-"
+SCRATCH_PREFIX = "diehard-chaos-"
 POSTGRES_ACCOUNT = "postgres"
 
 
@@ -272,9 +273,20 @@ class ScratchClickHouse:
         shutil.rmtree(CLICKHOUSE_HOME / self.name, ignore_errors=True)
 
 
-def sweep_stale_instances() -> None:
-    """Remove the ClickHouse directories of earlier runs whose suite is gone (killed)."""
+def _suite_alive(pid: str) -> bool:
+    try:
+        return b"tests.chaos" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def sweep_stale_instances(scratch_root: Path) -> None:
+    """Remove the server data of earlier runs whose suite is gone (killed); their logs stay."""
     for directory in CLICKHOUSE_HOME.glob(f"{INSTANCE_PREFIX}*"):
         owner = directory.name.removeprefix(INSTANCE_PREFIX)
-        if owner.isdigit() and not Path(f"/proc/{owner}").exists():
+        if owner.isdigit() and not _suite_alive(owner):
             shutil.rmtree(directory, ignore_errors=True)
+    for directory in scratch_root.glob(f"{SCRATCH_PREFIX}*-*"):
+        owner = directory.name.removeprefix(SCRATCH_PREFIX).split("-", 1)[0]
+        if owner.isdigit() and not _suite_alive(owner):
+            shutil.rmtree(directory / "postgres", ignore_errors=True)

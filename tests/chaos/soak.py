@@ -57,7 +57,7 @@ def profile(options: Options) -> Profile:
         events=options.events,
         rate=options.events / (options.minutes * MINUTE),
         backlog=100_000,
-        outage=90,
+        outage=150,
         drain_timeout=900,
         lag_bound=float("inf"),
         batch_size=20_000,
@@ -96,7 +96,8 @@ async def clickhouse_kill9(ctx: Context, stop: asyncio.Event) -> None:
 async def clickhouse_outage(ctx: Context, stop: asyncio.Event) -> None:
     await asyncio.to_thread(ctx.clickhouse.stop)
     ctx.fault("clickhouse stopped")
-    await ctx.pause(stop, ctx.rng.uniform(60, ctx.profile.outage))
+    # Minutes: at the soak's rate, long enough for a backlog of about 100,000 events.
+    await ctx.pause(stop, ctx.rng.uniform(120, ctx.profile.outage))
     await ctx.start_clickhouse()
 
 
@@ -209,6 +210,19 @@ def lag_percentiles(
     return rows
 
 
+def peak_drain_rate(samples: list[Sample], *, window: float = 5.0) -> int:
+    """The fastest the backlog shrank over `window` seconds (events per second): the relays' headroom."""
+    best = 0.0
+    later = 0
+    for sample in samples:
+        while later < len(samples) and samples[later].at - sample.at < window:
+            later += 1
+        if later < len(samples):
+            drop = sample.backlog - samples[later].backlog
+            best = max(best, drop / (samples[later].at - sample.at))
+    return round(best)
+
+
 def plot(samples: list[Sample], faults: list[tuple[float, str]], path: Path) -> None:
     """Lag, backlog and relay memory over time, faults marked, into a PNG."""
     import matplotlib
@@ -280,14 +294,17 @@ async def run(options: Options) -> int:
     (options.out / "soak.json").write_text(json.dumps(figures, indent=2) + "\n")
     if samples:
         plot(samples, faults, options.out / "soak.png")
-    print(json.dumps({key: figures[key] for key in ("throughput_events_per_s", "relay_rss_mib")}), flush=True)
+    keys = ("throughput_events_per_s", "peak_drain_events_per_s", "max_backlog", "relay_rss_mib")
+    print(json.dumps({key: figures[key] for key in keys}), flush=True)
     print(report.summary([result]), flush=True)
     return 0 if result.passed else 1
 
 
 def summarize(result: Result, samples: list[Sample], faults: list[tuple[float, str]]) -> dict[str, object]:
     """The soak's figures: throughput, lag per minute, the steady relay's memory."""
-    steady = [sample.rss["relay-1"] / 2**20 for sample in samples if "relay-1" in sample.rss]
+    # The steady relay's memory once warm (its first minute excluded), first tenth against last.
+    start = samples[0].at if samples else 0.0
+    steady = [s.rss["relay-1"] / 2**20 for s in samples if "relay-1" in s.rss and s.at - start > MINUTE]
     tenth = max(len(steady) // 10, 1)
     rows = lag_percentiles(samples)
     for minute, p50, p99, peak in rows:
@@ -296,6 +313,7 @@ def summarize(result: Result, samples: list[Sample], faults: list[tuple[float, s
         "events": result.accounting.events,
         "seconds": round(result.seconds),
         "throughput_events_per_s": round(result.accounting.events / max(result.seconds, 1.0)),
+        "peak_drain_events_per_s": peak_drain_rate(samples),
         "faults": result.faults,
         "fault_kinds": dict(Counter(what for _, what in faults).most_common()),
         "lag_per_minute": [
@@ -320,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--minutes", type=float, default=20.0)
     parser.add_argument("--seed", type=int, default=int(time.time()))
-    parser.add_argument("--out", type=Path, default=Path("soak-results"))
+    parser.add_argument("--out", type=Path, default=Path("docs/soak"), help="where soak.png and soak.json go")
     arguments = parser.parse_args(argv)
     return asyncio.run(run(Options(arguments.events, arguments.minutes, arguments.seed, arguments.out)))
 

@@ -29,7 +29,7 @@ from tests.chaos.processes import Children
 from tests.chaos.producer import History, Producer
 from tests.chaos.proxy import FaultyProxy, Mode
 from tests.chaos.relays import ROOT, RelayFleet
-from tests.chaos.servers import ScratchClickHouse, ScratchPostgres, sweep_stale_instances
+from tests.chaos.servers import SCRATCH_PREFIX, ScratchClickHouse, ScratchPostgres, sweep_stale_instances
 from tests.helpers import free_port
 
 DATABASE = "chaos"
@@ -243,8 +243,8 @@ def relay_environment(servers: Servers, profile: Profile, clickhouse_database: s
 
 def _workdir() -> Path:
     """A fresh scratch directory (after removing what killed runs left behind)."""
-    sweep_stale_instances()
-    workdir = Path(tempfile.mkdtemp(prefix="diehard-chaos-"))
+    sweep_stale_instances(Path(tempfile.gettempdir()))
+    workdir = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))
     workdir.chmod(0o755)  # the postgres account must reach its data directory
     return workdir
 
@@ -279,9 +279,11 @@ async def scratch_servers(*, keep_logs: bool = False) -> AsyncIterator[Servers]:
     finally:
         if proxy is not None:
             await proxy.close()
-        children.stop_all()
+        # Servers first, without ceremony (an immediate shutdown does not wait
+        # for sessions to end), then the relays, which then have nothing to finish.
         postgres.remove()
         clickhouse.remove()
+        children.stop_all()
         if failed or keep_logs:
             print(f"chaos: logs kept in {workdir}", file=sys.stderr)
         else:
