@@ -259,7 +259,7 @@ async def xmin_held_back(ctx: Context) -> None:
             "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT txid_current(), count(*) FROM event_outbox"
         )
         ctx.fault("xmin held back by an idle transaction")
-        await ctx.produce_while(total=ctx.profile.events * 3, rate=ctx.profile.rate * 2)
+        await ctx.produce_while(total=ctx.profile.events * 2, rate=ctx.profile.rate * 2)
         horizon = await asyncio.to_thread(
             ctx.postgres.execute,
             "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'event_outbox'",

@@ -28,7 +28,9 @@ CLICKHOUSE_SCRIPT = ROOT / "scripts" / "clickhouse.sh"
 CLICKHOUSE_HOME = ROOT / ".services" / "clickhouse"
 INSTANCE_PREFIX = "chaos-"
 SCRATCH_PREFIX = "diehard-chaos-"
-POSTGRES_ACCOUNT = "postgres"
+# PostgreSQL refuses to run as root: as root, the cluster runs as the postgres
+# account; as anyone else, as that user.
+POSTGRES_ACCOUNT = "postgres" if os.geteuid() == 0 else None
 
 
 class ServerError(RuntimeError):
@@ -80,8 +82,9 @@ class ScratchPostgres:
     def create(self) -> None:
         """`initdb` a new cluster (trust authentication: it only listens on loopback)."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        account = pwd.getpwnam(POSTGRES_ACCOUNT)
-        os.chown(self.directory, account.pw_uid, account.pw_gid)
+        if POSTGRES_ACCOUNT is not None:
+            account = pwd.getpwnam(POSTGRES_ACCOUNT)
+            os.chown(self.directory, account.pw_uid, account.pw_gid)
         self.children.spawn(
             [
                 self.bindir / "initdb",
@@ -214,7 +217,8 @@ class ScratchClickHouse:
 
     def wait_ready(self) -> None:
         """Wait until the server answers `/ping` (any thread)."""
-        _wait(self.answers, timeout=60, what="ClickHouse did not answer /ping")
+        # Generous: after a kill, a busy server first checks and cleans its parts.
+        _wait(self.answers, timeout=300, what="ClickHouse did not answer /ping")
 
     def launch(self) -> None:
         """Start the server (main thread; `--foreground` execs it, so it is our child)."""
