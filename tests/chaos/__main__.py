@@ -30,7 +30,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 async def run(options: argparse.Namespace) -> int:
-    install_signal_handlers(asyncio.current_task())  # type: ignore[arg-type]
+    install_signal_handlers()
     names = options.only or list(SCENARIOS)
     results: list[Result] = []
     errors: list[str] = []

@@ -69,12 +69,12 @@ def account(
 ) -> Accounting:
     """Check the history against ClickHouse (the view and the raw table) and the outbox."""
     dead = {row[0] for row in postgres.execute(DEAD_LETTERS, pg_database)}
-    stuck = int(postgres.execute("SELECT count(*) FROM event_outbox", pg_database)[0][0])  # type: ignore[arg-type]
+    stuck = int(postgres.execute("SELECT count(*) FROM event_outbox", pg_database)[0][0])
     return classify(
         history,
         visible=_counts(clickhouse, database, "event_log_dedup"),
         stored=_counts(clickhouse, database, "event_log"),
-        dead_letters=dead,  # type: ignore[arg-type]
+        dead_letters=dead,
         stuck=stuck,
     )
 

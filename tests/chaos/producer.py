@@ -15,10 +15,11 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 
-from shared.events import Envelope, UserCreated, UserLoggedIn, UserLoginFailed
+from shared.events import Envelope, Event, UserCreated, UserLoggedIn, UserLoginFailed
 from shared.outbox import OUTBOX_TABLE
 
 CONNECTION_ERRORS = (
@@ -58,6 +59,7 @@ def make_events(count: int, rng: random.Random, *, poison_share: float = 0.0) ->
     events = []
     for number in range(count):
         draw = rng.random()
+        event: Event
         if draw < 0.4:
             event = UserCreated(email=f"chaos{number}@example.com", first_name="Ada", last_name="O'Hara\t")
         elif draw < 0.9:
@@ -69,8 +71,13 @@ def make_events(count: int, rng: random.Random, *, poison_share: float = 0.0) ->
     return events
 
 
-def _columns(events: Iterable[tuple[Envelope, bool]]) -> list[list[object]]:
-    ids, types, times, environments, contexts, versions = [], [], [], [], [], []
+def _columns(events: Iterable[tuple[Envelope, bool]]) -> list[list[Any]]:
+    ids: list[Any] = []
+    types: list[Any] = []
+    times: list[Any] = []
+    environments: list[Any] = []
+    contexts: list[Any] = []
+    versions: list[Any] = []
     for envelope, poison in events:
         ids.append(envelope.event_id)
         types.append(envelope.event_type)

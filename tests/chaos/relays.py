@@ -1,8 +1,8 @@
 """The relays under test: real `python -m relay` processes, started, killed and restarted.
 
 A fault (`kill_after_ack`, `pause_after_ack:<seconds>`) runs the same relay
-through the test-only entry point that acts on it; production code carries no
-fault points.
+through the test-only entry point `python -m tests.support.faulty_relay`;
+production code carries no fault points.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.chaos.processes import Children, rss_bytes
-from tests.helpers import free_port
+from tests.support.faulty_relay import FAULT_VARIABLE
+from tests.support.waiting import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,13 +29,7 @@ def relay_command(fault: str | None) -> tuple[list[str], dict[str, str]]:
     """The command line and extra environment of a relay, with `fault` armed if given."""
     if not fault:
         return [sys.executable, "-m", "relay"], {}
-    if (ROOT / "tests" / "support" / "faulty_relay.py").exists():
-        return [sys.executable, "-m", "tests.support.faulty_relay"], {"DIE_HARD_FAULT": fault}
-    point, _, seconds = fault.partition(":")
-    extra = {"RELAY_FAULT_POINT": point}
-    if seconds:
-        extra["RELAY_FAULT_PAUSE"] = seconds
-    return [sys.executable, "-m", "relay"], extra
+    return [sys.executable, "-m", "tests.support.faulty_relay"], {FAULT_VARIABLE: fault}
 
 
 @dataclass
@@ -55,7 +50,8 @@ class Relay:
         """The relay's `/status` document, or None if it does not answer."""
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/status", timeout=2) as response:
-                return json.loads(response.read())
+                document: dict[str, object] = json.loads(response.read())
+                return document
         except (OSError, urllib.error.URLError, ValueError):
             return None
 

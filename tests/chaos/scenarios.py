@@ -15,8 +15,8 @@ import asyncpg
 
 from tests.chaos import web
 from tests.chaos.producer import make_events
-from tests.chaos.proxy import Mode
 from tests.chaos.suite import DATABASE, Context, scenario
+from tests.support.faulty_proxy import Mode
 
 RELAY_APPLICATION = "die-hard-relay%"
 
@@ -206,9 +206,9 @@ async def postgres_backends_terminated(ctx: Context) -> None:
                 ctx.postgres.execute,
                 "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'die-hard-relay-listener'",
             )
-            listeners += int(rows[0][0])  # type: ignore[arg-type]
+            listeners += int(rows[0][0])
             terminated = await asyncio.to_thread(ctx.postgres.execute, statement)
-            for _ in range(int(terminated[0][0])):  # type: ignore[arg-type]
+            for _ in range(int(terminated[0][0])):
                 ctx.fault("relay backend terminated")
 
     await ctx.produce_while(chaos)

@@ -15,13 +15,15 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
 from tests.chaos.processes import Children
-from tests.helpers import free_port
+from tests.support.waiting import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CLICKHOUSE_SCRIPT = ROOT / "scripts" / "clickhouse.sh"
@@ -37,10 +39,10 @@ class ServerError(RuntimeError):
     """A scratch server did not start or stop as asked."""
 
 
-def _wait(condition: object, *, timeout: float, what: str) -> None:
+def _wait(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
+        if condition():
             return
         time.sleep(0.1)
     raise ServerError(f"{what} within {timeout:.0f} s")
@@ -122,7 +124,7 @@ class ScratchPostgres:
                 "-D",
                 self.data,
                 "-p",
-                self.port,
+                str(self.port),
                 "-c",
                 "listen_addresses=127.0.0.1",
                 "-c",
@@ -184,10 +186,10 @@ class ScratchPostgres:
         self.stop(mode=mode)
         self.start()
 
-    def execute(self, sql: str, database: str = "postgres") -> list[tuple[object, ...]]:
+    def execute(self, sql: str, database: str = "postgres") -> list[tuple[Any, ...]]:
         """Run one statement in autocommit mode; return its rows (if any)."""
         with psycopg.connect(self.url(database), autocommit=True, connect_timeout=5) as connection:
-            cursor = connection.execute(sql)  # type: ignore[arg-type]
+            cursor = connection.execute(sql.encode())
             return list(cursor.fetchall()) if cursor.description else []
 
     def remove(self) -> None:
@@ -229,9 +231,9 @@ class ScratchClickHouse:
                 "--name",
                 self.name,
                 "--http-port",
-                self.http_port,
+                str(self.http_port),
                 "--tcp-port",
-                self.tcp_port,
+                str(self.tcp_port),
                 "--foreground",
             ],
             log=self.log,
@@ -243,7 +245,7 @@ class ScratchClickHouse:
             raise ServerError(f"clickhouse exited: {self.log.read_text()[-2000:]}")
         try:
             with urllib.request.urlopen(f"{self.url}ping", timeout=2) as response:
-                return response.read() == b"Ok.\n"
+                return bool(response.read() == b"Ok.\n")
         except (OSError, urllib.error.URLError):
             return False
 
@@ -268,7 +270,8 @@ class ScratchClickHouse:
         request = urllib.request.Request(f"{self.url}?database={database}", data=sql.encode(), method="POST")
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
-                return response.read().decode()
+                body: bytes = response.read()
+                return body.decode()
         except urllib.error.HTTPError as error:
             raise ServerError(f"ClickHouse refused {sql[:80]!r}: {error.read().decode()[:300]}") from error
 

@@ -29,7 +29,6 @@ import asyncpg
 
 from tests.chaos import report
 from tests.chaos.producer import make_events
-from tests.chaos.proxy import Mode
 from tests.chaos.suite import (
     Context,
     Profile,
@@ -40,6 +39,7 @@ from tests.chaos.suite import (
     run_scenario,
     scratch_servers,
 )
+from tests.support.faulty_proxy import Mode
 
 MINUTE = 60.0
 
@@ -270,7 +270,7 @@ def read_faults(log: Path) -> list[tuple[float, str]]:
 
 
 async def run(options: Options) -> int:
-    install_signal_handlers(asyncio.current_task())  # type: ignore[arg-type]
+    install_signal_handlers()
     options.out.mkdir(parents=True, exist_ok=True)
     shape = profile(options)
     print(

@@ -16,9 +16,10 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiochclient import ChClient
@@ -27,10 +28,10 @@ from relay import schema
 from tests.chaos.checker import Accounting, account
 from tests.chaos.processes import Children
 from tests.chaos.producer import History, Producer
-from tests.chaos.proxy import FaultyProxy, Mode
 from tests.chaos.relays import ROOT, RelayFleet
 from tests.chaos.servers import SCRATCH_PREFIX, ScratchClickHouse, ScratchPostgres, sweep_stale_instances
-from tests.helpers import free_port
+from tests.support.faulty_proxy import FaultyProxy, Mode
+from tests.support.waiting import free_port
 
 DATABASE = "chaos"
 
@@ -109,9 +110,15 @@ class Context:
     def proxy(self) -> FaultyProxy:
         return self.servers.proxy
 
-    def producer(self, **options: object) -> Producer:
+    def producer(self, *, per_transaction: int = 10, poison_share: float = 0.0) -> Producer:
         """A producer that records into this scenario's history."""
-        return Producer(dsn=self.servers.dsn, history=self.history, rng=self.rng, **options)  # type: ignore[arg-type]
+        return Producer(
+            dsn=self.servers.dsn,
+            history=self.history,
+            rng=self.rng,
+            per_transaction=per_transaction,
+            poison_share=poison_share,
+        )
 
     def fault(self, what: str) -> None:
         """Count one injected fault (and log it with a timestamp)."""
@@ -132,7 +139,7 @@ class Context:
 
     async def produce_while(
         self,
-        chaos: Callable[[asyncio.Event], Awaitable[None]] | None = None,
+        chaos: Callable[[asyncio.Event], Coroutine[Any, Any, None]] | None = None,
         *,
         total: int | None = None,
         rate: float | None = None,
@@ -173,7 +180,7 @@ class Context:
 
     async def pending(self) -> int:
         rows = await asyncio.to_thread(self.postgres.execute, "SELECT count(*) FROM event_outbox", DATABASE)
-        return int(rows[0][0])  # type: ignore[arg-type]
+        return int(rows[0][0])
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,7 +307,7 @@ async def sample(context: Context, stop: asyncio.Event, *, interval: float = 0.5
             rows = []
         if rows:
             backlog, lag = rows[0]
-            context.samples.append(Sample(time.time(), int(backlog), float(lag), context.fleet.rss()))  # type: ignore[arg-type]
+            context.samples.append(Sample(time.time(), int(backlog), float(lag), context.fleet.rss()))
         await context.pause(stop, interval)
 
 
@@ -390,8 +397,11 @@ async def run_scenario(servers: Servers, scenario: Scenario, profile: Profile, *
     )
 
 
-def install_signal_handlers(task: asyncio.Task[object]) -> None:
-    """SIGINT, SIGTERM and SIGHUP cancel the run, so its clean-up still happens."""
+def install_signal_handlers() -> None:
+    """SIGINT, SIGTERM and SIGHUP cancel the running task, so its clean-up still happens."""
+    task = asyncio.current_task()
+    if task is None:
+        raise RuntimeError("call from within the task to cancel")
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(signum, task.cancel)
