@@ -98,16 +98,19 @@ async def relay_sigterm_mid_batch(ctx: Context) -> None:
     hand over and exit 0; the other relay goes on.
     """
     await ctx.start_relays(2, fault="pause_after_ack:2")
-    exits: list[int] = []
+    stopping: list[asyncio.Task[int]] = []
 
     async def chaos(stop: asyncio.Event) -> None:
-        while await ctx.pause(stop, ctx.rng.uniform(1.0, 2.5)):
+        while await ctx.pause(stop, ctx.rng.uniform(0.8, 2.0)):
+            if not ctx.fleet.running:
+                continue
             victim = ctx.rng.choice(ctx.fleet.running)
             ctx.fleet.kill(victim, signal.SIGTERM)
             ctx.fault("relay SIGTERM mid-batch")
-            exits.append(await asyncio.to_thread(victim.process.wait, 30))
+            stopping.append(asyncio.create_task(asyncio.to_thread(victim.process.wait, 30)))
 
     await ctx.produce_while(chaos)
+    exits = await asyncio.gather(*stopping)
     ctx.check(all(code == 0 for code in exits), f"relays stopped with SIGTERM exited with {exits}")
 
 
