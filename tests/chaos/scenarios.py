@@ -102,9 +102,12 @@ async def relay_sigterm_mid_batch(ctx: Context) -> None:
 
     async def chaos(stop: asyncio.Event) -> None:
         while await ctx.pause(stop, ctx.rng.uniform(0.8, 2.0)):
-            if not ctx.fleet.running:
+            # Only relays that answer: a relay still importing has no batch in
+            # hand and no signal handler yet (SIGTERM simply ends it).
+            answering = [r for r in ctx.fleet.running if await asyncio.to_thread(r.status) is not None]
+            if not answering:
                 continue
-            victim = ctx.rng.choice(ctx.fleet.running)
+            victim = ctx.rng.choice(answering)
             ctx.fleet.kill(victim, signal.SIGTERM)
             ctx.fault("relay SIGTERM mid-batch")
             stopping.append(asyncio.create_task(asyncio.to_thread(victim.process.wait, 30)))

@@ -84,8 +84,9 @@ class FaultyProxy:
             _reset(client_writer)
             return
         self._open.update((client_writer, upstream_writer))
-        # A cut comes after a random share of the traffic: mid-request or mid-answer.
-        budget = self.rng.randrange(1, 512 * 1024)
+        # A cut comes after a random number of bytes (a connection carries many
+        # requests): mid-request, mid-answer, or between two.
+        budget = self.rng.randrange(1, 32 * 1024)
         pipes = [
             asyncio.create_task(self._pipe(client_reader, upstream_writer, budget)),
             asyncio.create_task(self._pipe(upstream_reader, client_writer, budget)),
