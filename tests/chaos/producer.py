@@ -61,11 +61,13 @@ def make_events(count: int, rng: random.Random, *, poison_share: float = 0.0) ->
         draw = rng.random()
         event: Event
         if draw < 0.4:
-            event = UserCreated(email=f"chaos{number}@example.com", first_name="Ada", last_name="O'Hara\t")
+            event = UserCreated(
+                user_id=number, email=f"chaos{number}@example.com", first_name="Ada", last_name="O'Hara\t"
+            )
         elif draw < 0.9:
             event = UserLoggedIn(user_id=number, ip_address="10.0.0.1")
         else:
-            event = UserLoginFailed(email=f"chaos{number}@example.com", ip_address="10.0.0.2")
+            event = UserLoginFailed(user_id=number, email=f"chaos{number}@example.com", ip_address="10.0.0.2")
         envelope = Envelope.wrap(event, environment="Local")
         events.append((envelope, rng.random() < poison_share))
     return events
