@@ -147,7 +147,8 @@ async def _serve(
         config = ForwarderConfig(
             batch_size=settings.relay_batch_size,
             poll_interval=settings.relay_poll_interval,
-            recheck_delay=NOTIFY_DEBOUNCE_MS / 1000,
+            recheck_interval=settings.relay_recheck_interval,
+            quiet_period=2 * NOTIFY_DEBOUNCE_MS / 1000,
             backoff=backoff,
             fault_point=settings.relay_fault_point,
             fault_pause=settings.relay_fault_pause,

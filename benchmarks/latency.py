@@ -1,0 +1,527 @@
+"""End-to-end latency under steady traffic: from a producer's commit to the event being visible in ClickHouse.
+
+Open loop: producer processes publish through the site's own `EventLogClient`,
+one event per `transaction.atomic()`, each at the moment a fixed schedule says
+(not when the previous one finished), so a stall anywhere shows up in the tail
+instead of silently slowing the producers down (no coordinated omission). Each
+event is stamped when its transaction has committed.
+
+An observer polls ClickHouse every few milliseconds and records when each
+event first becomes visible. It reads a materialized view that ClickHouse
+fills within the same INSERT as `event_log` (a `Memory` table, read in
+insertion order), so every poll returns only the events it has not seen yet;
+the time recorded is when the poll's answer arrived, so each figure is an upper
+bound that includes up to one observer period.
+
+The relay runs as a real subprocess (`python -m relay`). Relay configurations
+(`RELAY_RECHECK_INTERVAL` values) take turns within each round, rotating which
+goes first, so load from elsewhere on the machine hits them alike.
+
+    python -m benchmarks.latency [--rates 200,1000,5000] [--seconds 6] [--rounds 3] [--producers 4]
+                                 [--recheck-intervals 0.01,0.05]
+
+The last line printed is one JSON object (`latency_p99_ms_1000`, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import uvloop
+from prometheus_client.parser import text_string_to_metric_families
+
+from benchmarks.machine import Machine, cpu_seconds
+from benchmarks.relay import free_port, migrate, recreate_database, scratch_url, wait_ready
+from relay import schema
+from relay.app import clickhouse_sink
+from shared.outbox import OUTBOX_TABLE
+from shared.settings import RelaySettings, load
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRATCH = "diehard_bench_latency"
+OBSERVED = "bench_observed"  # the materialized view the observer reads
+OBSERVER_PERIOD = 0.005
+WARM_UP = 1.0  # seconds at the start of each run whose events are not counted
+PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p999", 99.9), ("max", 100.0))
+OVERRUN = 1.0  # seconds producers may run past their schedule before giving up on the rest
+SUSTAINED = 0.95  # a rate counts as sustained when producers commit this share of the schedule on time
+
+
+# --- producers (separate processes: Django, one event per transaction) -------
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """What one producer process publishes: its share of a schedule."""
+
+    start_at: float  # wall clock
+    seconds: float
+    rate: float  # events per second, all producers together
+    producers: int
+    index: int
+
+
+def producer_main(pipe: Connection, database_url: str) -> None:
+    """Run in a child process: publish events on schedule for every job received, send back the stamps."""
+    os.environ.update(
+        DATABASE_URL=database_url,
+        DJANGO_SETTINGS_MODULE="webapp.config.settings",
+        DIE_HARD_ENV_FILE=os.devnull,
+        DEBUG="false",  # production mode: no query log kept in memory
+        SECRET_KEY="benchmark-only",
+        ALLOWED_HOSTS="localhost",
+        LOG_LEVEL="WARNING",
+    )
+    import django
+
+    django.setup()
+    from django.db import transaction
+
+    from shared.events import UserLoggedIn
+    from webapp.outbox.client import EventLogClient
+
+    client = EventLogClient.from_settings()
+    with transaction.atomic():  # connect and warm up before the first job
+        client.publish(UserLoggedIn(user_id=0, ip_address="10.0.0.1"))
+    pipe.send("ready")
+    while (job := pipe.recv()) is not None:
+        stamps: list[tuple[str, float, float]] = []
+        period = job.producers / job.rate
+        due = job.start_at + job.index / job.rate
+        end = job.start_at + job.seconds
+        number = 0
+        while due < end:
+            if time.time() > end + OVERRUN:
+                break  # the rate is beyond these producers: stop rather than run on for minutes
+            ahead = due - time.time()
+            if ahead > 0:
+                time.sleep(ahead)
+            with transaction.atomic():
+                (envelope,) = client.publish(UserLoggedIn(user_id=number, ip_address="10.0.0.1"))
+            stamps.append((str(envelope.event_id), due, time.time()))
+            number += 1
+            due += period
+        pipe.send(stamps)
+
+
+class Producers:
+    """A fixed set of producer processes, started once and reused for every run."""
+
+    def __init__(self, count: int, database_url: str) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.pipes: list[Connection] = []
+        self.processes = []
+        for _ in range(count):
+            parent, child = context.Pipe()
+            process = context.Process(target=producer_main, args=(child, database_url), daemon=True)
+            process.start()
+            self.pipes.append(parent)
+            self.processes.append(process)
+        for pipe in self.pipes:
+            if pipe.recv() != "ready":
+                raise RuntimeError("a producer process failed to start")
+
+    def start(self, *, rate: float, seconds: float, start_at: float) -> None:
+        """Hand every process its share of the schedule."""
+        for index, pipe in enumerate(self.pipes):
+            pipe.send(Job(start_at, seconds, rate, len(self.pipes), index))
+
+    def results(self) -> list[tuple[str, float, float]]:
+        """Block until every process has finished its share; their (event id, due, committed) stamps."""
+        stamps: list[tuple[str, float, float]] = []
+        for pipe in self.pipes:
+            stamps.extend(pipe.recv())
+        return stamps
+
+    def close(self) -> None:
+        """Stop the processes."""
+        for pipe in self.pipes:
+            with contextlib.suppress(OSError):
+                pipe.send(None)
+        for process in self.processes:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.kill()
+
+
+# --- the observer ------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Observer:
+    """Polls ClickHouse for events it has not seen yet; records when each first appeared."""
+
+    session: aiohttp.ClientSession
+    url: str
+    seen: dict[str, float] = field(default_factory=dict)
+    polls: int = 0
+    poll_seconds: float = 0.0
+
+    async def poll(self) -> None:
+        """One look: the rows added to the view since the last one, in insertion order."""
+        query = (
+            f"SELECT event_id FROM {SCRATCH}.{OBSERVED} LIMIT 1000000000 OFFSET {len(self.seen)}"
+            " FORMAT TabSeparated"
+        )
+        started = time.perf_counter()
+        async with self.session.post(self.url, data=query, params={"max_threads": "1"}) as response:
+            body = await response.read()
+            if response.status != 200:
+                raise RuntimeError(f"observer query failed: {body[:200]!r}")
+        arrived = time.time()
+        self.polls += 1
+        self.poll_seconds += time.perf_counter() - started
+        for line in body.splitlines():
+            self.seen.setdefault(line.decode(), arrived)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll every `OBSERVER_PERIOD` until `stop` is set."""
+        while not stop.is_set():
+            started = time.perf_counter()
+            await self.poll()
+            await asyncio.sleep(max(0.0, OBSERVER_PERIOD - (time.perf_counter() - started)))
+
+
+# --- one run: one relay configuration at one rate ------------------------------
+
+
+@dataclass(slots=True)
+class Run:
+    """What one run measured."""
+
+    rate: float
+    recheck_interval: float
+    latencies_ms: list[float]
+    schedule_lag_ms: list[float]
+    achieved_rate: float
+    unseen: int
+    relay_cpu: float  # CPU seconds per second of the run
+    observer_period_ms: float
+    batch_ms: float  # mean time from claiming a batch to committing it (the relay's own histogram)
+    events_per_batch: float
+
+
+async def reset_clickhouse(settings: RelaySettings) -> None:
+    """A fresh scratch database with the relay's schema and the observer's view."""
+    async with aiohttp.ClientSession() as session:
+        client = clickhouse_sink(session, settings, database="default").client
+        await client.execute(f"DROP DATABASE IF EXISTS {SCRATCH}")
+        await schema.apply(client, SCRATCH)
+        await client.execute(
+            f"CREATE MATERIALIZED VIEW {SCRATCH}.{OBSERVED} ENGINE = Memory"
+            f" AS SELECT event_id FROM {SCRATCH}.event_log"
+        )
+
+
+async def start_relay(url: str, recheck_interval: float) -> tuple[asyncio.subprocess.Process, int]:
+    """The real relay, with its defaults but for the recheck interval under test."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "CLICKHOUSE_DATABASE": SCRATCH,
+        "RELAY_HTTP_PORT": str(port),
+        "RELAY_RECHECK_INTERVAL": str(recheck_interval),
+        "LOG_LEVEL": "WARNING",
+        "DIE_HARD_ENV_FILE": os.devnull,
+    }
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "relay", env=env, cwd=ROOT)
+    await wait_ready(port)
+    return process, port
+
+
+async def stop_relay(process: asyncio.subprocess.Process) -> None:
+    """SIGTERM and wait."""
+    if process.returncode is None:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), timeout=60)
+
+
+async def one_run(
+    settings: RelaySettings, url: str, producers: Producers, *, rate: float, seconds: float, recheck: float
+) -> Run:
+    """Start a relay, publish on schedule for `seconds`, observe every event arrive."""
+    await reset_clickhouse(settings)
+    process, port = await start_relay(url, recheck)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    try:
+        async with aiohttp.ClientSession() as session:
+            observer = Observer(session, settings.clickhouse_url)
+            watching = asyncio.create_task(observer.run(stop))
+            start_at = time.time() + 0.3
+            cpu_before = cpu_seconds(process.pid)
+            producers.start(rate=rate, seconds=WARM_UP + seconds, start_at=start_at)
+            stamps = await loop.run_in_executor(None, producers.results)
+            cpu_after = cpu_seconds(process.pid)
+            published = {event_id for event_id, _, _ in stamps}
+            give_up = time.monotonic() + 10
+            while not published <= observer.seen.keys() and time.monotonic() < give_up:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            stop.set()
+            await watching
+            batches = await relay_batches(session, port)
+    finally:
+        await stop_relay(process)
+    counted = [stamp for stamp in stamps if stamp[1] >= start_at + WARM_UP]  # warm-up excluded
+    latencies = [
+        (observer.seen[event_id] - committed) * 1000
+        for event_id, _, committed in counted
+        if event_id in observer.seen
+    ]
+    lags = [(committed - due) * 1000 for _, due, committed in counted]
+    offered_from = start_at + WARM_UP
+    last_commit = max(committed for _, _, committed in counted)
+    return Run(
+        rate=rate,
+        recheck_interval=recheck,
+        latencies_ms=latencies,
+        schedule_lag_ms=lags,
+        achieved_rate=len(counted) / max(last_commit - offered_from, seconds),
+        unseen=len(published - observer.seen.keys()),
+        relay_cpu=(cpu_after - cpu_before) / (WARM_UP + seconds),
+        observer_period_ms=observer.poll_seconds / max(observer.polls, 1) * 1000 + OBSERVER_PERIOD * 1000,
+        batch_ms=batches.seconds / max(batches.count, 1) * 1000,
+        events_per_batch=batches.events / max(batches.count, 1),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Batches:
+    """The relay's own account of its batches (from /metrics)."""
+
+    count: float
+    seconds: float
+    events: float
+
+
+async def relay_batches(session: aiohttp.ClientSession, port: int) -> Batches:
+    """Read the batch histogram the relay exports."""
+    async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+        text = await response.text()
+    values = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if not sample.labels or "le" not in sample.labels
+    }
+    return Batches(
+        count=values.get("relay_batch_duration_seconds_count", 0.0),
+        seconds=values.get("relay_batch_duration_seconds_sum", 0.0),
+        events=values.get("relay_events_delivered_total", 0.0),
+    )
+
+
+async def clear_outbox(url: str) -> None:
+    """Start the next run from an empty outbox, whatever the last one left."""
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute(f"DELETE FROM {OUTBOX_TABLE}")
+    finally:
+        await connection.close()
+
+
+# --- figures -----------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile; 100 is the maximum."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(pct / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+@dataclass(slots=True)
+class Cell:
+    """Every run of one relay configuration at one rate, pooled."""
+
+    rate: float
+    recheck_interval: float
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def latencies(self) -> list[float]:
+        """All latency samples, milliseconds."""
+        return [value for run in self.runs for value in run.latencies_ms]
+
+    @property
+    def achieved_rate(self) -> float:
+        """Median achieved rate over the runs."""
+        return sorted(run.achieved_rate for run in self.runs)[len(self.runs) // 2]
+
+    @property
+    def on_time(self) -> float:
+        """Share of events committed within 10 ms of their due time."""
+        lags = [value for run in self.runs for value in run.schedule_lag_ms]
+        return sum(lag <= 10 for lag in lags) / max(len(lags), 1)
+
+    @property
+    def sustained(self) -> bool:
+        """Producers kept the schedule (so the rate was really offered)."""
+        return self.achieved_rate >= SUSTAINED * self.rate
+
+    def figures(self) -> dict[str, float]:
+        """p50 … max of the pooled latencies, milliseconds."""
+        samples = self.latencies
+        return {name: percentile(samples, pct) for name, pct in PERCENTILES}
+
+
+def report(
+    cells: dict[tuple[float, float], Cell], args: argparse.Namespace, machine: Machine
+) -> dict[str, object]:
+    """Print the tables; return the figures for the JSON line."""
+    default = args.recheck_intervals[0]
+    print(
+        f"\n{'rate':>6} {'recheck':>8} {'events':>7} {'achieved':>9}"
+        + "".join(f" {n:>7}" for n, _ in PERCENTILES)
+        + f" {'sched p99':>9} {'relay CPU':>9} {'unseen':>6}"
+    )
+    out: dict[str, object] = {}
+    table = []
+    for (rate, recheck), cell in sorted(cells.items()):
+        figures = cell.figures()
+        lags = [value for run in cell.runs for value in run.schedule_lag_ms]
+        cpu = sum(run.relay_cpu for run in cell.runs) / len(cell.runs)
+        unseen = sum(run.unseen for run in cell.runs)
+        batch_ms = sum(run.batch_ms for run in cell.runs) / len(cell.runs)
+        per_batch = sum(run.events_per_batch for run in cell.runs) / len(cell.runs)
+        print(
+            f"{rate:>6,.0f} {recheck * 1000:>6.0f}ms {len(cell.latencies):>7,} {cell.achieved_rate:>9,.0f}"
+            + "".join(f" {figures[name]:>7.1f}" for name, _ in PERCENTILES)
+            + f" {percentile(lags, 99):>9.1f} {cpu:>8.0%} {batch_ms:>8.1f} {per_batch:>7.1f} {unseen:>6}"
+            + ("" if cell.sustained else "   (rate not sustained by the producers)")
+        )
+        row = {
+            "rate": rate,
+            "recheck_interval_ms": round(recheck * 1000, 1),
+            "events": len(cell.latencies),
+            "achieved_rate": round(cell.achieved_rate),
+            "sustained": cell.sustained,
+            **{f"{name}_ms": round(value, 1) for name, value in figures.items()},
+            "schedule_lag_p99_ms": round(percentile(lags, 99), 1),
+            "relay_cpu": round(cpu, 3),
+            "batch_ms": round(batch_ms, 1),
+            "events_per_batch": round(per_batch, 1),
+            "unseen": unseen,
+        }
+        table.append(row)
+        if recheck == default:
+            label = f"{rate:.0f}"
+            for name, value in figures.items():
+                out[f"latency_{name}_ms_{label}"] = round(value, 1)
+            out[f"latency_sustained_{label}"] = cell.sustained
+            out[f"latency_achieved_rate_{label}"] = round(cell.achieved_rate)
+    periods = [run.observer_period_ms for cell in cells.values() for run in cell.runs]
+    print(
+        f"\nlatency: producer commit -> visible in ClickHouse, milliseconds; pooled over {args.rounds} rounds"
+        f" of {args.seconds:g} s (+{WARM_UP:g} s warm-up) per cell;"
+        f" observer period {sum(periods) / len(periods):.1f} ms"
+        " (included: each figure is an upper bound)."
+    )
+    print(
+        "sched p99: how late producers committed against their schedule (p99); relay CPU: share of one core."
+    )
+    out.update(
+        latency_recheck_interval_ms=round(default * 1000, 1),
+        latency_table=table,
+        latency_producers=args.producers,
+        latency_seconds=args.seconds,
+        latency_rounds=args.rounds,
+        latency_observer_period_ms=round(sum(periods) / len(periods), 1),
+        latency_unseen=sum(row["unseen"] for row in table),  # type: ignore[misc]
+        machine=machine.describe(),
+    )
+    return out
+
+
+async def main(args: argparse.Namespace) -> dict[str, object]:
+    settings = load(RelaySettings)
+    url = scratch_url(settings.database_url, SCRATCH)
+    await recreate_database(scratch_url(settings.database_url, "postgres"), SCRATCH)
+    migrate(url)
+    machine = Machine.sample()
+    print(
+        f"latency: {args.producers} producer processes (EventLogClient, one event per transaction),"
+        f" rates {', '.join(f'{r:,.0f}' for r in args.rates)} events/s,"
+        f" relay recheck intervals {', '.join(f'{r * 1000:g} ms' for r in args.recheck_intervals)},"
+        f" {args.rounds} rounds of {args.seconds:g} s",
+        flush=True,
+    )
+    producers = Producers(args.producers, url)
+    cells: dict[tuple[float, float], Cell] = {}
+    try:
+        for rate in args.rates:
+            for round_number in range(args.rounds):
+                shift = round_number % len(args.recheck_intervals)
+                order = args.recheck_intervals[shift:] + args.recheck_intervals[:shift]
+                for recheck in order:
+                    run = await one_run(
+                        settings, url, producers, rate=rate, seconds=args.seconds, recheck=recheck
+                    )
+                    await clear_outbox(url)
+                    cells.setdefault((rate, recheck), Cell(rate, recheck)).runs.append(run)
+                    figures = Cell(rate, recheck, [run]).figures()
+                    print(
+                        f"  rate {rate:>6,.0f}  round {round_number + 1}  recheck {recheck * 1000:>4.0f} ms:"
+                        f" p50 {figures['p50']:6.1f}  p99 {figures['p99']:6.1f}"
+                        f"  max {figures['max']:7.1f} ms,"
+                        f" achieved {run.achieved_rate:,.0f}/s",
+                        flush=True,
+                    )
+    finally:
+        producers.close()
+    machine.finish()
+    return report(cells, args, machine)
+
+
+def number_list(text: str) -> list[float]:
+    """argparse type: comma-separated positive numbers."""
+    values = [float(part) for part in text.split(",") if part.strip()]
+    if not values or any(value <= 0 for value in values):
+        raise argparse.ArgumentTypeError("expected comma-separated positive numbers")
+    return values
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line."""
+    cli = argparse.ArgumentParser(prog="python -m benchmarks.latency", description=__doc__.splitlines()[0])
+    cli.add_argument("--rates", type=number_list, default=[200.0, 1000.0, 5000.0], help="events/s to offer")
+    cli.add_argument("--seconds", type=float, default=6.0, help="measured seconds per run (default 6)")
+    cli.add_argument("--rounds", type=int, default=3, help="runs per rate and configuration (default 3)")
+    cli.add_argument("--producers", type=int, default=4, help="producer processes (default 4)")
+    default = RelaySettings.model_fields["relay_recheck_interval"].default
+    cli.add_argument(
+        "--recheck-intervals",
+        type=number_list,
+        default=[default, 0.05],
+        help="RELAY_RECHECK_INTERVAL values compared side by side; the first is reported as the headline"
+        f" (default {default:g} and 0.05, one debounce window: the cadence before follow-up looks)",
+    )
+    cli.add_argument("--json", type=Path, help="also write the JSON line to this file")
+    return cli
+
+
+if __name__ == "__main__":
+    arguments = parser().parse_args()
+    result = uvloop.run(main(arguments))
+    line = json.dumps(result)
+    if arguments.json:
+        arguments.json.parent.mkdir(parents=True, exist_ok=True)
+        arguments.json.write_text(line + "\n")
+    print(line)
