@@ -10,6 +10,7 @@ import pytest
 from aiochclient import ChClientError
 
 from relay.clickhouse import DeliveryError, RejectedData, TransientError, classify
+from relay.forwarder import FollowUp
 from relay.retry import Backoff
 
 
@@ -67,3 +68,14 @@ def test_the_relay_imports_no_django() -> None:
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
 
     assert result.stdout.strip() == "[]"
+
+
+def test_follow_up_looks_last_one_quiet_period_after_the_last_sign_of_events() -> None:
+    follow_up = FollowUp(interval=0.01, quiet_period=0.1)
+
+    assert not follow_up.active(100.0)  # idle: no short waits until something happens
+    follow_up.extend(100.0)
+    assert follow_up.active(100.05)
+    follow_up.extend(100.05)  # events found again: the quiet period starts over
+    assert follow_up.active(100.14)
+    assert not follow_up.active(100.15)
