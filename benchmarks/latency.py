@@ -14,11 +14,12 @@ the time recorded is when the poll's answer arrived, so each figure is an upper
 bound that includes up to one observer period.
 
 The relay runs as a real subprocess (`python -m relay`). Relay configurations
-(`RELAY_RECHECK_INTERVAL` values) take turns within each round, rotating which
-goes first, so load from elsewhere on the machine hits them alike.
+(`VARIANTS`: the shipped defaults, and the relay as it was before follow-up
+looks and asynchronous commits, one change at a time) take turns within each
+round, rotating which goes first, so load from elsewhere hits them alike.
 
-    python -m benchmarks.latency [--rates 200,1000,5000] [--seconds 6] [--rounds 3] [--producers 4]
-                                 [--recheck-intervals 0.01,0.05]
+    python -m benchmarks.latency [--rates 200,1000,5000] [--seconds 3] [--rounds 5] [--producers 4]
+                                 [--variants shipped,recheck-50ms,synchronous-commit,before]
 
 The last line printed is one JSON object (`latency_p99_ms_1000`, ...).
 """
@@ -44,7 +45,7 @@ import asyncpg
 import uvloop
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks.machine import Machine, cpu_seconds
+from benchmarks.machine import Machine, cpu_seconds, run_queue
 from benchmarks.relay import free_port, migrate, recreate_database, scratch_url, wait_ready
 from relay import schema
 from relay.app import clickhouse_sink
@@ -55,9 +56,22 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRATCH = "diehard_bench_latency"
 OBSERVED = "bench_observed"  # the materialized view the observer reads
 OBSERVER_PERIOD = 0.005
+PROBE_PERIOD = 0.05
+PROBE_TABLE = "bench_probe"  # shaped like event_log; the probes' inserts land here
+# A write transaction like the relay's claim: its commit waits for the WAL flush.
+PROBE_TRANSACTION = "INSERT INTO bench_commit_probe DEFAULT VALUES"
 WARM_UP = 1.0  # seconds at the start of each run whose events are not counted
+# Relay configurations compared side by side: settings on top of the defaults.
+VARIANTS: dict[str, dict[str, str]] = {
+    "shipped": {},
+    # One look per debounce window, the cadence before follow-up looks.
+    "recheck-50ms": {"RELAY_RECHECK_INTERVAL": "0.05"},
+    # Commits that wait for the WAL flush, as before.
+    "synchronous-commit": {"RELAY_SYNCHRONOUS_COMMIT": "true"},
+    "before": {"RELAY_RECHECK_INTERVAL": "0.05", "RELAY_SYNCHRONOUS_COMMIT": "true"},
+}
 PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p999", 99.9), ("max", 100.0))
-OVERRUN = 1.0  # seconds producers may run past their schedule before giving up on the rest
+GIVE_UP_LATE = 1.0  # seconds behind schedule after which a producer skips an event
 SUSTAINED = 0.95  # a rate counts as sustained when producers commit this share of the schedule on time
 
 
@@ -105,11 +119,15 @@ def producer_main(pipe: Connection, database_url: str) -> None:
         end = job.start_at + job.seconds
         number = 0
         while due < end:
-            if time.time() > end + OVERRUN:
-                break  # the rate is beyond these producers: stop rather than run on for minutes
             ahead = due - time.time()
             if ahead > 0:
                 time.sleep(ahead)
+            elif -ahead > GIVE_UP_LATE:
+                # The rate is beyond these producers: shed this event rather than fall
+                # further behind (the achieved rate says how much was offered).
+                number += 1
+                due += period
+                continue
             with transaction.atomic():
                 (envelope,) = client.publish(UserLoggedIn(user_id=number, ip_address="10.0.0.1"))
             stamps.append((str(envelope.event_id), due, time.time()))
@@ -196,6 +214,38 @@ class Observer:
             await asyncio.sleep(max(0.0, OBSERVER_PERIOD - (time.perf_counter() - started)))
 
 
+# --- probes: how fast the servers answer meanwhile ----------------------------
+
+
+@dataclass(slots=True)
+class Probes:
+    """Time both servers beside the relay: a one-row ClickHouse insert, a one-row PostgreSQL commit."""
+
+    session: aiohttp.ClientSession
+    clickhouse_url: str
+    postgres: asyncpg.Connection
+    clickhouse_insert_ms: list[float] = field(default_factory=list)
+    postgres_commit_ms: list[float] = field(default_factory=list)
+    loop_lag_ms: list[float] = field(default_factory=list)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Probe both every `PROBE_PERIOD` until `stop` is set."""
+        line = "00000000-0000-4000-8000-000000000000\tprobe\t2026-01-01 00:00:00\tLocal\t{}\t1\n"
+        while not stop.is_set():
+            started = time.perf_counter()
+            query = f"INSERT INTO {SCRATCH}.{PROBE_TABLE} FORMAT TabSeparated\n{line}"
+            async with self.session.post(self.clickhouse_url, data=query.encode()) as response:
+                await response.read()
+            self.clickhouse_insert_ms.append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
+            async with self.postgres.transaction():
+                await self.postgres.execute(PROBE_TRANSACTION)
+            self.postgres_commit_ms.append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
+            await asyncio.sleep(PROBE_PERIOD)
+            self.loop_lag_ms.append((time.perf_counter() - started - PROBE_PERIOD) * 1000)
+
+
 # --- one run: one relay configuration at one rate ------------------------------
 
 
@@ -204,7 +254,7 @@ class Run:
     """What one run measured."""
 
     rate: float
-    recheck_interval: float
+    variant: str
     latencies_ms: list[float]
     schedule_lag_ms: list[float]
     achieved_rate: float
@@ -213,6 +263,10 @@ class Run:
     observer_period_ms: float
     batch_ms: float  # mean time from claiming a batch to committing it (the relay's own histogram)
     events_per_batch: float
+    relay_core_wait_ms: float  # mean wait for a core each time the relay became runnable
+    clickhouse_insert_ms: list[float]
+    postgres_commit_ms: list[float]
+    loop_lag_ms: list[float]  # how late the observer's own process wakes up
 
 
 async def reset_clickhouse(settings: RelaySettings) -> None:
@@ -225,17 +279,18 @@ async def reset_clickhouse(settings: RelaySettings) -> None:
             f"CREATE MATERIALIZED VIEW {SCRATCH}.{OBSERVED} ENGINE = Memory"
             f" AS SELECT event_id FROM {SCRATCH}.event_log"
         )
+        await client.execute(f"CREATE TABLE {SCRATCH}.{PROBE_TABLE} AS {SCRATCH}.event_log")
 
 
-async def start_relay(url: str, recheck_interval: float) -> tuple[asyncio.subprocess.Process, int]:
-    """The real relay, with its defaults but for the recheck interval under test."""
+async def start_relay(url: str, variant: str) -> tuple[asyncio.subprocess.Process, int]:
+    """The real relay, with its defaults but for the variant's settings."""
     port = free_port()
     env = {
         **os.environ,
         "DATABASE_URL": url,
         "CLICKHOUSE_DATABASE": SCRATCH,
         "RELAY_HTTP_PORT": str(port),
-        "RELAY_RECHECK_INTERVAL": str(recheck_interval),
+        **VARIANTS[variant],
         "LOG_LEVEL": "WARNING",
         "DIE_HARD_ENV_FILE": os.devnull,
     }
@@ -252,28 +307,34 @@ async def stop_relay(process: asyncio.subprocess.Process) -> None:
 
 
 async def one_run(
-    settings: RelaySettings, url: str, producers: Producers, *, rate: float, seconds: float, recheck: float
+    settings: RelaySettings, url: str, producers: Producers, *, rate: float, seconds: float, variant: str
 ) -> Run:
     """Start a relay, publish on schedule for `seconds`, observe every event arrive."""
     await reset_clickhouse(settings)
-    process, port = await start_relay(url, recheck)
+    process, port = await start_relay(url, variant)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     try:
         async with aiohttp.ClientSession() as session:
             observer = Observer(session, settings.clickhouse_url)
+            probes = Probes(session, settings.clickhouse_url, await asyncpg.connect(url))
             watching = asyncio.create_task(observer.run(stop))
+            probing = asyncio.create_task(probes.run(stop))
             start_at = time.time() + 0.3
             cpu_before = cpu_seconds(process.pid)
+            waited_before, slices_before = run_queue(process.pid)
             producers.start(rate=rate, seconds=WARM_UP + seconds, start_at=start_at)
             stamps = await loop.run_in_executor(None, producers.results)
             cpu_after = cpu_seconds(process.pid)
+            waited_after, slices_after = run_queue(process.pid)
             published = {event_id for event_id, _, _ in stamps}
             give_up = time.monotonic() + 10
             while not published <= observer.seen.keys() and time.monotonic() < give_up:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
             stop.set()
             await watching
+            await probing
+            await probes.postgres.close()
             batches = await relay_batches(session, port)
     finally:
         await stop_relay(process)
@@ -285,10 +346,10 @@ async def one_run(
     ]
     lags = [(committed - due) * 1000 for _, due, committed in counted]
     offered_from = start_at + WARM_UP
-    last_commit = max(committed for _, _, committed in counted)
+    last_commit = max((committed for _, _, committed in counted), default=offered_from)
     return Run(
         rate=rate,
-        recheck_interval=recheck,
+        variant=variant,
         latencies_ms=latencies,
         schedule_lag_ms=lags,
         achieved_rate=len(counted) / max(last_commit - offered_from, seconds),
@@ -296,6 +357,10 @@ async def one_run(
         relay_cpu=(cpu_after - cpu_before) / (WARM_UP + seconds),
         observer_period_ms=observer.poll_seconds / max(observer.polls, 1) * 1000 + OBSERVER_PERIOD * 1000,
         batch_ms=batches.seconds / max(batches.count, 1) * 1000,
+        relay_core_wait_ms=(waited_after - waited_before) / max(slices_after - slices_before, 1) * 1000,
+        clickhouse_insert_ms=probes.clickhouse_insert_ms,
+        loop_lag_ms=probes.loop_lag_ms,
+        postgres_commit_ms=probes.postgres_commit_ms,
         events_per_batch=batches.events / max(batches.count, 1),
     )
 
@@ -352,7 +417,7 @@ class Cell:
     """Every run of one relay configuration at one rate, pooled."""
 
     rate: float
-    recheck_interval: float
+    variant: str
     runs: list[Run] = field(default_factory=list)
 
     @property
@@ -386,30 +451,41 @@ def report(
     cells: dict[tuple[float, float], Cell], args: argparse.Namespace, machine: Machine
 ) -> dict[str, object]:
     """Print the tables; return the figures for the JSON line."""
-    default = args.recheck_intervals[0]
+    default = args.variants[0]
     print(
-        f"\n{'rate':>6} {'recheck':>8} {'events':>7} {'achieved':>9}"
+        f"\n{'rate':>6} {'variant':>18} {'events':>7} {'achieved':>9}"
         + "".join(f" {n:>7}" for n, _ in PERCENTILES)
-        + f" {'sched p99':>9} {'relay CPU':>9} {'unseen':>6}"
+        + f" {'sched p99':>9} {'relay CPU':>9} {'core wait':>9} {'batch ms':>8} {'ev/batch':>8}"
+        + f" {'CH ins p50/p99':>14} {'PG commit':>11} {'unseen':>6}"
     )
     out: dict[str, object] = {}
     table = []
-    for (rate, recheck), cell in sorted(cells.items()):
+    for (rate, variant), cell in sorted(
+        cells.items(), key=lambda item: (item[0][0], args.variants.index(item[0][1]))
+    ):
         figures = cell.figures()
         lags = [value for run in cell.runs for value in run.schedule_lag_ms]
         cpu = sum(run.relay_cpu for run in cell.runs) / len(cell.runs)
         unseen = sum(run.unseen for run in cell.runs)
         batch_ms = sum(run.batch_ms for run in cell.runs) / len(cell.runs)
         per_batch = sum(run.events_per_batch for run in cell.runs) / len(cell.runs)
+        core_wait = sum(run.relay_core_wait_ms for run in cell.runs) / len(cell.runs)
+        ch = [value for run in cell.runs for value in run.clickhouse_insert_ms]
+        pg = [value for run in cell.runs for value in run.postgres_commit_ms]
+        lag = [value for run in cell.runs for value in run.loop_lag_ms]
         print(
-            f"{rate:>6,.0f} {recheck * 1000:>6.0f}ms {len(cell.latencies):>7,} {cell.achieved_rate:>9,.0f}"
+            f"{rate:>6,.0f} {variant:>18} {len(cell.latencies):>7,} {cell.achieved_rate:>9,.0f}"
             + "".join(f" {figures[name]:>7.1f}" for name, _ in PERCENTILES)
-            + f" {percentile(lags, 99):>9.1f} {cpu:>8.0%} {batch_ms:>8.1f} {per_batch:>7.1f} {unseen:>6}"
+            + f" {percentile(lags, 99):>9.1f} {cpu:>9.0%} {core_wait:>9.2f}"
+            + f" {batch_ms:>8.1f} {per_batch:>8.1f}"
+            + f" {percentile(ch, 50):>6.1f}/{percentile(ch, 99):<7.1f}"
+            + f" {percentile(pg, 50):>4.1f}/{percentile(pg, 99):<6.1f}"
+            + f" {unseen:>6}"
             + ("" if cell.sustained else "   (rate not sustained by the producers)")
         )
         row = {
             "rate": rate,
-            "recheck_interval_ms": round(recheck * 1000, 1),
+            "variant": variant,
             "events": len(cell.latencies),
             "achieved_rate": round(cell.achieved_rate),
             "sustained": cell.sustained,
@@ -418,10 +494,16 @@ def report(
             "relay_cpu": round(cpu, 3),
             "batch_ms": round(batch_ms, 1),
             "events_per_batch": round(per_batch, 1),
+            "relay_core_wait_ms": round(core_wait, 2),
+            "clickhouse_insert_p50_ms": round(percentile(ch, 50), 1),
+            "clickhouse_insert_p99_ms": round(percentile(ch, 99), 1),
+            "postgres_commit_p50_ms": round(percentile(pg, 50), 1),
+            "postgres_commit_p99_ms": round(percentile(pg, 99), 1),
+            "observer_lag_p99_ms": round(percentile(lag, 99), 1),
             "unseen": unseen,
         }
         table.append(row)
-        if recheck == default:
+        if variant == default:
             label = f"{rate:.0f}"
             for name, value in figures.items():
                 out[f"latency_{name}_ms_{label}"] = round(value, 1)
@@ -435,10 +517,15 @@ def report(
         " (included: each figure is an upper bound)."
     )
     print(
-        "sched p99: how late producers committed against their schedule (p99); relay CPU: share of one core."
+        "sched p99: how late producers committed against their schedule (p99); relay CPU: share of one core;"
+        " core wait: the relay's mean wait for a core each time it became runnable, ms; batch ms: claim to"
+        " commit (the relay's own histogram); CH ins, PG: probes beside the relay every"
+        f" {PROBE_PERIOD * 1000:.0f} ms (a one-row insert like the relay's; a one-row write"
+        " transaction), p50/p99 ms."
     )
     out.update(
-        latency_recheck_interval_ms=round(default * 1000, 1),
+        latency_variant=default,
+        latency_variants={name: VARIANTS[name] for name in args.variants},
         latency_table=table,
         latency_producers=args.producers,
         latency_seconds=args.seconds,
@@ -455,11 +542,18 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
     url = scratch_url(settings.database_url, SCRATCH)
     await recreate_database(scratch_url(settings.database_url, "postgres"), SCRATCH)
     migrate(url)
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute(
+            "CREATE TABLE bench_commit_probe (id bigserial PRIMARY KEY, at timestamptz DEFAULT now())"
+        )
+    finally:
+        await connection.close()
     machine = Machine.sample()
     print(
         f"latency: {args.producers} producer processes (EventLogClient, one event per transaction),"
         f" rates {', '.join(f'{r:,.0f}' for r in args.rates)} events/s,"
-        f" relay recheck intervals {', '.join(f'{r * 1000:g} ms' for r in args.recheck_intervals)},"
+        f" relay variants {', '.join(args.variants)},"
         f" {args.rounds} rounds of {args.seconds:g} s",
         flush=True,
     )
@@ -468,17 +562,17 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
     try:
         for rate in args.rates:
             for round_number in range(args.rounds):
-                shift = round_number % len(args.recheck_intervals)
-                order = args.recheck_intervals[shift:] + args.recheck_intervals[:shift]
-                for recheck in order:
+                shift = round_number % len(args.variants)
+                order = args.variants[shift:] + args.variants[:shift]
+                for variant in order:
                     run = await one_run(
-                        settings, url, producers, rate=rate, seconds=args.seconds, recheck=recheck
+                        settings, url, producers, rate=rate, seconds=args.seconds, variant=variant
                     )
                     await clear_outbox(url)
-                    cells.setdefault((rate, recheck), Cell(rate, recheck)).runs.append(run)
-                    figures = Cell(rate, recheck, [run]).figures()
+                    cells.setdefault((rate, variant), Cell(rate, variant)).runs.append(run)
+                    figures = Cell(rate, variant, [run]).figures()
                     print(
-                        f"  rate {rate:>6,.0f}  round {round_number + 1}  recheck {recheck * 1000:>4.0f} ms:"
+                        f"  rate {rate:>6,.0f}  round {round_number + 1}  {variant:>18}:"
                         f" p50 {figures['p50']:6.1f}  p99 {figures['p99']:6.1f}"
                         f"  max {figures['max']:7.1f} ms,"
                         f" achieved {run.achieved_rate:,.0f}/s",
@@ -498,20 +592,27 @@ def number_list(text: str) -> list[float]:
     return values
 
 
+def variant_list(text: str) -> list[str]:
+    """argparse type: comma-separated names from `VARIANTS`."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [name for name in names if name not in VARIANTS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(VARIANTS)}")
+    return names
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line."""
     cli = argparse.ArgumentParser(prog="python -m benchmarks.latency", description=__doc__.splitlines()[0])
     cli.add_argument("--rates", type=number_list, default=[200.0, 1000.0, 5000.0], help="events/s to offer")
-    cli.add_argument("--seconds", type=float, default=6.0, help="measured seconds per run (default 6)")
-    cli.add_argument("--rounds", type=int, default=3, help="runs per rate and configuration (default 3)")
+    cli.add_argument("--seconds", type=float, default=3.0, help="measured seconds per run (default 3)")
+    cli.add_argument("--rounds", type=int, default=5, help="runs per rate and variant (default 5)")
     cli.add_argument("--producers", type=int, default=4, help="producer processes (default 4)")
-    default = RelaySettings.model_fields["relay_recheck_interval"].default
     cli.add_argument(
-        "--recheck-intervals",
-        type=number_list,
-        default=[default, 0.05],
-        help="RELAY_RECHECK_INTERVAL values compared side by side; the first is reported as the headline"
-        f" (default {default:g} and 0.05, one debounce window: the cadence before follow-up looks)",
+        "--variants",
+        type=variant_list,
+        default=list(VARIANTS),
+        help=f"relay configurations compared side by side, the first is the headline ({', '.join(VARIANTS)})",
     )
     cli.add_argument("--json", type=Path, help="also write the JSON line to this file")
     return cli

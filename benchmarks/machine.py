@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,6 +31,24 @@ def rss_mb(pid: int, key: str = "VmRSS") -> float:
     return 0.0
 
 
+def run_queue(pid: int) -> tuple[float, int]:
+    """Seconds a process has spent runnable but waiting for a core, and how many times it was scheduled."""
+    try:
+        _, waited, slices = Path(f"/proc/{pid}/schedstat").read_text().split()
+    except (OSError, ValueError):
+        return 0.0, 0
+    return int(waited) / 1e9, int(slices)
+
+
+def _cpu_pressure() -> float:
+    """Seconds during which some task waited for a core (PSI), since boot; 0 where the kernel lacks it."""
+    try:
+        some = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+    except OSError:
+        return 0.0
+    return int(some.rsplit("total=", 1)[1]) / 1e6
+
+
 def _cpu_times() -> tuple[int, int]:
     """(busy, total) jiffies of all CPUs since boot."""
     values = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -55,10 +73,11 @@ class Machine:
     memory_gib: float
     load_before: tuple[float, float, float]
     _cpu_before: tuple[int, int]
+    _pressure_before: float
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
     busy: float = 0.0
+    pressure: float = 0.0
     seconds: float = 0.0
-    _notes: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def sample(cls) -> Machine:
@@ -75,6 +94,7 @@ class Machine:
             memory_gib=memory_kb / 1024 / 1024,
             load_before=os.getloadavg(),
             _cpu_before=_cpu_times(),
+            _pressure_before=_cpu_pressure(),
         )
 
     def finish(self) -> None:
@@ -84,6 +104,7 @@ class Machine:
         self.busy = (busy - busy_before) / max(total - total_before, 1)
         self.load_after = os.getloadavg()
         self.seconds = (datetime.now(UTC) - self.started).total_seconds()
+        self.pressure = (_cpu_pressure() - self._pressure_before) / max(self.seconds, 1e-9)
 
     def describe(self) -> dict[str, object]:
         """For the JSON line."""
@@ -94,6 +115,8 @@ class Machine:
             "memory_gib": round(self.memory_gib, 1),
             "kernel": platform.release(),
             "busy_share": round(self.busy, 3),
+            # Share of the time some runnable task was waiting for a core.
+            "cpu_pressure": round(self.pressure, 3),
             "load_before": [round(value, 2) for value in self.load_before],
             "load_after": [round(value, 2) for value in self.load_after],
             "seconds": round(self.seconds),

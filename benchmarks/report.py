@@ -40,23 +40,27 @@ def load(folder: Path) -> tuple[Figures, Figures, Figures]:
     )  # type: ignore[return-value]
 
 
-def _rows(latency: Figures, interval: float) -> list[Figures]:
-    return [row for row in latency["latency_table"] if row["recheck_interval_ms"] == interval]
+def _rows(latency: Figures, variant: str) -> list[Figures]:
+    return [row for row in latency["latency_table"] if row["variant"] == variant]
 
 
-def _intervals(latency: Figures) -> list[float]:
-    headline = latency["latency_recheck_interval_ms"]
-    others = sorted({row["recheck_interval_ms"] for row in latency["latency_table"]} - {headline})
-    return [headline, *others]
+def _variants(latency: Figures) -> list[str]:
+    return list(latency["latency_variants"])  # the headline first
+
+
+def _settings(latency: Figures, variant: str) -> str:
+    overrides = latency["latency_variants"][variant]
+    return ", ".join(f"`{name}={value}`" for name, value in overrides.items()) or "defaults"
 
 
 def latency_chart(latency: Figures, path: Path) -> None:
-    """Percentiles per offered rate, the shipped recheck interval solid, the others dashed."""
+    """Percentiles per offered rate: the headline variant solid, the others' p50 and p99 dashed."""
     figure, axes = plt.subplots(figsize=(8, 4.5), dpi=110)
     palette = ("#4c72b0", "#55a868", "#c44e52", "#8172b2", "#937860")
     colours = dict(zip((name for name, _ in PERCENTILES), palette, strict=True))
-    for number, interval in enumerate(_intervals(latency)):
-        rows = _rows(latency, interval)
+    styles = ("-", "--", "-.", ":")
+    for number, variant in enumerate(_variants(latency)):
+        rows = _rows(latency, variant)
         labels = [f"{row['rate']:,.0f}" + ("" if row["sustained"] else "*") for row in rows]
         for key, label in PERCENTILES:
             if number and key not in ("p50", "p99"):
@@ -65,10 +69,10 @@ def latency_chart(latency: Figures, path: Path) -> None:
                 labels,
                 [row[f"{key}_ms"] for row in rows],
                 marker="o",
-                linestyle="-" if number == 0 else "--",
+                linestyle=styles[number % len(styles)],
                 color=colours[key],
                 alpha=1.0 if number == 0 else 0.6,
-                label=f"{label}, recheck {interval:g} ms",
+                label=f"{label}, {variant}",
             )
     axes.axhline(TARGET_P99_MS, color="grey", linewidth=0.8, linestyle=":")
     axes.text(0, TARGET_P99_MS, " target p99", color="grey", va="bottom", fontsize=8)
@@ -151,21 +155,34 @@ def section(producers: Figures, relay: Figures, latency: Figures) -> str:
         "",
         f"{latency['latency_producers']} producer processes, {latency['latency_rounds']} rounds of"
         f" {latency['latency_seconds']:g} s per cell (pooled), observer period"
-        f" {latency['latency_observer_period_ms']} ms (included in every figure).",
+        f" {latency['latency_observer_period_ms']} ms (included in every figure). All times in ms;"
+        " *producers late*: how late producers committed against their schedule; *relay core wait*:"
+        " the relay's mean wait for a core each time it became runnable; *batch*: claim to commit, from"
+        " the relay's own histogram; the last two columns: probes beside the relay every 50 ms.",
         "",
-        "| offered events/s | recheck | events | achieved/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms"
-        " | producers late, p99 ms | relay CPU | batch ms | events/batch |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| offered events/s | relay | events | achieved/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms"
+        " | producers late p99 | relay CPU | relay core wait | batch ms | events/batch"
+        " | ClickHouse insert p50/p99 | PostgreSQL commit p50/p99 |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for interval in _intervals(latency):
-        for row in _rows(latency, interval):
+    for variant in _variants(latency):
+        for row in _rows(latency, variant):
             rate = f"{row['rate']:,.0f}" + ("" if row["sustained"] else " (not sustained)")
             lines.append(
-                f"| {rate} | {interval:g} ms | {row['events']:,} | {row['achieved_rate']:,}"
+                f"| {rate} | {variant} | {row['events']:,} | {row['achieved_rate']:,}"
                 + "".join(f" | {row[f'{key}_ms']:.1f}" for key, _ in PERCENTILES)
-                + f" | {row['schedule_lag_p99_ms']:.1f} | {row['relay_cpu']:.0%} | {row['batch_ms']:.1f}"
-                f" | {row['events_per_batch']:.1f} |"
+                + f" | {row['schedule_lag_p99_ms']:.0f} | {row['relay_cpu']:.0%}"
+                f" | {row['relay_core_wait_ms']:.1f}"
+                f" | {row['batch_ms']:.1f} | {row['events_per_batch']:.1f}"
+                f" | {row['clickhouse_insert_p50_ms']:.0f}/{row['clickhouse_insert_p99_ms']:.0f}"
+                f" | {row['postgres_commit_p50_ms']:.0f}/{row['postgres_commit_p99_ms']:.0f} |"
             )
+    lines += [
+        "",
+        "Relay variants: "
+        + "; ".join(f"*{name}*: {_settings(latency, name)}" for name in _variants(latency))
+        + ".",
+    ]
     lines += ["", "![latency percentiles per rate](img/latency.png)", ""]
     lines += [
         "### Throughput and scale-out (`python -m benchmarks.relay`)",

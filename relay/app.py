@@ -68,6 +68,21 @@ async def migrate(settings: RelaySettings) -> int:
     return EXIT_OK
 
 
+def session_settings(settings: RelaySettings) -> dict[str, str]:
+    """PostgreSQL settings of every pooled relay connection."""
+    return {
+        "application_name": "die-hard-relay",
+        # A transaction must never outlive a bounded ClickHouse call by much.
+        "idle_in_transaction_session_timeout": str(int(settings.relay_clickhouse_timeout * 3 * 1000)),
+        # The relay's commits only delete delivered events. Not waiting for
+        # their WAL flush frees a forwarder for the next claim a flush sooner;
+        # if PostgreSQL crashes before the flush, the deletion is lost and the
+        # events are delivered again, which `event_log` already hides (the
+        # same as a relay dying between ClickHouse's ack and its commit).
+        "synchronous_commit": "on" if settings.relay_synchronous_commit else "off",
+    }
+
+
 async def run(settings: RelaySettings, *, stop: asyncio.Event | None = None) -> int:
     """Run the relay until a signal (or `stop`) asks it to finish; return the exit code."""
     stop = stop or asyncio.Event()
@@ -84,11 +99,7 @@ async def run(settings: RelaySettings, *, stop: asyncio.Event | None = None) -> 
         # A connection that stops answering (a half-open socket after a
         # failover) fails the statement instead of blocking a forwarder forever.
         command_timeout=settings.relay_postgres_timeout,
-        server_settings={
-            "application_name": "die-hard-relay",
-            # A transaction must never outlive a bounded ClickHouse call by much.
-            "idle_in_transaction_session_timeout": str(int(settings.relay_clickhouse_timeout * 3 * 1000)),
-        },
+        server_settings=session_settings(settings),
     )
     try:
         async with aiohttp.ClientSession() as session:

@@ -9,9 +9,11 @@ import sys
 import pytest
 from aiochclient import ChClientError
 
+from relay.app import session_settings
 from relay.clickhouse import DeliveryError, RejectedData, TransientError, classify
 from relay.forwarder import FollowUp
 from relay.retry import Backoff
+from shared.settings import RelaySettings
 
 
 def test_backoff_bounds_grow_exponentially_up_to_the_maximum() -> None:
@@ -79,3 +81,8 @@ def test_follow_up_looks_last_one_quiet_period_after_the_last_sign_of_events() -
     follow_up.extend(100.05)  # events found again: the quiet period starts over
     assert follow_up.active(100.14)
     assert not follow_up.active(100.15)
+
+
+def test_relay_commits_do_not_wait_for_the_wal_flush_unless_configured() -> None:
+    assert session_settings(RelaySettings(relay_synchronous_commit=False))["synchronous_commit"] == "off"
+    assert session_settings(RelaySettings(relay_synchronous_commit=True))["synchronous_commit"] == "on"
