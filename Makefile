@@ -69,8 +69,8 @@ bench: $(VENV)/.installed .env services ## latency under steady traffic, through
 # Floors far below today's ratios (producers 0.9, relay 0.85-0.95 of the drain):
 # a change that halves either fails, machine noise does not.
 bench-guard: $(VENV)/.installed .env services ## a short benchmark that fails when throughput ratios collapse (CI)
-	$(BIN)/python -m benchmarks.producers --seconds 6 --slice 0.5 --min-ratio 0.7
-	$(BIN)/python -m benchmarks.relay --events 50000 --rounds 2 --relays 1 --no-naive --min-ratio 0.5
+	$(BIN)/python -m benchmarks.producers --seconds 6 --slice 0.5 --min-ratio 0.6
+	$(BIN)/python -m benchmarks.relay --events 50000 --rounds 3 --relays 1 --no-naive --min-ratio 0.5
 
 clean: ## remove the virtualenv and the tools (data under .services is kept)
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache
