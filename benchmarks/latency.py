@@ -46,16 +46,18 @@ import uvloop
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.machine import Machine, cpu_seconds, run_queue
-from benchmarks.relay import free_port, migrate, recreate_database, scratch_url, wait_ready
+from benchmarks.relay import wait_ready
+from benchmarks.scratch import ROOT, drop_database, free_port, migrate, recreate_database
 from relay import schema
 from relay.app import clickhouse_sink
+from relay.settings import RelaySettings
 from shared.outbox import OUTBOX_TABLE
-from shared.settings import RelaySettings, load
+from shared.settings import load
 
-ROOT = Path(__file__).resolve().parent.parent
 SCRATCH = "diehard_bench_latency"
 OBSERVED = "bench_observed"  # the materialized view the observer reads
 OBSERVER_PERIOD = 0.005
+KEY_SPACE = 1_000_000_000  # user_id = (producer index + 1) * KEY_SPACE + event number
 PROBE_PERIOD = 0.05
 PROBE_TABLE = "bench_probe"  # shaped like event_log; the probes' inserts land here
 # A write transaction like the relay's claim: its commit waits for the WAL flush.
@@ -113,7 +115,9 @@ def producer_main(pipe: Connection, database_url: str) -> None:
         client.publish(UserLoggedIn(user_id=0, ip_address="10.0.0.1"))
     pipe.send("ready")
     while (job := pipe.recv()) is not None:
-        stamps: list[tuple[str, float, float]] = []
+        # Each event is told apart by its user_id: unique per producer and run.
+        key = (job.index + 1) * KEY_SPACE
+        stamps: list[tuple[int, float, float]] = []
         period = job.producers / job.rate
         due = job.start_at + job.index / job.rate
         end = job.start_at + job.seconds
@@ -129,8 +133,8 @@ def producer_main(pipe: Connection, database_url: str) -> None:
                 due += period
                 continue
             with transaction.atomic():
-                (envelope,) = client.publish(UserLoggedIn(user_id=number, ip_address="10.0.0.1"))
-            stamps.append((str(envelope.event_id), due, time.time()))
+                client.publish(UserLoggedIn(user_id=key + number, ip_address="10.0.0.1"))
+            stamps.append((key + number, due, time.time()))
             number += 1
             due += period
         pipe.send(stamps)
@@ -158,9 +162,9 @@ class Producers:
         for index, pipe in enumerate(self.pipes):
             pipe.send(Job(start_at, seconds, rate, len(self.pipes), index))
 
-    def results(self) -> list[tuple[str, float, float]]:
+    def results(self) -> list[tuple[int, float, float]]:
         """Block until every process has finished its share; their (event id, due, committed) stamps."""
-        stamps: list[tuple[str, float, float]] = []
+        stamps: list[tuple[int, float, float]] = []
         for pipe in self.pipes:
             stamps.extend(pipe.recv())
         return stamps
@@ -185,14 +189,14 @@ class Observer:
 
     session: aiohttp.ClientSession
     url: str
-    seen: dict[str, float] = field(default_factory=dict)
+    seen: dict[int, float] = field(default_factory=dict)
     polls: int = 0
     poll_seconds: float = 0.0
 
     async def poll(self) -> None:
         """One look: the rows added to the view since the last one, in insertion order."""
         query = (
-            f"SELECT event_id FROM {SCRATCH}.{OBSERVED} LIMIT 1000000000 OFFSET {len(self.seen)}"
+            f"SELECT key FROM {SCRATCH}.{OBSERVED} LIMIT 1000000000 OFFSET {len(self.seen)}"
             " FORMAT TabSeparated"
         )
         started = time.perf_counter()
@@ -204,7 +208,7 @@ class Observer:
         self.polls += 1
         self.poll_seconds += time.perf_counter() - started
         for line in body.splitlines():
-            self.seen.setdefault(line.decode(), arrived)
+            self.seen.setdefault(int(line), arrived)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll every `OBSERVER_PERIOD` until `stop` is set."""
@@ -277,9 +281,17 @@ async def reset_clickhouse(settings: RelaySettings) -> None:
         await schema.apply(client, SCRATCH)
         await client.execute(
             f"CREATE MATERIALIZED VIEW {SCRATCH}.{OBSERVED} ENGINE = Memory"
-            f" AS SELECT event_id FROM {SCRATCH}.event_log"
+            f" AS SELECT visitParamExtractUInt(event_context, 'user_id') AS key FROM {SCRATCH}.event_log"
         )
         await client.execute(f"CREATE TABLE {SCRATCH}.{PROBE_TABLE} AS {SCRATCH}.event_log")
+
+
+async def drop_clickhouse(settings: RelaySettings) -> None:
+    """Leave the server as the benchmark found it."""
+    async with aiohttp.ClientSession() as session:
+        await clickhouse_sink(session, settings, database="default").client.execute(
+            f"DROP DATABASE IF EXISTS {SCRATCH}"
+        )
 
 
 async def start_relay(url: str, variant: str) -> tuple[asyncio.subprocess.Process, int]:
@@ -327,7 +339,7 @@ async def one_run(
             stamps = await loop.run_in_executor(None, producers.results)
             cpu_after = cpu_seconds(process.pid)
             waited_after, slices_after = run_queue(process.pid)
-            published = {event_id for event_id, _, _ in stamps}
+            published = {key for key, _, _ in stamps}
             give_up = time.monotonic() + 10
             while not published <= observer.seen.keys() and time.monotonic() < give_up:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
@@ -340,9 +352,7 @@ async def one_run(
         await stop_relay(process)
     counted = [stamp for stamp in stamps if stamp[1] >= start_at + WARM_UP]  # warm-up excluded
     latencies = [
-        (observer.seen[event_id] - committed) * 1000
-        for event_id, _, committed in counted
-        if event_id in observer.seen
+        (observer.seen[key] - committed) * 1000 for key, _, committed in counted if key in observer.seen
     ]
     lags = [(committed - due) * 1000 for _, due, committed in counted]
     offered_from = start_at + WARM_UP
@@ -531,7 +541,7 @@ def report(
         latency_seconds=args.seconds,
         latency_rounds=args.rounds,
         latency_observer_period_ms=round(sum(periods) / len(periods), 1),
-        latency_unseen=sum(row["unseen"] for row in table),  # type: ignore[misc]
+        latency_unseen=sum(int(row["unseen"]) for row in table),
         machine=machine.describe(),
     )
     return out
@@ -539,8 +549,7 @@ def report(
 
 async def main(args: argparse.Namespace) -> dict[str, object]:
     settings = load(RelaySettings)
-    url = scratch_url(settings.database_url, SCRATCH)
-    await recreate_database(scratch_url(settings.database_url, "postgres"), SCRATCH)
+    url = await recreate_database(settings.database_url, SCRATCH)
     migrate(url)
     connection = await asyncpg.connect(url)
     try:
@@ -580,6 +589,8 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                     )
     finally:
         producers.close()
+        await drop_database(settings.database_url, SCRATCH)
+        await drop_clickhouse(settings)
     machine.finish()
     return report(cells, args, machine)
 

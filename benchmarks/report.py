@@ -35,9 +35,10 @@ Figures = dict[str, Any]
 
 def load(folder: Path) -> tuple[Figures, Figures, Figures]:
     """The JSON lines of the producers, relay and latency benchmarks."""
-    return tuple(
+    producers, relay, latency = (
         json.loads((folder / f"{name}.json").read_text()) for name in ("producers", "relay", "latency")
-    )  # type: ignore[return-value]
+    )
+    return producers, relay, latency
 
 
 def _rows(latency: Figures, variant: str) -> list[Figures]:

@@ -1,0 +1,31 @@
+"""The relay's settings: what every process shares, and the relay's own `RELAY_*` knobs."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.settings import CommonSettings
+
+
+class RelaySettings(CommonSettings):
+    """Settings of the relay daemon; its own knobs are named `RELAY_*`."""
+
+    relay_batch_size: int = Field(default=20_000, ge=1, le=100_000)
+    relay_concurrency: int = Field(default=2, ge=1, le=32)
+    relay_poll_interval: float = Field(default=1.0, gt=0)
+    # Looks at the outbox while events are flowing, between notifications: the
+    # longest an event waits to be claimed. Shorter costs more empty claims.
+    relay_recheck_interval: float = Field(default=0.01, gt=0, le=1.0)
+    # Whether the relay's commits (deleting delivered events) wait for the WAL
+    # flush. Off: a crash of PostgreSQL may re-deliver, never lose, events.
+    relay_synchronous_commit: bool = False
+    relay_backoff_initial: float = Field(default=0.2, gt=0)
+    relay_backoff_max: float = Field(default=30.0, gt=0)
+    relay_clickhouse_timeout: float = Field(default=10.0, gt=0)
+    relay_postgres_timeout: float = Field(default=30.0, gt=0)
+    relay_shutdown_grace: float = Field(default=15.0, ge=0)
+    relay_http_host: str = "127.0.0.1"
+    relay_http_port: int = Field(default=8001, ge=0, le=65535)
+    relay_stats_interval: float = Field(default=5.0, gt=0)
+    relay_readiness_timeout: float = Field(default=2.0, gt=0)
+    relay_liveness_timeout: float = Field(default=30.0, gt=0)
