@@ -75,6 +75,15 @@ def latency_chart(latency: Figures, path: Path) -> None:
                 alpha=1.0 if number == 0 else 0.6,
                 label=f"{label}, {variant}",
             )
+    headline = _rows(latency, _variants(latency)[0])
+    axes.plot(
+        [f"{row['rate']:,.0f}" + ("" if row["sustained"] else "*") for row in headline],
+        [row["clickhouse_insert_p99_ms"] for row in headline],
+        marker="x",
+        color="black",
+        linestyle=":",
+        label="ClickHouse one-row insert p99 (probe)",
+    )
     axes.axhline(TARGET_P99_MS, color="grey", linewidth=0.8, linestyle=":")
     axes.text(0, TARGET_P99_MS, " target p99", color="grey", va="bottom", fontsize=8)
     axes.set_yscale("log")
@@ -143,8 +152,9 @@ def _machine(figures: Figures) -> str:
     load = "/".join(f"{value:.1f}" for value in machine["load_before"])
     return (
         f"{machine['date']}, {machine['cores']} x {machine['cpu']}, {machine['memory_gib']:.0f} GiB,"
-        f" Linux {machine['kernel']}; cores {machine['busy_share']:.0%} busy (all processes) during"
-        f" its {machine['seconds']} s, load average {load} before it"
+        f" Linux {machine['kernel']}; during its {machine['seconds']} s the cores were"
+        f" {machine['busy_share']:.0%} busy (all processes) and some task was waiting for a core"
+        f" {machine.get('cpu_pressure', 0):.0%} of the time; load average {load} before it"
     )
 
 
@@ -166,8 +176,12 @@ def section(producers: Figures, relay: Figures, latency: Figures) -> str:
         " | ClickHouse insert p50/p99 | PostgreSQL commit p50/p99 |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for variant in _variants(latency):
-        for row in _rows(latency, variant):
+    rates = sorted({row["rate"] for row in latency["latency_table"]})
+    for rate_offered in rates:
+        for row in (row for variant in _variants(latency) for row in _rows(latency, variant)):
+            if row["rate"] != rate_offered:
+                continue
+            variant = row["variant"]
             rate = f"{row['rate']:,.0f}" + ("" if row["sustained"] else " (not sustained)")
             lines.append(
                 f"| {rate} | {variant} | {row['events']:,} | {row['achieved_rate']:,}"
