@@ -19,7 +19,7 @@ more than a median one). After each
 run both replicas are counted: the raw rows beyond the distinct events are
 what the deduplicating view still has to hide. The last line is one JSON object.
 
-    python -m benchmarks.cluster [--events 200000] [--rounds 5]
+    python -m benchmarks.cluster [--events 200000] [--rounds 5] [--json FILE]
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import subprocess
 import sys
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 import uvloop
@@ -172,22 +173,24 @@ async def main(args: argparse.Namespace) -> None:
     print(f"no quorum / 1 server      {middle['replicated'] / middle['single']:>10.2f}   (medians)")
     print(f"raw rows beyond events    {extra_rows:>10}   (what the deduplicating view still hides)")
     print(f"every event on every server {'yes' if exactly_once else 'NO':>8}")
-    print(
-        json.dumps(
-            {
-                "single_events_per_s": round(middle["single"]),
-                "replicated_events_per_s": round(middle["replicated"]),
-                "quorum_events_per_s": round(middle["quorum"]),
-                "quorum_to_single_ratio": round(middle["quorum"] / middle["single"], 3),
-                "replicated_to_single_ratio": round(middle["replicated"] / middle["single"], 3),
-                "best_events_per_s": {variant: round(rate) for variant, rate in best.items()},
-                "raw_rows_beyond_events": extra_rows,
-                "events": args.events,
-                "rounds": args.rounds,
-                "exactly_once": exactly_once,
-            }
-        )
+    line = json.dumps(
+        {
+            "single_events_per_s": round(middle["single"]),
+            "replicated_events_per_s": round(middle["replicated"]),
+            "quorum_events_per_s": round(middle["quorum"]),
+            "quorum_to_single_ratio": round(middle["quorum"] / middle["single"], 3),
+            "replicated_to_single_ratio": round(middle["replicated"] / middle["single"], 3),
+            "best_events_per_s": {variant: round(rate) for variant, rate in best.items()},
+            "raw_rows_beyond_events": extra_rows,
+            "events": args.events,
+            "rounds": args.rounds,
+            "exactly_once": exactly_once,
+        }
     )
+    print(line)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(line + "\n")
     if not exactly_once:
         sys.exit(1)
 
@@ -196,4 +199,5 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--json", type=Path, help="also write the JSON line to this file")
     uvloop.run(main(parser.parse_args()))
