@@ -65,10 +65,57 @@ class UserLoggedOut(Event):
 
 
 class UserLoginFailed(Event):
-    """A sign-in attempt was refused (security audit)."""
+    """A sign-in attempt was refused (security audit).
+
+    Version 2 adds `user_id`: the account the typed address belongs to, if any,
+    so its owner sees the attempt in their own activity.
+    """
+
+    metadata_version: ClassVar[int] = 2
 
     email: str
+    user_id: int | None = None
     ip_address: str | None = None
+
+
+class UserUpdated(Event):
+    """A person changed their profile; only the names of the changed fields, never their values."""
+
+    user_id: int
+    changed_fields: tuple[str, ...]
+    ip_address: str | None = None
+
+
+class UserPasswordChanged(Event):
+    """A signed-in person changed their password, giving the old one."""
+
+    user_id: int
+    ip_address: str | None = None
+
+
+class UserPasswordResetRequested(Event):
+    """Someone asked for a password-reset link.
+
+    `user_id` is the account the address belongs to, or None when it belongs to
+    none; the address itself is not kept. The person asking sees the same
+    answer either way.
+    """
+
+    user_id: int | None
+    ip_address: str | None = None
+
+
+class UserPasswordReset(Event):
+    """A person set a new password through a password-reset link."""
+
+    user_id: int
+    ip_address: str | None = None
+
+
+class UserDeleted(Event):
+    """A person deleted their account. Carries no personal data, only the id it had."""
+
+    user_id: int
 
 
 @dataclass(frozen=True, slots=True)

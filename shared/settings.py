@@ -91,6 +91,13 @@ class WebSettings(CommonSettings):
     health_lag_threshold_seconds: float = 60.0
     health_pending_threshold: int = 100_000
 
+    # The site's read-only ClickHouse user (the activity page); the relay's
+    # user when unset, so an unconfigured install keeps working.
+    clickhouse_reader_user: str | None = None
+    clickhouse_reader_password: SecretStr | None = None
+    activity_query_timeout: float = Field(default=3.0, gt=0)
+    activity_page_size: int = Field(default=20, ge=1, le=200)
+
     @model_validator(mode="before")
     @classmethod
     def _split_lists(cls, data: object) -> object:
@@ -107,6 +114,14 @@ class WebSettings(CommonSettings):
         if not self.debug:
             self.require("secret_key", "database_url", "allowed_hosts")
         return self
+
+    @property
+    def clickhouse_reader_credentials(self) -> tuple[str, str]:
+        """User and password the site reads ClickHouse with."""
+        if self.clickhouse_reader_user is None:
+            return self.clickhouse_user, self.clickhouse_password.get_secret_value()
+        password = self.clickhouse_reader_password or SecretStr("")
+        return self.clickhouse_reader_user, password.get_secret_value()
 
     @cached_property
     def development_secret_key(self) -> str:

@@ -43,7 +43,7 @@ def test_signing_in_matches_the_email_case_insensitively(client: Client) -> None
     assert outbox.context(OutboxEvent.objects.get()) == {"user_id": user.pk, "ip_address": "127.0.0.1"}
 
 
-def test_a_refused_sign_in_writes_user_login_failed_with_the_email_and_ip(client: Client) -> None:
+def test_a_refused_sign_in_writes_user_login_failed_with_the_email_account_and_ip(client: Client) -> None:
     user = UserFactory()
 
     response = client.post(LOGIN_URL, {"username": user.email, "password": WRONG_PASSWORD})
@@ -51,7 +51,15 @@ def test_a_refused_sign_in_writes_user_login_failed_with_the_email_and_ip(client
     assert response.status_code == 200
     [event] = outbox.events()
     assert event.event_type == "user_login_failed"
-    assert outbox.context(event) == {"email": user.email, "ip_address": "127.0.0.1"}
+    assert event.metadata_version == 2
+    assert outbox.context(event) == {"email": user.email, "user_id": user.pk, "ip_address": "127.0.0.1"}
+
+
+def test_a_refused_sign_in_for_an_unknown_address_names_no_account(client: Client) -> None:
+    client.post(LOGIN_URL, {"username": "nobody@example.com", "password": WRONG_PASSWORD})
+
+    [event] = outbox.events()
+    assert outbox.context(event) == {"email": "nobody@example.com", "user_id": None, "ip_address": "127.0.0.1"}
 
 
 def test_a_refused_sign_in_keeps_the_password_out_of_the_event(client: Client) -> None:

@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "webapp.health",
     "webapp.outbox",
     "webapp.users",
+    "webapp.activity",
 ]
 
 MIDDLEWARE = [
@@ -94,6 +95,8 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "users:login"
 LOGIN_REDIRECT_URL = "users:home"
 LOGOUT_REDIRECT_URL = "users:login"
+# How long a password-reset link stays valid (Django's default is three days).
+PASSWORD_RESET_TIMEOUT = 60 * 60
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -166,4 +169,10 @@ HEALTH_PENDING_THRESHOLD = ENV.health_pending_threshold
 CLICKHOUSE_URL = ENV.clickhouse_url
 CLICKHOUSE_USER = ENV.clickhouse_user
 CLICKHOUSE_PASSWORD = ENV.clickhouse_password.get_secret_value()
+CLICKHOUSE_DATABASE = ENV.clickhouse_database
+
+# --- Activity page: the user's own security events, read back from ClickHouse --
+CLICKHOUSE_READER_USER, CLICKHOUSE_READER_PASSWORD = ENV.clickhouse_reader_credentials
+ACTIVITY_QUERY_TIMEOUT = ENV.activity_query_timeout
+ACTIVITY_PAGE_SIZE = ENV.activity_page_size
 REDIS_URL = ENV.redis_url

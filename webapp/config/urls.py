@@ -8,5 +8,6 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("health/", include("webapp.health.urls")),
+    path("accounts/activity/", include("webapp.activity.urls")),
     path("", include("webapp.users.urls")),
 ]

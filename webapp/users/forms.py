@@ -7,6 +7,8 @@ from typing import Any
 from django import forms
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.forms import PasswordChangeForm as DjangoPasswordChangeForm
+from django.contrib.auth.forms import SetPasswordForm as DjangoSetPasswordForm
 from django.core.exceptions import ValidationError
 
 # Shown on the e-mail field (HTML) or under "email" (API) when `EmailTaken` is raised.
@@ -65,3 +67,58 @@ class SignInForm(AuthenticationForm):
         max_length=254,
         widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True}),
     )
+
+
+class ProfileForm(forms.Form):
+    """The name a person goes by on the site."""
+
+    first_name = forms.CharField(
+        label="First name", max_length=150, widget=forms.TextInput(attrs={"autocomplete": "given-name"})
+    )
+    last_name = forms.CharField(
+        label="Last name", max_length=150, widget=forms.TextInput(attrs={"autocomplete": "family-name"})
+    )
+
+
+class PasswordChangeForm(DjangoPasswordChangeForm):
+    """Django's form: the current password, then the new one twice; it only validates here."""
+
+    def save(self, commit: bool = True) -> Any:
+        raise NotImplementedError("the view calls services.user_password_change")
+
+
+class PasswordResetRequestForm(forms.Form):
+    """The e-mail address to send a password-reset link to."""
+
+    email = forms.EmailField(
+        label="E-mail address",
+        max_length=254,
+        widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True}),
+    )
+
+
+class SetPasswordForm(DjangoSetPasswordForm):
+    """Django's form for a new password typed twice; it only validates here."""
+
+    def save(self, commit: bool = True) -> Any:
+        raise NotImplementedError("the view calls services.user_password_reset")
+
+
+class AccountDeleteForm(forms.Form):
+    """Deleting an account asks for its password, so an unattended session cannot do it."""
+
+    password = forms.CharField(
+        label="Your password",
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+    )
+
+    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.user = user
+
+    def clean_password(self) -> str:
+        password = self.cleaned_data["password"]
+        if not self.user.check_password(password):
+            raise ValidationError("The password is not correct.", code="password_incorrect")
+        return password

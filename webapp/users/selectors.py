@@ -19,3 +19,8 @@ def user_email_taken(*, email: str) -> bool:
 def user_get(*, user_id: int) -> User | None:
     """The user with this id, or None when there is none (any more)."""
     return User.objects.filter(pk=user_id).first()
+
+
+def user_get_by_email(*, email: str) -> User | None:
+    """The user with this e-mail address, compared case-insensitively, or None."""
+    return User.objects.filter(Exact(Lower("email"), Lower(Value(email)))).first()
