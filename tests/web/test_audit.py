@@ -59,7 +59,11 @@ def test_a_refused_sign_in_for_an_unknown_address_names_no_account(client: Clien
     client.post(LOGIN_URL, {"username": "nobody@example.com", "password": WRONG_PASSWORD})
 
     [event] = outbox.events()
-    assert outbox.context(event) == {"email": "nobody@example.com", "user_id": None, "ip_address": "127.0.0.1"}
+    assert outbox.context(event) == {
+        "email": "nobody@example.com",
+        "user_id": None,
+        "ip_address": "127.0.0.1",
+    }
 
 
 def test_a_refused_sign_in_keeps_the_password_out_of_the_event(client: Client) -> None:
