@@ -9,7 +9,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help install services services-down migrate run test lint format bench bench-producers clean
+.PHONY: help install browser services services-down migrate run test screenshots lint format bench bench-producers clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -25,7 +25,10 @@ $(VENV)/.installed: $(UV) pyproject.toml uv.lock
 .env:
 	cp .env.example .env
 
-install: $(VENV)/.installed .env services migrate ## create .venv, .env, start services, apply both schemas
+install: $(VENV)/.installed .env browser services migrate ## create .venv, .env, Chromium and axe-core for the browser tests, start services, apply both schemas
+
+browser: ## install Debian's Chromium and axe-core for the browser tests (unless present)
+	scripts/browser.sh
 
 services: ## start PostgreSQL, Redis and ClickHouse on 127.0.0.1 unless they already run
 	scripts/services.sh up
@@ -44,8 +47,11 @@ run: $(VENV)/.installed .env ## run services, web, relay and Celery worker in th
 # of their own, so a worker started by `make run` never sees them.
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/14
 
-test: $(VENV)/.installed .env services ## run the test suite against the real services
+test: $(VENV)/.installed .env browser services ## run the test suite against the real services
 	DEBUG=true REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest $(PYTEST_ARGS)
+
+screenshots: $(VENV)/.installed .env services ## refresh docs/screenshots/ from the browser tests
+	DEBUG=true REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest tests/browser --screenshots docs/screenshots
 
 lint: $(VENV)/.installed ## ruff (lint and format check) and the import contracts
 	$(BIN)/ruff check .
