@@ -159,3 +159,38 @@ def test_a_person_deletes_their_account_and_can_no_longer_sign_in(site: Site) ->
     expect(page.get_by_role("alert")).to_be_visible()
     page.goto(f"{site.url}/accounts/activity/")
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+
+
+@pytest.mark.without_javascript
+def test_every_page_works_in_a_browser_that_runs_no_javascript(site: Site) -> None:
+    page = site.open("/accounts/register/")
+    page.get_by_label("E-mail address").fill("not an address")
+    page.get_by_role("button", name="Sign up").click()
+    expect(page.get_by_text("Enter a valid email address.")).to_be_visible()
+    page.get_by_label("E-mail address").fill("argyle@example.com")
+    page.get_by_label("Password").fill(STRONG_PASSWORD)
+    page.get_by_label("First name").fill("Argyle")
+    page.get_by_label("Last name").fill("Driver")
+    page.get_by_role("button", name="Sign up").click()
+    expect(page.get_by_text("You are signed in as Argyle.")).to_be_visible()
+
+    page.get_by_role("link", name="Account", exact=True).click()
+    page.get_by_label("Last name").fill("Limo")
+    page.get_by_role("button", name="Save name").click()
+    expect(page.get_by_text("Argyle Limo")).to_be_visible()
+    page.get_by_role("link", name="Change your password").click()
+    page.get_by_label("Old password").fill(STRONG_PASSWORD)
+    page.get_by_label(NEW_PASSWORD_LABEL).fill(NEW_PASSWORD)
+    page.get_by_label("New password confirmation").fill(NEW_PASSWORD)
+    page.get_by_role("button", name="Change password").click()
+    expect(page.get_by_role("status")).to_contain_text("Your password is changed.")
+    page.get_by_role("link", name="Activity", exact=True).click()
+    expect(page.get_by_role("cell", name=re.compile("Password changed"))).to_be_visible()
+
+    site.sign_out()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    page.get_by_role("link", name="Forgot your password?").click()
+    page.get_by_label("E-mail address").fill("argyle@example.com")
+    page.get_by_role("button", name="Send the link").click()
+    expect(page.get_by_role("heading", name="Check your e-mail")).to_be_visible()
+    assert page.evaluate("() => document.scripts.length") == 0
