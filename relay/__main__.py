@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 
 import aiohttp
 import structlog
@@ -16,13 +17,15 @@ import uvloop
 
 from relay import app, schema
 from relay.clickhouse import DeliveryError
+from relay.observer import Observer
+from relay.settings import RelaySettings
 from shared.logging import configure_logging
 from shared.sentry import init_sentry
-from shared.settings import ConfigurationError, RelaySettings, load
+from shared.settings import ConfigurationError, load
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the relay's command line."""
+def main(argv: list[str] | None = None, *, observers: Sequence[Observer] = ()) -> int:
+    """Entry point of the relay's command line; `observers` also hear what the relay does."""
     parser = argparse.ArgumentParser(prog="relay", description="Outbox relay: PostgreSQL to ClickHouse.")
     parser.add_argument("command", nargs="?", default="run", choices=("run", "migrate", "check"))
     command = parser.parse_args(argv).command
@@ -37,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         return uvloop.run(app.migrate(settings))
     if command == "check":
         return uvloop.run(_check(settings))
-    return uvloop.run(app.run(settings))
+    return uvloop.run(app.run(settings, observers=observers))
 
 
 async def _check(settings: RelaySettings) -> int:
