@@ -132,9 +132,11 @@ def test_a_person_who_forgot_their_password_sets_a_new_one_through_the_emailed_l
     page.get_by_label("New password confirmation").fill(NEW_PASSWORD)
     page.get_by_role("button", name="Set password").click()
     expect(page.get_by_role("heading", name="Your password is set")).to_be_visible()
+    site.check("password-reset-complete")
 
     page.goto(link.group(0))
     expect(page.get_by_role("heading", name="This link does not work")).to_be_visible()
+    site.check("password-reset-link-spent")
     site.sign_in(user.email, NEW_PASSWORD)
     expect(page.get_by_role("button", name="Sign out")).to_be_visible()
 
