@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -12,11 +14,13 @@ import pytest
 from django.test import Client
 from pytest_django import Settings
 
+from relay.clickhouse import insert_query
+from relay.schema import CURRENT, create_statements
 from shared.events import Envelope, Event, UserLoggedIn, UserLoginFailed, UserUpdated
 from tests.conftest import ClickHouse
 from tests.helpers import free_port
 from tests.web.factories import UserFactory
-from webapp.activity.selectors import user_activity
+from webapp.activity.selectors import delivered_entries, delivered_query, user_activity
 from webapp.outbox.models import OutboxEvent
 from webapp.users.services import user_login_audit
 
@@ -229,3 +233,29 @@ def test_the_page_reads_with_the_reader_credentials(
     response = client.get(ACTIVITY_URL)
 
     assert not response.context["page"].history_available
+
+
+def test_the_history_query_reads_current_clickhouse_with_microsecond_times_too() -> None:
+    chdb_session = pytest.importorskip("chdb.session")
+    user_id = 42
+    with tempfile.TemporaryDirectory() as path:
+        session = chdb_session.Session(path)
+        try:
+            for statement in create_statements(CURRENT, "analytics"):
+                session.query(statement)
+            session.query("USE analytics")
+            for n, event in enumerate(
+                [UserLoggedIn(user_id=user_id, ip_address="192.0.2.1"), UserLoggedIn(user_id=7)]
+            ):
+                envelope = Envelope.wrap(event, environment="Local")
+                row = [str(envelope.event_id), envelope.event_type, f"2026-11-26 12:00:0{n}.123456"]
+                row += ["Local", envelope.event_context, "1"]
+                session.query(f"{insert_query()}\n" + "\t".join(row))
+
+            answer = str(session.query(f"{delivered_query(user_id=user_id, limit=10)}\nFORMAT JSONEachRow"))
+        finally:
+            session.close()
+
+    [entry] = delivered_entries([json.loads(line) for line in answer.splitlines() if line.strip()])
+    assert entry.occurred_at == datetime(2026, 11, 26, 12, 0, 0, 123456, tzinfo=UTC)
+    assert (entry.event_type, entry.ip_address) == ("user_logged_in", "192.0.2.1")

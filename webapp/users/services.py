@@ -163,7 +163,11 @@ def user_password_reset_request(*, email: str, reset_link: ResetLinkBuilder, ip_
             uidb64 = urlsafe_base64_encode(force_bytes(user.pk))
             link = reset_link(uidb64, default_token_generator.make_token(user))
             recipient = user.email
-            transaction.on_commit(lambda: _send_password_reset_email(recipient=recipient, link=link))
+            # Robust: a mail server that refuses must not turn the answer into
+            # an error only people with an account get.
+            transaction.on_commit(
+                lambda: _send_password_reset_email(recipient=recipient, link=link), robust=True
+            )
     logger.info("user_password_reset_requested", user_id=user.pk if user else None)
 
 
