@@ -21,5 +21,7 @@ def activity(request: HttpRequest) -> HttpResponse:
         number = int(request.GET.get("page", "1"))
     except ValueError:
         number = 1
-    page = user_activity(user_id=request.user.pk, page=number, page_size=settings.ACTIVITY_PAGE_SIZE)
+    user_id = request.user.pk
+    assert user_id is not None  # login_required let only a signed-in user through
+    page = user_activity(user_id=user_id, page=number, page_size=settings.ACTIVITY_PAGE_SIZE)
     return render(request, "activity/activity.html", {"page": page})

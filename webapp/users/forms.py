@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib.auth import password_validation
@@ -11,11 +11,13 @@ from django.contrib.auth.forms import PasswordChangeForm as DjangoPasswordChange
 from django.contrib.auth.forms import SetPasswordForm as DjangoSetPasswordForm
 from django.core.exceptions import ValidationError
 
+from webapp.users.models import User
+
 # Shown on the e-mail field (HTML) or under "email" (API) when `EmailTaken` is raised.
 EMAIL_TAKEN_MESSAGE = "An account with this e-mail address already exists."
 
 
-class _StringOnly:
+class _StringOnly(forms.Field):
     """Refuse values that are not strings instead of converting them with `str()`.
 
     HTML forms only ever send strings; a JSON body can send `123` or `["x"]`,
@@ -25,7 +27,7 @@ class _StringOnly:
     def to_python(self, value: Any) -> Any:
         if value is not None and not isinstance(value, str):
             raise ValidationError("Enter a string.", code="invalid_type")
-        return super().to_python(value)  # type: ignore[misc]
+        return super().to_python(value)
 
 
 class _StringField(_StringOnly, forms.CharField):
@@ -87,6 +89,13 @@ class PasswordChangeForm(DjangoPasswordChangeForm):
         raise NotImplementedError("the view calls services.user_password_change")
 
 
+# Generic for the type checker only: Django's class takes no type argument at run time.
+if TYPE_CHECKING:
+    _SetPasswordBase = DjangoSetPasswordForm[User]
+else:
+    _SetPasswordBase = DjangoSetPasswordForm
+
+
 class PasswordResetRequestForm(forms.Form):
     """The e-mail address to send a password-reset link to."""
 
@@ -97,7 +106,7 @@ class PasswordResetRequestForm(forms.Form):
     )
 
 
-class SetPasswordForm(DjangoSetPasswordForm):
+class SetPasswordForm(_SetPasswordBase):
     """Django's form for a new password typed twice; it only validates here."""
 
     def save(self, commit: bool = True) -> Any:
@@ -118,7 +127,7 @@ class AccountDeleteForm(forms.Form):
         self.user = user
 
     def clean_password(self) -> str:
-        password = self.cleaned_data["password"]
+        password: str = self.cleaned_data["password"]
         if not self.user.check_password(password):
             raise ValidationError("The password is not correct.", code="password_incorrect")
         return password
