@@ -3,6 +3,7 @@
 relay            run the daemon
 relay migrate    create the ClickHouse table and view (idempotent)
 relay check      check the ClickHouse table and exit
+relay expire     delete events older than EVENT_LOG_RETENTION_DAYS (servers without TTL)
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from shared.settings import ConfigurationError, load
 def main(argv: list[str] | None = None, *, observers: Sequence[Observer] = ()) -> int:
     """Entry point of the relay's command line; `observers` also hear what the relay does."""
     parser = argparse.ArgumentParser(prog="relay", description="Outbox relay: PostgreSQL to ClickHouse.")
-    parser.add_argument("command", nargs="?", default="run", choices=("run", "migrate", "check"))
+    parser.add_argument("command", nargs="?", default="run", choices=("run", "migrate", "check", "expire"))
     command = parser.parse_args(argv).command
     try:
         settings = load(RelaySettings)
@@ -38,6 +39,8 @@ def main(argv: list[str] | None = None, *, observers: Sequence[Observer] = ()) -
     init_sentry(settings, component="relay")
     if command == "migrate":
         return uvloop.run(app.migrate(settings))
+    if command == "expire":
+        return uvloop.run(app.expire(settings))
     if command == "check":
         return uvloop.run(_check(settings))
     return uvloop.run(app.run(settings, observers=observers))

@@ -36,8 +36,8 @@ class ClickHouseReader:
         return cls(
             url=settings.CLICKHOUSE_URL,
             database=settings.CLICKHOUSE_DATABASE,
-            user=settings.CLICKHOUSE_READER_USER,
-            password=settings.CLICKHOUSE_READER_PASSWORD,
+            user=settings.CLICKHOUSE_USER,
+            password=settings.CLICKHOUSE_PASSWORD,
             timeout=settings.ACTIVITY_QUERY_TIMEOUT,
         )
 

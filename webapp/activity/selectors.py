@@ -20,6 +20,7 @@ from django.db.models import F, TextField
 from django.db.models.expressions import RawSQL
 
 from shared.events import (
+    UserCreated,
     UserLoggedIn,
     UserLoggedOut,
     UserLoginFailed,
@@ -36,6 +37,7 @@ logger = structlog.get_logger(__name__)
 
 # What each security event is called on the page.
 SECURITY_EVENTS: Final[dict[str, str]] = {
+    UserCreated.event_type: "Account created",
     UserLoggedIn.event_type: "Signed in",
     UserLoggedOut.event_type: "Signed out",
     UserLoginFailed.event_type: "Failed sign-in attempt",

@@ -2,7 +2,8 @@
 
 Every write publishes its event through `EventLogClient` inside the same
 `transaction.atomic()` as the change it describes, so the two commit or roll
-back together. Side effects outside the database (e-mail) wait for the commit.
+back together. E-mail is recorded the same way (`webapp.mail`) and sent after
+the commit, so no outage of the broker or the mail server can fail a sign-up.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from collections.abc import Callable
 import structlog
 from django.contrib.auth.password_validation import validate_password
 from django.contrib.auth.tokens import default_token_generator
-from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 from django.utils.encoding import force_bytes
@@ -29,10 +29,12 @@ from shared.events import (
     UserPasswordResetRequested,
     UserUpdated,
 )
+from webapp.mail.services import email_enqueue
 from webapp.outbox.client import EventLogClient
+from webapp.privacy.models import ErasureRequest
+from webapp.privacy.services import erasure_request
 from webapp.users.models import User
-from webapp.users.selectors import user_email_taken, user_get_by_email
-from webapp.users.tasks import send_welcome_email
+from webapp.users.selectors import email_pseudonym, user_email_taken, user_for_address
 
 # Given a user's id encoded for a URL and a one-time token, the absolute address
 # of the page that sets a new password (the view knows the host and scheme).
@@ -56,7 +58,8 @@ def user_create(*, email: str, password: str, first_name: str, last_name: str) -
 
     Raises `django.core.exceptions.ValidationError` when the password validators
     reject the password and `EmailTaken` when the e-mail address is in use; in
-    both cases nothing is written. The welcome e-mail is enqueued after commit.
+    both cases nothing is written. The welcome e-mail is recorded with the user
+    and sent after commit.
     """
     user = User(email=User.objects.normalize_email(email), first_name=first_name, last_name=last_name)
     # With the user instance, so a password resembling the name or the address is refused.
@@ -71,11 +74,13 @@ def user_create(*, email: str, password: str, first_name: str, last_name: str) -
         with transaction.atomic():
             user.save()
             EventLogClient.from_settings().publish(
-                UserCreated(email=user.email, first_name=user.first_name, last_name=user.last_name)
+                UserCreated(
+                    user_id=user.pk, email=user.email, first_name=user.first_name, last_name=user.last_name
+                )
             )
-            # Registered inside the block so a rollback discards it; it runs only
-            # once the outermost transaction has committed.
-            send_welcome_email.delay_on_commit(user.pk)  # type: ignore[attr-defined]  # celery-types lacks Celery 5.4's delay_on_commit
+            # Recorded with the user: sent once the sign-up has committed, and
+            # still sent later if the broker or the mail server is down now.
+            _welcome_email_enqueue(user)
     except IntegrityError as error:
         if not _violates(error, EMAIL_UNIQUE_CONSTRAINT):
             raise
@@ -83,6 +88,43 @@ def user_create(*, email: str, password: str, first_name: str, last_name: str) -
         raise EmailTaken("a user with this e-mail address already exists") from error
     logger.info("user_created", user_id=user.pk)
     return user
+
+
+WELCOME_SUBJECT = "Welcome to Die Hard"
+WELCOME_BODY = """Hello {first_name},
+
+your account is ready. Sign in with this e-mail address whenever you like.
+
+The Die Hard team
+"""
+
+
+def _welcome_email_enqueue(user: User) -> None:
+    email_enqueue(
+        user=user,
+        to=user.email,
+        subject=WELCOME_SUBJECT,
+        body=WELCOME_BODY.format(first_name=user.first_name or "there"),
+    )
+
+
+def user_delete(*, user: User) -> ErasureRequest:
+    """Delete an account and everything the site keeps about it.
+
+    In one transaction: the user (and with it the e-mail still waiting for
+    it), a `user_deleted` event that says nothing about whose account it was,
+    and an erasure request. After the commit the request is carried out: every
+    event about the account is erased from the outbox, the dead letters and
+    ClickHouse, and that is recorded as a `user_erased` event, again without
+    personal data (see `webapp.privacy.services`).
+    """
+    user_id = user.pk
+    with transaction.atomic():
+        request = erasure_request(user_id=user_id)
+        user.delete()
+        EventLogClient.from_settings().publish(UserDeleted())
+    logger.info("user_deleted", user_id=user_id, erasure_id=request.pk)
+    return request
 
 
 def user_login_audit(*, user: User, ip_address: str | None) -> None:
@@ -100,13 +142,20 @@ def user_logout_audit(*, user: User, ip_address: str | None) -> None:
 
 
 def user_login_failure_audit(*, email: str, ip_address: str | None) -> None:
-    """Record for the security audit that a sign-in attempt for an e-mail address was refused."""
-    owner = user_get_by_email(email=email) if email else None
+    """Record for the security audit that a sign-in attempt for an e-mail address was refused.
+
+    The typed address is kept only when it is an account's; any other address
+    is kept as a keyed hash (`email_hmac`), which tells attempts on the same
+    address apart without revealing it.
+    """
+    account = user_for_address(email=email)
+    if account is not None:
+        event = UserLoginFailed(user_id=account.pk, email=account.email, ip_address=ip_address)
+    else:
+        event = UserLoginFailed(email_hmac=email_pseudonym(email), ip_address=ip_address)
     # A failed sign-in changes nothing else, so the event has a transaction of its own.
     with transaction.atomic():
-        EventLogClient.from_settings().publish(
-            UserLoginFailed(email=email, user_id=owner.pk if owner else None, ip_address=ip_address)
-        )
+        EventLogClient.from_settings().publish(event)
     # The address typed may belong to nobody, or to someone else: it stays out of the logs.
     logger.info("user_login_failed")
 
@@ -148,11 +197,11 @@ def user_password_change(*, user: User, new_password: str, ip_address: str | Non
 def user_password_reset_request(*, email: str, reset_link: ResetLinkBuilder, ip_address: str | None) -> None:
     """Send a one-time password-reset link to the account with this address, if there is one.
 
-    Publishes `UserPasswordResetRequested` either way, so the answer, the
-    database writes and their timing do not tell whether the address has an
-    account. The e-mail goes out once the event has committed.
+    Publishes `UserPasswordResetRequested` either way; the person asking gets
+    the same answer, just as fast, whether or not the address has an account.
+    The e-mail is recorded in the same transaction and sent after the commit.
     """
-    user = user_get_by_email(email=email)
+    user = user_for_address(email=email)
     if user is not None and not (user.is_active and user.has_usable_password()):
         user = None
     with transaction.atomic():
@@ -162,22 +211,15 @@ def user_password_reset_request(*, email: str, reset_link: ResetLinkBuilder, ip_
         if user is not None:
             uidb64 = urlsafe_base64_encode(force_bytes(user.pk))
             link = reset_link(uidb64, default_token_generator.make_token(user))
-            recipient = user.email
-            # Robust: a mail server that refuses must not turn the answer into
-            # an error only people with an account get.
-            transaction.on_commit(
-                lambda: _send_password_reset_email(recipient=recipient, link=link), robust=True
+            # Recorded with the event and sent after the commit, so the answer
+            # takes as long for an address with an account as for one without.
+            email_enqueue(
+                user=user,
+                to=user.email,
+                subject=RESET_EMAIL_SUBJECT,
+                body=render_to_string("users/email/password_reset.txt", {"link": link}),
             )
     logger.info("user_password_reset_requested", user_id=user.pk if user else None)
-
-
-def _send_password_reset_email(*, recipient: str, link: str) -> None:
-    send_mail(
-        subject=RESET_EMAIL_SUBJECT,
-        message=render_to_string("users/email/password_reset.txt", {"link": link}),
-        from_email=None,  # DEFAULT_FROM_EMAIL
-        recipient_list=[recipient],
-    )
 
 
 def user_password_reset(*, user: User, new_password: str, ip_address: str | None) -> None:
@@ -192,15 +234,6 @@ def user_password_reset(*, user: User, new_password: str, ip_address: str | None
         user.save(update_fields=["password"])
         EventLogClient.from_settings().publish(UserPasswordReset(user_id=user.pk, ip_address=ip_address))
     logger.info("user_password_reset", user_id=user.pk)
-
-
-def user_delete(*, user: User) -> None:
-    """Delete the account and publish `UserDeleted`, which carries only the id it had."""
-    user_id = user.pk
-    with transaction.atomic():
-        user.delete()
-        EventLogClient.from_settings().publish(UserDeleted(user_id=user_id))
-    logger.info("user_deleted", user_id=user_id)
 
 
 def _violates(error: IntegrityError, constraint: str) -> bool:

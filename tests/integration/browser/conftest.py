@@ -133,9 +133,12 @@ class Site:
 @pytest.fixture
 def pipeline(clickhouse: ClickHouse, settings: Settings, start_relay: RelayFactory) -> ClickHouse:
     """A relay carrying the site's events into the test run's ClickHouse, which the site reads back."""
+    settings.CLICKHOUSE_URL = clickhouse.url
     settings.CLICKHOUSE_DATABASE = clickhouse.database
-    settings.CLICKHOUSE_READER_USER = clickhouse.user
-    settings.CLICKHOUSE_READER_PASSWORD = clickhouse.password
+    settings.CLICKHOUSE_USER = clickhouse.user
+    settings.CLICKHOUSE_PASSWORD = clickhouse.password
+    settings.CLICKHOUSE_ERASER_USER = clickhouse.user
+    settings.CLICKHOUSE_ERASER_PASSWORD = clickhouse.password
     start_relay(poll_interval=0.2)
     return clickhouse
 

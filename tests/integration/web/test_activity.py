@@ -34,8 +34,8 @@ NOON = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
 def history(clickhouse: ClickHouse, settings: Settings) -> ClickHouse:
     """The test run's ClickHouse database, read by the activity page with the reader settings."""
     settings.CLICKHOUSE_DATABASE = clickhouse.database
-    settings.CLICKHOUSE_READER_USER = clickhouse.user
-    settings.CLICKHOUSE_READER_PASSWORD = clickhouse.password
+    settings.CLICKHOUSE_USER = clickhouse.user
+    settings.CLICKHOUSE_PASSWORD = clickhouse.password
     return clickhouse
 
 
@@ -225,7 +225,7 @@ def test_a_clickhouse_that_does_not_answer_in_time_is_given_up_on(
 def test_the_page_reads_with_the_reader_credentials(
     client: Client, history: ClickHouse, settings: Settings
 ) -> None:
-    settings.CLICKHOUSE_READER_USER = "nobody_at_all"
+    settings.CLICKHOUSE_USER = "nobody_at_all"
     user = UserFactory.create()
     deliver(history, UserLoggedIn(user_id=user.pk), at=NOON)
     client.force_login(user)
