@@ -72,7 +72,7 @@ def test_a_new_person_signs_up_signs_out_fails_once_signs_in_and_sees_it_all_on_
     assert times == sorted(times, reverse=True)
     addresses = dict(zip(whats, page.locator("tbody tr td:nth-child(3)").all_inner_texts(), strict=True))
     assert addresses == {
-        "Account created": "unknown",  # a sign-up event keeps no address
+        "Account created": "not recorded",  # a sign-up event keeps no address
         "Failed sign-in attempt": "127.0.0.1",
         "Signed in": "127.0.0.1",
         "Signed out": "127.0.0.1",
