@@ -20,7 +20,7 @@ import structlog
 from aiochclient import ChClient
 
 from relay import schema
-from relay.clickhouse import EVENT_LOG_TABLE, ClickHouseSink, DeliveryError, insert_settings
+from relay.clickhouse import ClickHouseSink, DeliveryError, insert_settings
 from relay.doorbell import Doorbell
 from relay.forwarder import Forwarder, ForwarderConfig
 from relay.http import HttpEndpoint
@@ -34,7 +34,7 @@ from relay.settings import RelaySettings
 from relay.status import RelayStatus
 from relay.telemetry import Telemetry
 from relay.waits import sleep_unless
-from shared.outbox import NOTIFY_CHANNEL, NOTIFY_DEBOUNCE_MS
+from shared.outbox import EVENT_LOG_TABLE, NOTIFY_CHANNEL, NOTIFY_DEBOUNCE_MS
 
 log = structlog.get_logger("relay")
 

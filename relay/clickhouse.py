@@ -16,11 +16,9 @@ import structlog
 from aiochclient import ChClient, ChClientError, Record
 
 from shared.clickhouse import error_code
-from shared.outbox import EVENT_LOG_COLUMNS
+from shared.outbox import EVENT_LOG_COLUMNS, EVENT_LOG_TABLE
 
 log = structlog.get_logger("relay.clickhouse")
-
-EVENT_LOG_TABLE: Final = "event_log"
 
 # ClickHouse error codes that mean "this data cannot be inserted": retrying the
 # same rows fails the same way, so the batch is split to find the culprit.

@@ -33,14 +33,13 @@ from aiochclient import ChClient
 
 from relay.clickhouse import (
     ACCESS_CODES,
-    EVENT_LOG_TABLE,
     MISSING_SCHEMA_CODES,
     ClickHouseSink,
     TransientError,
 )
-from shared.outbox import EVENT_LOG_COLUMNS
+from shared.outbox import EVENT_LOG_COLUMNS, EVENT_LOG_DEDUP_VIEW, EVENT_LOG_TABLE
 
-DEDUP_VIEW: Final = "event_log_dedup"
+DEDUP_VIEW: Final = EVENT_LOG_DEDUP_VIEW
 DISTRIBUTED_TABLE: Final = f"{EVENT_LOG_TABLE}_distributed"
 SHARDING_KEY: Final = "cityHash64(event_id)"
 INSERT_DEDUP_WINDOW: Final = 1000
