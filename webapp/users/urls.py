@@ -13,4 +13,5 @@ urlpatterns = [
     path("accounts/login/", views.SignInView.as_view(), name="login"),
     path("accounts/logout/", views.SignOutView.as_view(), name="logout"),
     path("api/users/", apis.user_create_api, name="api-user-create"),
+    path("api/schema/", apis.api_schema, name="api-schema"),
 ]
