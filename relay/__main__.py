@@ -1,20 +1,20 @@
-"""`python -m relay` / `relay`: settings, then logging, then the event loop.
+"""`python -m relay` / `relay`: command line, settings, then logging, then the event loop.
 
-relay            run the daemon
+relay [run]      run the daemon
 relay migrate    create the ClickHouse table and view (idempotent)
 relay check      check the ClickHouse table and exit
+relay --version, relay COMMAND --help (options and their environment variables: `relay.cli`)
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import aiohttp
 import structlog
 import uvloop
 
-from relay import app, schema
+from relay import app, cli, schema
 from relay.clickhouse import DeliveryError
 from shared.logging import configure_logging
 from shared.sentry import init_sentry
@@ -23,11 +23,9 @@ from shared.settings import ConfigurationError, RelaySettings, load
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the relay's command line."""
-    parser = argparse.ArgumentParser(prog="relay", description="Outbox relay: PostgreSQL to ClickHouse.")
-    parser.add_argument("command", nargs="?", default="run", choices=("run", "migrate", "check"))
-    command = parser.parse_args(argv).command
+    command, overrides = cli.parse(sys.argv[1:] if argv is None else argv)
     try:
-        settings = load(RelaySettings)
+        settings = load(RelaySettings, **overrides)
     except ConfigurationError as error:
         print(f"relay: {error}", file=sys.stderr)
         return app.EXIT_MISCONFIGURED

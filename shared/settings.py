@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from functools import cached_property
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
@@ -137,10 +137,10 @@ class RelaySettings(CommonSettings):
     relay_fault_pause: float = Field(default=3.0, ge=0)
 
 
-def load[T: CommonSettings](kind: type[T]) -> T:
-    """Read settings of the given kind, turning validation errors into one clear message."""
+def load[T: CommonSettings](kind: type[T], **overrides: Any) -> T:
+    """Read settings of the given kind (`overrides` win over the environment), with one clear error."""
     try:
-        return kind()
+        return kind(**overrides)
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in item['loc']).upper() or 'settings'}: {item['msg']}"
