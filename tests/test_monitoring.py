@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -84,31 +85,30 @@ def test_alert_has_a_severity_a_summary_and_a_runbook_in_the_operations_guide(ru
     assert anchor in markdown_anchors(OPERATIONS_GUIDE)
 
 
-def test_dashboard_queries_are_valid_promql() -> None:
+def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
     # promtool parses each query as Prometheus itself would, as a recording rule.
-    rules = {
-        "groups": [
+    rules = tmp_path / "dashboard-queries.yml"
+    rules.write_text(
+        json.dumps(  # JSON is YAML
             {
-                "name": "dashboard",
-                "rules": [
-                    {"record": f"dashboard:query_{number}", "expr": query}
-                    for number, query in enumerate(dashboard_queries())
-                ],
+                "groups": [
+                    {
+                        "name": "dashboard",
+                        "rules": [
+                            {"record": f"dashboard:query_{number}", "expr": query}
+                            for number, query in enumerate(dashboard_queries())
+                        ],
+                    }
+                ]
             }
-        ]
-    }
-    import json
-
-    result = subprocess.run(
-        [promtool(), "check", "rules"],
-        input=json.dumps(rules),  # JSON is YAML
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
+        ),
+        encoding="utf-8",
     )
 
+    result = run_promtool("check", "rules", str(rules))
+
     assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(dashboard_queries())} rules found" in result.stdout
 
 
 def test_every_dashboard_panel_has_a_title_a_description_and_a_query() -> None:
