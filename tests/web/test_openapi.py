@@ -150,6 +150,8 @@ def test_schemathesis_finds_no_server_error_and_no_answer_the_description_does_n
             "--report-dir",
             str(tmp_path),
         ],
+        # Schemathesis keeps a cache of crashes in the working directory.
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         check=False,
