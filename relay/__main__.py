@@ -9,6 +9,7 @@ relay --version, relay COMMAND --help (options and their environment variables: 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
 import aiohttp
 import structlog
@@ -16,13 +17,15 @@ import uvloop
 
 from relay import app, cli, schema
 from relay.clickhouse import DeliveryError
+from relay.observer import Observer
+from relay.settings import RelaySettings
 from shared.logging import configure_logging
 from shared.sentry import init_sentry
-from shared.settings import ConfigurationError, RelaySettings, load
+from shared.settings import ConfigurationError, load
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the relay's command line."""
+def main(argv: list[str] | None = None, *, observers: Sequence[Observer] = ()) -> int:
+    """Entry point of the relay's command line; `observers` also hear what the relay does."""
     command, overrides = cli.parse(sys.argv[1:] if argv is None else argv)
     try:
         settings = load(RelaySettings, **overrides)
@@ -35,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         return uvloop.run(app.migrate(settings))
     if command == "check":
         return uvloop.run(_check(settings))
-    return uvloop.run(app.run(settings))
+    return uvloop.run(app.run(settings, observers=observers))
 
 
 async def _check(settings: RelaySettings) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import aiohttp
@@ -26,13 +26,15 @@ from relay.http import HttpEndpoint
 from relay.listener import Listener
 from relay.metrics import RelayMetrics
 from relay.monitor import Heartbeat, OutboxMonitor
+from relay.observer import Observer, Observers
 from relay.outbox import OutboxQueries
 from relay.readiness import Readiness
 from relay.retry import Backoff
+from relay.settings import RelaySettings
 from relay.status import RelayStatus
+from relay.telemetry import Telemetry
 from relay.waits import sleep_unless
 from shared.outbox import NOTIFY_CHANNEL, NOTIFY_DEBOUNCE_MS
-from shared.settings import RelaySettings
 
 log = structlog.get_logger("relay")
 
@@ -69,8 +71,14 @@ async def migrate(settings: RelaySettings) -> int:
     return EXIT_OK
 
 
-async def run(settings: RelaySettings, *, stop: asyncio.Event | None = None) -> int:
-    """Run the relay until a signal (or `stop`) asks it to finish; return the exit code."""
+async def run(
+    settings: RelaySettings, *, stop: asyncio.Event | None = None, observers: Sequence[Observer] = ()
+) -> int:
+    """Run the relay until a signal (or `stop`) asks it to finish; return the exit code.
+
+    `observers` hear what the forwarders and the listener do, besides the
+    relay's own metrics, status and traces.
+    """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -95,7 +103,11 @@ async def run(settings: RelaySettings, *, stop: asyncio.Event | None = None) -> 
     try:
         async with aiohttp.ClientSession() as session:
             return await _serve(
-                settings=settings, stop=stop, sink=clickhouse_sink(session, settings), pool=pool
+                settings=settings,
+                stop=stop,
+                sink=clickhouse_sink(session, settings),
+                pool=pool,
+                observers=observers,
             )
     finally:
         try:
@@ -105,17 +117,23 @@ async def run(settings: RelaySettings, *, stop: asyncio.Event | None = None) -> 
 
 
 async def _serve(
-    *, settings: RelaySettings, stop: asyncio.Event, sink: ClickHouseSink, pool: asyncpg.Pool
+    *,
+    settings: RelaySettings,
+    stop: asyncio.Event,
+    sink: ClickHouseSink,
+    pool: asyncpg.Pool,
+    observers: Sequence[Observer],
 ) -> int:
     backoff = Backoff(initial=settings.relay_backoff_initial, maximum=settings.relay_backoff_max)
     metrics = RelayMetrics()
     status = RelayStatus()
+    observer = Observers(Telemetry(metrics=metrics, status=status), *observers)
     doorbell = Doorbell()
     listener = Listener(
         dsn=settings.database_url,
         channel=NOTIFY_CHANNEL,
         doorbell=doorbell,
-        metrics=metrics,
+        observer=observer,
         backoff=backoff,
     )
     readiness = Readiness(pool=pool, sink=sink, metrics=metrics, timeout=settings.relay_readiness_timeout)
@@ -151,8 +169,6 @@ async def _serve(
             poll_interval=settings.relay_poll_interval,
             recheck_delay=NOTIFY_DEBOUNCE_MS / 1000,
             backoff=backoff,
-            fault_point=settings.relay_fault_point,
-            fault_pause=settings.relay_fault_pause,
         )
         workers = {
             asyncio.create_task(forwarder.run(stop), name=forwarder.name)
@@ -164,8 +180,7 @@ async def _serve(
                     queries=queries,
                     config=config,
                     doorbell=doorbell,
-                    metrics=metrics,
-                    status=status,
+                    observer=observer,
                 )
                 for number in range(settings.relay_concurrency)
             )

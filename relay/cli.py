@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any
 
-from shared.settings import RelaySettings
+from relay.settings import RelaySettings
 
 PROG = "relay"
 DEFAULT_COMMAND = "run"
@@ -40,6 +40,12 @@ _CLICKHOUSE = (
     Option("relay_clickhouse_timeout", "--clickhouse-timeout", "bound on every ClickHouse call", "SECONDS"),
 )
 _OBSERVABILITY = (
+    Option(
+        "environment",
+        "--environment",
+        "deployment name; Sentry's environment without --sentry-environment",
+        "NAME",
+    ),
     Option("log_level", "--log-level", "DEBUG, INFO, WARNING, ERROR", "LEVEL"),
     Option("log_format", "--log-format", "console on a terminal with auto, JSON lines otherwise"),
     Option(

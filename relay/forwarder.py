@@ -8,8 +8,6 @@ the two re-delivers the batch; `event_log` hides the duplicates.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import time
 import uuid
 from dataclasses import dataclass
@@ -18,13 +16,12 @@ from datetime import UTC, datetime
 import asyncpg
 import structlog
 
-from relay import outbox, tracing
+from relay import outbox
 from relay.clickhouse import ClickHouseSink, RejectedData, TransientError
 from relay.doorbell import Doorbell
-from relay.metrics import RelayMetrics
-from relay.outbox import OutboxQueries
+from relay.observer import Batch, Delivery, Observer
+from relay.outbox import POSTGRES_ERRORS, OutboxQueries
 from relay.retry import Backoff
-from relay.status import RelayStatus
 from relay.waits import first_of, sleep_unless
 
 log = structlog.get_logger("relay.forwarder")
@@ -32,9 +29,6 @@ log = structlog.get_logger("relay.forwarder")
 # Most events one isolation transaction claims: all-bad slices then cost at
 # most ~2 x 256 small inserts before the transaction commits.
 ISOLATION_BATCH = 256
-
-# Errors that mean PostgreSQL is (for now) unreachable or went away mid-batch.
-POSTGRES_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,33 +39,19 @@ class ForwarderConfig:
     poll_interval: float
     recheck_delay: float
     backoff: Backoff
-    fault_point: str = ""
-    fault_pause: float = 0.0
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Forwarder:
     """One delivery loop; a relay runs `RELAY_CONCURRENCY` of them side by side."""
 
-    def __init__(
-        self,
-        *,
-        name: str,
-        pool: asyncpg.Pool,
-        sink: ClickHouseSink,
-        queries: OutboxQueries,
-        config: ForwarderConfig,
-        doorbell: Doorbell,
-        metrics: RelayMetrics,
-        status: RelayStatus,
-    ) -> None:
-        self.name = name
-        self.pool = pool
-        self.sink = sink
-        self.queries = queries
-        self.config = config
-        self.doorbell = doorbell
-        self.metrics = metrics
-        self.status = status
+    name: str
+    pool: asyncpg.Pool
+    sink: ClickHouseSink
+    queries: OutboxQueries
+    config: ForwarderConfig
+    doorbell: Doorbell
+    observer: Observer
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver batches until `stop` is set; the batch in hand is finished first."""
@@ -123,53 +103,38 @@ class Forwarder:
                 # session looks at most once per window), so look again one and
                 # two windows later for the transactions that kept quiet.
                 rechecks = Rechecks(self.config.recheck_delay, count=2)
-            elif rechecking:
-                self.metrics.wakeups.labels(cause="recheck").inc()
             else:
-                self.metrics.wakeups.labels(cause="poll").inc()
+                self.observer.woke("recheck" if rechecking else "poll")
 
     async def deliver_batch(self, *, batch_id: str = "", attempt: int = 1) -> int:
         """Move one batch from the outbox to ClickHouse; return how many events it held."""
         started = time.perf_counter()
-        traced = tracing.sampled()
+        traced = self.observer.wants_traces()
         async with self.pool.acquire() as connection, connection.transaction():
-            if traced:
-                body, traces = await outbox.take_traced_batch(
-                    connection, self.queries, self.config.batch_size
-                )
-            else:
-                body, traces = await outbox.take_batch(connection, self.queries, self.config.batch_size), []
+            body, traces = await outbox.take_batch(
+                connection, self.queries, self.config.batch_size, traced=traced
+            )
             if not body:
                 return 0
-            events = body.count(b"\n")
-            if traced:
-                with (
-                    tracing.batch_transaction(traces, batch_id=batch_id, events=events),
-                    tracing.insert_span(len(body)),
-                ):
-                    await self.sink.insert(body)
-            else:
+            batch = Batch(
+                batch_id=batch_id, events=body.count(b"\n"), size=len(body), traces=traces if traced else None
+            )
+            with self.observer.inserting(batch):
                 await self.sink.insert(body)
             acknowledged_at = time.time()
-            await self._inject_fault()
+            await self.observer.acknowledged(batch)
         duration = time.perf_counter() - started
-        self._delivered(events, len(body), duration, _lag(body, acknowledged_at))
+        self.observer.delivered(
+            Delivery(batch.events, batch.size, duration=duration, lag=_lag(body, acknowledged_at))
+        )
         log.info(
             "batch_delivered",
-            events=events,
-            bytes=len(body),
+            events=batch.events,
+            bytes=batch.size,
             duration_ms=round(duration * 1000, 2),
             attempt=attempt,
         )
-        return events
-
-    async def _inject_fault(self) -> None:
-        """Tests arm these to prove what a crash or a slow commit does."""
-        if self.config.fault_point == "kill_after_ack":
-            os.kill(os.getpid(), signal.SIGKILL)
-        elif self.config.fault_point == "pause_after_ack":
-            log.warning("fault_pause_after_ack", seconds=self.config.fault_pause)
-            await asyncio.sleep(self.config.fault_pause)
+        return batch.events
 
     async def isolate_batch(self) -> int:
         """Deliver a batch that ClickHouse refused, setting its bad events aside.
@@ -186,19 +151,18 @@ class Forwarder:
             delivered: list[int] = []
             refused: list[tuple[int, bytes, RejectedData]] = []
             await self._deliver_halves(lines, delivered, refused)
-            await outbox.delete(connection, self.queries, delivered)
+            await outbox.delete(connection, delivered)
             for outbox_id, line, error in refused:
-                await outbox.dead_letter(connection, self.queries, outbox_id, str(error))
+                await outbox.dead_letter(connection, outbox_id, str(error))
                 log.warning(
                     "event_dead_lettered",
                     event_id=line[:36].decode(errors="replace"),
                     error_code=error.code,
                 )
         if delivered:
-            self._delivered(len(delivered), sum(len(line) for _, line in lines), 0.0, None)
+            self.observer.delivered(Delivery(len(delivered), sum(len(line) for _, line in lines)))
         if refused:
-            self.metrics.dead_letters.inc(len(refused))
-            self.status.dead_letters_moved += len(refused)
+            self.observer.dead_lettered(len(refused))
             log.error("batch_isolated", events=len(delivered), dead_lettered=len(refused))
         else:
             log.info("batch_isolated", events=len(delivered), dead_lettered=0)
@@ -224,22 +188,8 @@ class Forwarder:
         else:
             delivered.extend(outbox_id for outbox_id, _ in lines)
 
-    def _delivered(self, events: int, size: int, duration: float, lag: float | None) -> None:
-        self.metrics.events_delivered.inc(events)
-        self.metrics.batches.inc()
-        self.metrics.batch_size.observe(events)
-        if size:
-            self.metrics.bytes_delivered.inc(size)
-        if duration:
-            self.metrics.batch_duration.observe(duration)
-        if lag is not None:
-            self.metrics.event_lag.observe(max(lag, 0.0))
-        self.metrics.last_success.set_to_current_time()
-        self.status.record_batch(events)
-
     def _failed(self, kind: str, **details: object) -> None:
-        self.metrics.delivery_errors.labels(kind=kind).inc()
-        self.status.record_error(kind)
+        self.observer.failed(kind)
         log.warning("batch_failed", error_kind=kind, forwarder=self.name, **details)
 
     async def _back_off(self, stop: asyncio.Event, failures: int, kind: str, **details: object) -> None:

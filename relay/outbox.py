@@ -9,25 +9,37 @@ row is deleted in the same transaction that delivered it, so "delivered" and
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 
 import asyncpg
 
-from shared.outbox import DEAD_LETTER_TABLE, EVENT_COLUMNS, EVENT_LOG_COLUMNS, OUTBOX_TABLE, WAKEUP_TABLE
+from shared.outbox import (
+    BACKLOG,
+    DEAD_LETTER_TABLE,
+    EVENT_LOG_COLUMNS,
+    OUTBOX_TABLE,
+    RESTORE_WAKEUP_ROW,
+    TRACE_COLUMNS,
+    Backlog,
+)
 
-_EVENT_COLUMNS = ", ".join(EVENT_COLUMNS)
+# Errors that mean PostgreSQL is (for now) unreachable or went away mid-statement.
+POSTGRES_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
+_CARRIED_COLUMNS = ", ".join((*EVENT_LOG_COLUMNS, *TRACE_COLUMNS))
 
-def _timestamp(precision: int) -> str:
-    # ClickHouse's DateTime parser takes no fraction; DateTime64(6) takes microseconds.
-    fmt = "YYYY-MM-DD HH24:MI:SS.US" if precision == 6 else "YYYY-MM-DD HH24:MI:SS"
-    return f"to_char(event_date_time AT TIME ZONE 'UTC', '{fmt}')"
-
-
-def _tsv_columns(precision: int) -> str:
-    columns = [_timestamp(precision) if name == "event_date_time" else name for name in EVENT_LOG_COLUMNS]
-    return ", ".join(columns)
+# A dead letter keeps every column the event had, counts one more time set
+# aside, and records ClickHouse's error.
+DEAD_LETTER = f"""
+    WITH moved AS (DELETE FROM {OUTBOX_TABLE} WHERE id = $1 RETURNING {_CARRIED_COLUMNS}, attempts)
+    INSERT INTO {DEAD_LETTER_TABLE} ({_CARRIED_COLUMNS}, attempts, error, dead_lettered_at)
+    SELECT {_CARRIED_COLUMNS}, attempts + 1, $2, now() FROM moved
+"""
+CLAIM_TRACED = (
+    f"SELECT id, sentry_trace, baggage FROM {OUTBOX_TABLE} ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
+)
+DELETE_IDS = f"DELETE FROM {OUTBOX_TABLE} WHERE id = ANY($1::bigint[])"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,43 +50,38 @@ class TraceContext:
     baggage: str
 
 
-@dataclass(frozen=True, slots=True)
-class OutboxStats:
-    """How much is waiting, and for how long."""
-
-    pending_events: int
-    oldest_pending_age_seconds: float
-    oldest_pending_at: datetime | None
-    dead_letters: int
-
-
 class OutboxQueries:
-    """The relay's statements, specialised once for the table's timestamp precision."""
+    """The statements that render events as ClickHouse TSV, for a table of one timestamp precision.
+
+    COPY takes no bind parameters, so limits and ids are written into these
+    statements as integers (asyncpg would otherwise spend a round trip
+    inlining them). COPY's text escaping is ClickHouse's TSV escaping.
+    """
 
     def __init__(self, *, timestamp_precision: int) -> None:
-        columns = _tsv_columns(timestamp_precision)
-        # COPY takes no bind parameters: `{limit}` and `{ids}` are filled with
-        # integers by the functions below (asyncpg would otherwise spend a round
-        # trip inlining them).
-        claim = f"SELECT id FROM {OUTBOX_TABLE} ORDER BY id LIMIT {{limit}} FOR UPDATE SKIP LOCKED"
-        # The hot path: claim, delete and render as ClickHouse TSV in one
-        # statement; COPY's text escaping is ClickHouse's TSV escaping.
-        self.take_batch = f"DELETE FROM {OUTBOX_TABLE} WHERE id IN ({claim}) RETURNING {columns}"
-        self.take_ids = (
-            f"DELETE FROM {OUTBOX_TABLE} WHERE id = ANY('{{{{{{ids}}}}}}'::bigint[]) RETURNING {columns}"
+        # ClickHouse's DateTime parser takes no fraction; DateTime64(6) takes microseconds.
+        fmt = "YYYY-MM-DD HH24:MI:SS.US" if timestamp_precision == 6 else "YYYY-MM-DD HH24:MI:SS"
+        timestamp = f"to_char(event_date_time AT TIME ZONE 'UTC', '{fmt}')"
+        self.tsv_columns = ", ".join(
+            timestamp if name == "event_date_time" else name for name in EVENT_LOG_COLUMNS
         )
-        traced_columns = "id, sentry_trace, baggage"
-        self.claim_traced = (
-            f"SELECT {traced_columns} FROM {OUTBOX_TABLE} ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
-        )
-        # The isolation path: the same rows, each line prefixed with its id.
-        self.claim_lines = f"SELECT id, {columns} FROM {OUTBOX_TABLE} WHERE id IN ({claim}) ORDER BY id"
-        self.delete_ids = f"DELETE FROM {OUTBOX_TABLE} WHERE id = ANY($1::bigint[])"
-        self.dead_letter = f"""
-            WITH moved AS (DELETE FROM {OUTBOX_TABLE} WHERE id = $1 RETURNING {_EVENT_COLUMNS})
-            INSERT INTO {DEAD_LETTER_TABLE} ({_EVENT_COLUMNS}, error, dead_lettered_at)
-            SELECT {_EVENT_COLUMNS.replace("attempts", "attempts + 1")}, $2, now() FROM moved
-        """
+
+    def take_batch(self, limit: int) -> str:
+        """The hot path: claim, delete and render up to `limit` events in one statement."""
+        return f"DELETE FROM {OUTBOX_TABLE} WHERE id IN ({_claim(limit)}) RETURNING {self.tsv_columns}"
+
+    def take_ids(self, ids: Iterable[int]) -> str:
+        """Delete and render the events with these outbox ids (already claimed)."""
+        id_list = ", ".join(str(int(outbox_id)) for outbox_id in ids)
+        return f"DELETE FROM {OUTBOX_TABLE} WHERE id IN ({id_list}) RETURNING {self.tsv_columns}"
+
+    def claim_lines(self, limit: int) -> str:
+        """The isolation path: claim up to `limit` events without deleting them, each line led by its id."""
+        return f"SELECT id, {self.tsv_columns} FROM {OUTBOX_TABLE} WHERE id IN ({_claim(limit)}) ORDER BY id"
+
+
+def _claim(limit: int) -> str:
+    return f"SELECT id FROM {OUTBOX_TABLE} ORDER BY id LIMIT {int(limit)} FOR UPDATE SKIP LOCKED"
 
 
 async def copy_out(connection: asyncpg.Connection, query: str) -> bytes:
@@ -88,20 +95,20 @@ async def copy_out(connection: asyncpg.Connection, query: str) -> bytes:
     return b"".join(chunks)
 
 
-async def take_batch(connection: asyncpg.Connection, queries: OutboxQueries, limit: int) -> bytes:
-    """Claim and delete up to `limit` events; return them as ClickHouse TSV."""
-    return await copy_out(connection, queries.take_batch.format(limit=int(limit)))
-
-
-async def take_traced_batch(
-    connection: asyncpg.Connection, queries: OutboxQueries, limit: int
+async def take_batch(
+    connection: asyncpg.Connection, queries: OutboxQueries, limit: int, *, traced: bool = False
 ) -> tuple[bytes, list[TraceContext]]:
-    """Like `take_batch`, also returning the trace headers of the claimed events."""
-    rows = await connection.fetch(queries.claim_traced, limit)
+    """Claim and delete up to `limit` events; return them as ClickHouse TSV.
+
+    A traced batch also returns the trace headers its events were written with,
+    at the price of one more statement.
+    """
+    if not traced:
+        return await copy_out(connection, queries.take_batch(limit)), []
+    rows = await connection.fetch(CLAIM_TRACED, limit)
     if not rows:
         return b"", []
-    ids = ",".join(str(int(row["id"])) for row in rows)
-    body = await copy_out(connection, queries.take_ids.format(ids=ids))
+    body = await copy_out(connection, queries.take_ids(row["id"] for row in rows))
     traces = [TraceContext(row["sentry_trace"], row["baggage"]) for row in rows if row["sentry_trace"]]
     return body, traces
 
@@ -110,7 +117,7 @@ async def claim_lines(
     connection: asyncpg.Connection, queries: OutboxQueries, limit: int
 ) -> list[tuple[int, bytes]]:
     """Claim up to `limit` events without deleting them: (id, TSV line) pairs."""
-    data = await copy_out(connection, queries.claim_lines.format(limit=int(limit)))
+    data = await copy_out(connection, queries.claim_lines(limit))
     lines = []
     for line in data.splitlines(keepends=True):
         outbox_id, _, rest = line.partition(b"\t")
@@ -118,44 +125,22 @@ async def claim_lines(
     return lines
 
 
-async def delete(connection: asyncpg.Connection, queries: OutboxQueries, ids: list[int]) -> None:
+async def delete(connection: asyncpg.Connection, ids: list[int]) -> None:
     """Remove delivered events."""
     if ids:
-        await connection.execute(queries.delete_ids, ids)
+        await connection.execute(DELETE_IDS, ids)
 
 
-async def dead_letter(
-    connection: asyncpg.Connection, queries: OutboxQueries, outbox_id: int, error: str
-) -> None:
+async def dead_letter(connection: asyncpg.Connection, outbox_id: int, error: str) -> None:
     """Move one event to the dead-letter table with the error that refused it."""
-    await connection.execute(queries.dead_letter, outbox_id, error)
+    await connection.execute(DEAD_LETTER, outbox_id, error)
 
 
-RESTORE_WAKEUP = (
-    f"INSERT INTO {WAKEUP_TABLE} (id, notified_at) VALUES (1, '-infinity') ON CONFLICT DO NOTHING"
-)
-STATS = f"""
-    SELECT
-        (SELECT count(*) FROM {OUTBOX_TABLE}) AS pending_events,
-        (SELECT event_date_time FROM {OUTBOX_TABLE} ORDER BY id LIMIT 1) AS oldest_pending_at,
-        (SELECT count(*) FROM {DEAD_LETTER_TABLE}) AS dead_letters,
-        now() AS now
-"""
-
-
-async def stats(connection: asyncpg.Connection) -> OutboxStats:
+async def backlog(connection: asyncpg.Connection) -> Backlog:
     """Count pending events and dead letters, and the age of the oldest pending event.
 
-    Also puts the wake-up trigger's single row back if it went missing (a
-    TRUNCATE): without it every producer notifies, which costs them throughput.
+    Also puts the wake-up trigger's single row back if it went missing.
     """
-    await connection.execute(RESTORE_WAKEUP)
-    row = await connection.fetchrow(STATS)
-    oldest = row["oldest_pending_at"]
-    age = (row["now"] - oldest).total_seconds() if oldest is not None else 0.0
-    return OutboxStats(
-        pending_events=row["pending_events"],
-        oldest_pending_age_seconds=max(age, 0.0),
-        oldest_pending_at=oldest,
-        dead_letters=row["dead_letters"],
-    )
+    await connection.execute(RESTORE_WAKEUP_ROW)
+    row = await connection.fetchrow(BACKLOG)
+    return Backlog.from_row(row["pending_events"], row["oldest_pending_age_seconds"], row["dead_letters"])

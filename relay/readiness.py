@@ -11,25 +11,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import asyncpg
 
 from relay.clickhouse import ClickHouseSink, DeliveryError
-from relay.forwarder import POSTGRES_ERRORS
 from relay.metrics import RelayMetrics
+from relay.outbox import POSTGRES_ERRORS
 from relay.waits import sleep_unless
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Readiness:
     """Probes the relay's two dependencies."""
 
-    def __init__(
-        self, *, pool: asyncpg.Pool, sink: ClickHouseSink, metrics: RelayMetrics, timeout: float
-    ) -> None:
-        self.pool = pool
-        self.sink = sink
-        self.metrics = metrics
-        self.timeout = timeout
+    pool: asyncpg.Pool
+    sink: ClickHouseSink
+    metrics: RelayMetrics
+    timeout: float
 
     async def check(self) -> dict[str, str]:
         """Probe both dependencies at once; `{"postgres": "ok", "clickhouse": "timeout"}` and the like."""

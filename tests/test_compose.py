@@ -11,13 +11,16 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from relay.settings import RelaySettings
+
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "compose.yaml"
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 
-# Variable names every application container must get (the seed's, plus ours).
-SEED_SETTINGS = (
+# Variable names every application container must get: its mode, secrets,
+# hosts, the services' addresses and credentials, Sentry and the environment name.
+CONTAINER_SETTINGS = (
     "DEBUG",
     "SECRET_KEY",
     "ALLOWED_HOSTS",
@@ -34,7 +37,6 @@ SEED_SETTINGS = (
 )
 APP_SERVICES = ("migrate", "web", "relay", "worker")
 MONITORING_SERVICES = ("prometheus", "grafana")
-RELAY_SHUTDOWN_GRACE_DEFAULT = 15.0
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(us|ms|s|m|h)")
 _UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -163,7 +165,8 @@ def test_relay_runs_as_its_own_service_with_a_restart_policy(services: dict[str,
 
 
 def test_relay_is_given_longer_to_stop_than_its_shutdown_grace(services: dict[str, dict[str, Any]]) -> None:
-    grace = float(services["relay"]["environment"].get("RELAY_SHUTDOWN_GRACE", RELAY_SHUTDOWN_GRACE_DEFAULT))
+    default = RelaySettings.model_fields["relay_shutdown_grace"].default
+    grace = float(services["relay"]["environment"].get("RELAY_SHUTDOWN_GRACE", default))
     assert seconds(services["relay"]["stop_grace_period"]) > grace
 
 
@@ -173,8 +176,10 @@ def test_relay_http_endpoint_listens_beyond_its_container(services: dict[str, di
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)
-def test_application_service_gets_every_seed_setting(services: dict[str, dict[str, Any]], name: str) -> None:
-    missing = [setting for setting in SEED_SETTINGS if setting not in services[name]["environment"]]
+def test_application_service_gets_every_container_setting(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    missing = [setting for setting in CONTAINER_SETTINGS if setting not in services[name]["environment"]]
     assert missing == []
 
 

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +19,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared.events import Envelope, UserCreated
-from shared.outbox import DEAD_LETTER_TABLE, OUTBOX_TABLE
+from shared.outbox import DEAD_LETTER_TABLE, EVENT_LOG_COLUMNS, OUTBOX_TABLE
 from tests.conftest import ClickHouse
 from tests.helpers import free_port, wait_until
+from tests.support.faulty_relay import FAULT_VARIABLE
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,7 +40,11 @@ class Outbox:
     def produce(
         self, count: int, *, connection: psycopg.Connection | None = None, **overrides: object
     ) -> list[str]:
-        """Write `count` sign-up events in one transaction; return their event ids."""
+        """Write `count` sign-up events in one transaction; return their event ids.
+
+        `overrides` replace columns of every event (`metadata_version=-1` makes
+        events ClickHouse refuses).
+        """
         envelopes = [
             Envelope.wrap(
                 UserCreated(email=f"person{n}@example.com", first_name="Ada", last_name="Lovelace"),
@@ -48,33 +52,20 @@ class Outbox:
             )
             for n in range(count)
         ]
-        rows = [
-            (
-                str(e.event_id),
-                e.event_type,
-                e.event_date_time,
-                e.environment,
-                e.event_context,
-                overrides.get("metadata_version", e.metadata_version),
-            )
-            for e in envelopes
-        ]
+        rows = [tuple({**envelope.columns(), **overrides}.values()) for envelope in envelopes]
         own = connection is None
         connection = connection or self.connect()
         try:
             with (
                 connection.cursor() as cursor,
-                cursor.copy(
-                    f"COPY {OUTBOX_TABLE} (event_id, event_type, event_date_time, environment,"
-                    " event_context, metadata_version) FROM STDIN"
-                ) as copy,
+                cursor.copy(f"COPY {OUTBOX_TABLE} ({', '.join(EVENT_LOG_COLUMNS)}) FROM STDIN") as copy,
             ):
                 for row in rows:
                     copy.write_row(row)
         finally:
             if own:
                 connection.close()
-        return [row[0] for row in rows]
+        return [str(envelope.event_id) for envelope in envelopes]
 
     def pending(self) -> int:
         """Events still in the outbox."""
@@ -110,10 +101,14 @@ class RelayProcess:
     process: subprocess.Popen[bytes] = field(init=False)
 
     def start(self, *, wait: bool = True) -> RelayProcess:
-        """Start the process and (unless told not to) wait until its HTTP endpoint answers."""
+        """Start the process and (unless told not to) wait until its HTTP endpoint answers.
+
+        With `DIE_HARD_FAULT` in its environment it runs the test-only faulty relay.
+        """
         log_file = self.log_path.open("ab")
+        module = "tests.support.faulty_relay" if FAULT_VARIABLE in self.env else "relay"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "relay"], cwd=ROOT, env=self.env, stdout=log_file, stderr=log_file
+            [sys.executable, "-m", module], cwd=ROOT, env=self.env, stdout=log_file, stderr=log_file
         )
         log_file.close()
         if wait:
@@ -181,7 +176,7 @@ def start_relay(outbox: Outbox, clickhouse: ClickHouse, tmp_path: Path) -> Itera
     """Start relays against the test outbox and ClickHouse database; all are stopped afterwards."""
     started: list[RelayProcess] = []
 
-    def start(*, wait: bool = True, **settings: object) -> RelayProcess:
+    def start(*, wait: bool = True, fault: str | None = None, **settings: object) -> RelayProcess:
         port = free_port()
         env = {
             **os.environ,
@@ -206,6 +201,8 @@ def start_relay(outbox: Outbox, clickhouse: ClickHouse, tmp_path: Path) -> Itera
                 for key, value in settings.items()
             }
         )
+        if fault is not None:
+            env[FAULT_VARIABLE] = fault
         relay = RelayProcess(env=env, log_path=tmp_path / f"relay-{len(started)}.log", port=port).start(
             wait=wait
         )
@@ -227,8 +224,3 @@ def delivered(clickhouse: ClickHouse) -> int:
 def visible(clickhouse: ClickHouse) -> int:
     """Rows in the deduplicated view, what analysts see."""
     return int(clickhouse.value("SELECT count() FROM event_log_dedup"))
-
-
-def new_event_id() -> str:
-    """A fresh event id."""
-    return str(uuid.uuid4())

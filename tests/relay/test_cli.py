@@ -9,11 +9,12 @@ import sys
 import pytest
 
 from relay import cli
-from shared.settings import RelaySettings, load
+from relay.settings import RelaySettings
+from shared.settings import load
 from tests.relay.conftest import ROOT
 
-# Settings in RelaySettings that the relay never reads (the site's, or test-only fault injection).
-NOT_READ_BY_THE_RELAY = {"debug", "environment", "redis_url", "relay_fault_point", "relay_fault_pause"}
+# Settings every process shares that the relay never reads: they are the site's.
+NOT_READ_BY_THE_RELAY = {"debug", "redis_url"}
 
 
 def relay(*arguments: str) -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from shared.outbox import OUTBOX_TABLE
+from shared.outbox import EVENT_LOG_COLUMNS, OUTBOX_TABLE
 from tests.conftest import ClickHouse
 from tests.relay.conftest import Outbox, RelayFactory, delivered, visible, wait_until
 
@@ -33,8 +33,8 @@ def test_rows_arrive_with_the_contract_columns_unchanged(
     context = '{"email":"tab\\there@example.com","first_name":"Zoë","last_name":"O\'Brien\\\\"}'
     with outbox.connect() as connection:
         connection.execute(
-            f"INSERT INTO {OUTBOX_TABLE} (event_id, event_type, event_date_time, environment, event_context)"
-            " VALUES (%s, 'user_created', '2026-01-02 03:04:05.678+00', 'Local', %s)",
+            f"INSERT INTO {OUTBOX_TABLE} ({', '.join(EVENT_LOG_COLUMNS)})"
+            " VALUES (%s, 'user_created', '2026-01-02 03:04:05.678+00', 'Local', %s, 1)",
             ("6f1c1a8e-3a3c-4c1e-9d35-0a4f0b1d2c3e", context),
         )
     start_relay()
@@ -175,7 +175,7 @@ def test_a_relay_killed_between_clickhouse_ack_and_commit_leaves_no_visible_dupl
     outbox: Outbox, clickhouse: ClickHouse, start_relay: RelayFactory
 ) -> None:
     outbox.produce(1000)
-    doomed = start_relay(batch_size=400, concurrency=1, fault_point="kill_after_ack", wait=False)
+    doomed = start_relay(batch_size=400, concurrency=1, fault="kill_after_ack", wait=False)
     assert doomed.wait(timeout=15) == -9
     assert delivered(clickhouse) == 400  # ClickHouse has the batch...
     assert outbox.pending() == 1000  # ...and the outbox still has it too
@@ -192,9 +192,7 @@ def test_sigterm_during_a_batch_finishes_it_and_exits_0_within_the_grace_period(
     outbox: Outbox, clickhouse: ClickHouse, start_relay: RelayFactory
 ) -> None:
     outbox.produce(500)
-    relay = start_relay(
-        batch_size=500, concurrency=1, fault_point="pause_after_ack", fault_pause=1.5, shutdown_grace=10
-    )
+    relay = start_relay(batch_size=500, concurrency=1, fault="pause_after_ack:1.5", shutdown_grace=10)
     wait_until(lambda: relay.log_events("fault_pause_after_ack"), timeout=10)
 
     started = time.monotonic()
@@ -210,9 +208,7 @@ def test_sigterm_past_the_grace_period_rolls_the_batch_back_and_loses_nothing(
     outbox: Outbox, clickhouse: ClickHouse, start_relay: RelayFactory
 ) -> None:
     outbox.produce(500)
-    relay = start_relay(
-        batch_size=500, concurrency=1, fault_point="pause_after_ack", fault_pause=30, shutdown_grace=0.5
-    )
+    relay = start_relay(batch_size=500, concurrency=1, fault="pause_after_ack:30", shutdown_grace=0.5)
     wait_until(lambda: relay.log_events("fault_pause_after_ack"), timeout=10)
 
     assert relay.stop() == 0

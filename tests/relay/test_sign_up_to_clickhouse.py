@@ -62,7 +62,7 @@ def test_a_sign_up_arrives_within_the_poll_interval_when_the_notification_is_los
             connection.execute(f"ALTER TABLE {OUTBOX_TABLE} ENABLE TRIGGER USER")
 
 
-def test_the_original_assignments_check_one_user_created_row_in_the_deduplicated_view(
+def test_a_sign_up_appears_as_one_user_created_row_in_the_deduplicated_view(
     outbox: Outbox, clickhouse: ClickHouse, start_relay: RelayFactory, client: Client
 ) -> None:
     before = datetime.now(UTC).replace(microsecond=0)

@@ -15,6 +15,7 @@ from relay.metrics import RelayMetrics
 from relay.outbox import OutboxQueries
 from relay.retry import Backoff
 from relay.status import RelayStatus
+from relay.telemetry import Telemetry
 from shared.outbox import OUTBOX_TABLE
 from tests.conftest import ClickHouse
 from tests.relay.conftest import Outbox, delivered
@@ -48,8 +49,7 @@ async def deliver_one_batch(outbox: Outbox, clickhouse: ClickHouse) -> int:
                     backoff=Backoff(initial=0.1, maximum=1),
                 ),
                 doorbell=Doorbell(),
-                metrics=RelayMetrics(),
-                status=RelayStatus(),
+                observer=Telemetry(metrics=RelayMetrics(), status=RelayStatus()),
             )
             return await forwarder.deliver_batch()
     finally:

@@ -1,4 +1,4 @@
-"""Django settings, derived from `shared.settings.WebSettings` (the environment).
+"""Django settings, derived from `webapp.config.env.WebSettings` (the environment).
 
 `DEBUG=true` is development mode. `DEBUG=false` is production mode: the security
 settings are on and a missing required variable stops start-up with its name.
@@ -14,7 +14,8 @@ from sentry_sdk.integrations.django import DjangoIntegration
 
 from shared.logging import configure_logging
 from shared.sentry import init_sentry
-from shared.settings import WebSettings, load
+from shared.settings import load
+from webapp.config.env import WebSettings
 
 ENV = load(WebSettings)
 BASE_DIR = Path(__file__).resolve().parent.parent
