@@ -20,6 +20,7 @@ from django.core.exceptions import NON_FIELD_ERRORS
 from webapp.users.forms import EMAIL_TAKEN_MESSAGE, UserCreateForm
 
 JSON = "application/json"
+NO_NUL = "^[^\\u0000]*$"
 
 
 @cache
@@ -123,7 +124,8 @@ def _request_schema(form: forms.Form) -> dict[str, Any]:
     """The JSON object a form accepts: every field a string, with the form's own limits."""
     properties = {}
     for name, field in form.fields.items():
-        schema: dict[str, Any] = {"type": "string", "description": str(field.label)}
+        # Django's text fields refuse the NUL character (PostgreSQL cannot store it).
+        schema: dict[str, Any] = {"type": "string", "pattern": NO_NUL, "description": str(field.label)}
         if field.required:
             schema["minLength"] = 1
         if getattr(field, "max_length", None):
