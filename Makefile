@@ -8,7 +8,7 @@ TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
-PROMTOOL := $(TOOLS)/bin/promtool
+PROMETHEUS := $(TOOLS)/bin/prometheus
 
 .PHONY: help install services services-down migrate run test lint format bench bench-producers clean
 
@@ -26,11 +26,11 @@ $(VENV)/.installed: $(UV) pyproject.toml uv.lock
 .env:
 	cp .env.example .env
 
-# Prometheus' promtool (from Debian's package) checks and unit-tests the alert rules.
-$(PROMTOOL): scripts/promtool.sh | $(UV)
-	scripts/promtool.sh
+# Prometheus and promtool (from Debian's package) check, unit-test and run the alert rules.
+$(PROMETHEUS): scripts/prometheus.sh | $(UV)
+	scripts/prometheus.sh
 
-install: $(VENV)/.installed .env $(PROMTOOL) services migrate ## create .venv, .env, tools, start services, apply both schemas
+install: $(VENV)/.installed .env $(PROMETHEUS) services migrate ## create .venv, .env, tools, start services, apply both schemas
 
 services: ## start PostgreSQL, Redis and ClickHouse on 127.0.0.1 unless they already run
 	scripts/services.sh up
@@ -49,7 +49,7 @@ run: $(VENV)/.installed .env ## run services, web, relay and Celery worker in th
 # of their own, so a worker started by `make run` never sees them.
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/14
 
-test: $(VENV)/.installed .env $(PROMTOOL) services ## run the test suite against the real services
+test: $(VENV)/.installed .env $(PROMETHEUS) services ## run the test suite against the real services
 	DEBUG=true REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed ## ruff (lint and format check) and the import contracts

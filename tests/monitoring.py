@@ -28,14 +28,19 @@ _INTERVAL_MACRO = re.compile(r"\$__(rate_interval|interval|range)\b")
 _VARIABLE = re.compile(r"\$\{?\w+\}?")
 
 
-def promtool() -> str:
-    """The promtool that `make install` puts in .tools (scripts/promtool.sh), or one on PATH."""
-    installed = ROOT / ".tools" / "bin" / "promtool"
+def prometheus_program(name: str) -> str:
+    """`promtool` or `prometheus` from .tools (scripts/prometheus.sh, run by `make install`), or PATH."""
+    installed = ROOT / ".tools" / "bin" / name
     if installed.exists():
         return str(installed)
-    found = shutil.which("promtool")
-    assert found, "promtool is missing: run scripts/promtool.sh (make install does)"
+    found = shutil.which(name)
+    assert found, f"{name} is missing: run scripts/prometheus.sh (make install does)"
     return found
+
+
+def promtool() -> str:
+    """Prometheus' checking and unit-testing tool."""
+    return prometheus_program("promtool")
 
 
 def load_yaml(path: Path) -> Any:
