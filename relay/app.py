@@ -244,7 +244,7 @@ async def _supervise(
             error_kind=type(error).__name__ if error else None,
             exc_info=error,
         )
-    return EXIT_FAILED, set(done)
+    return EXIT_FAILED, {task for task in tasks if task in done}
 
 
 async def _inspect_schema(

@@ -100,6 +100,6 @@ class Listener:
             log.warning("listener_connection_lost", channel=self.channel)
         return stable or stop.is_set()
 
-    def _on_notification(self, _connection: object, _pid: int, _channel: str, _payload: str) -> None:
+    def _on_notification(self, _connection: object, _pid: int, _channel: str, _payload: object) -> None:
         self.observer.woke("notify")
         self.doorbell.ring()

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from shared.outbox import (
     BACKLOG,
@@ -40,6 +41,9 @@ CLAIM_TRACED = (
     f"SELECT id, sentry_trace, baggage FROM {OUTBOX_TABLE} ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
 )
 DELETE_IDS = f"DELETE FROM {OUTBOX_TABLE} WHERE id = ANY($1::bigint[])"
+
+# A connection of its own or one a pool lends: every statement runs on either.
+type Connection = asyncpg.Connection | PoolConnectionProxy
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +88,7 @@ def _claim(limit: int) -> str:
     return f"SELECT id FROM {OUTBOX_TABLE} ORDER BY id LIMIT {int(limit)} FOR UPDATE SKIP LOCKED"
 
 
-async def copy_out(connection: asyncpg.Connection, query: str) -> bytes:
+async def copy_out(connection: Connection, query: str) -> bytes:
     """Run `COPY (query) TO STDOUT` and return its text output."""
     chunks: list[bytes] = []
 
@@ -96,7 +100,7 @@ async def copy_out(connection: asyncpg.Connection, query: str) -> bytes:
 
 
 async def take_batch(
-    connection: asyncpg.Connection, queries: OutboxQueries, limit: int, *, traced: bool = False
+    connection: Connection, queries: OutboxQueries, limit: int, *, traced: bool = False
 ) -> tuple[bytes, list[TraceContext]]:
     """Claim and delete up to `limit` events; return them as ClickHouse TSV.
 
@@ -113,9 +117,7 @@ async def take_batch(
     return body, traces
 
 
-async def claim_lines(
-    connection: asyncpg.Connection, queries: OutboxQueries, limit: int
-) -> list[tuple[int, bytes]]:
+async def claim_lines(connection: Connection, queries: OutboxQueries, limit: int) -> list[tuple[int, bytes]]:
     """Claim up to `limit` events without deleting them: (id, TSV line) pairs."""
     data = await copy_out(connection, queries.claim_lines(limit))
     lines = []
@@ -125,22 +127,23 @@ async def claim_lines(
     return lines
 
 
-async def delete(connection: asyncpg.Connection, ids: list[int]) -> None:
+async def delete(connection: Connection, ids: list[int]) -> None:
     """Remove delivered events."""
     if ids:
         await connection.execute(DELETE_IDS, ids)
 
 
-async def dead_letter(connection: asyncpg.Connection, outbox_id: int, error: str) -> None:
+async def dead_letter(connection: Connection, outbox_id: int, error: str) -> None:
     """Move one event to the dead-letter table with the error that refused it."""
     await connection.execute(DEAD_LETTER, outbox_id, error)
 
 
-async def backlog(connection: asyncpg.Connection) -> Backlog:
+async def backlog(connection: Connection) -> Backlog:
     """Count pending events and dead letters, and the age of the oldest pending event.
 
     Also puts the wake-up trigger's single row back if it went missing.
     """
     await connection.execute(RESTORE_WAKEUP_ROW)
     row = await connection.fetchrow(BACKLOG)
+    assert row is not None, "an aggregate answers one row"
     return Backlog.from_row(row["pending_events"], row["oldest_pending_age_seconds"], row["dead_letters"])

@@ -17,9 +17,7 @@ REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
 BIN_DIR="$REPO_ROOT/.tools/bin"
 PROGRAMS=(promtool prometheus)
 
-say() { printf 'prometheus: %s\n' "$*"; }
-die() { printf 'prometheus: error: %s\n' "$*" >&2; exit 1; }
-
+PROG=prometheus
 # shellcheck source=scripts/lib/common.sh
 source "$SCRIPT_DIR/lib/common.sh"
 
@@ -44,7 +42,7 @@ for program in "${PROGRAMS[@]}"; do
     fi
 done
 if [ "$linked" = 1 ]; then
-    say "using ${PROGRAMS[*]} from PATH"
+    say "prometheus: using ${PROGRAMS[*]} from PATH"
     exit 0
 fi
 
@@ -61,4 +59,4 @@ for program in "${PROGRAMS[@]}"; do
     install -m 0755 "$work/root/usr/bin/$program" "$BIN_DIR/$program"
 done
 installed || die "the unpacked programs do not run"
-say "installed $("$BIN_DIR/prometheus" --version 2>&1 | head -n 1)"
+say "prometheus: installed $("$BIN_DIR/prometheus" --version 2>&1 | head -n 1)"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dj_database_url
+import django_stubs_ext
 from sentry_sdk.integrations.celery import CeleryIntegration
 from sentry_sdk.integrations.django import DjangoIntegration
 
@@ -16,6 +17,9 @@ from shared.logging import configure_logging
 from shared.sentry import init_sentry
 from shared.settings import load
 from webapp.config.env import WebSettings
+
+# ModelAdmin[Model], Field[Set, Get] and the like, for the type checker, must work at run time.
+django_stubs_ext.monkeypatch()
 
 ENV = load(WebSettings)
 BASE_DIR = Path(__file__).resolve().parent.parent

@@ -56,7 +56,7 @@ def dead_letter_requeue(
     if not everything and ids is None and event_type is None:
         raise ValueError("say which dead letters to re-queue: ids, event_type or everything=True")
     conditions = ["TRUE"]
-    params: list[object] = []
+    params: list[str | list[int]] = []
     if ids is not None:
         id_list = [int(pk) for pk in ids]
         if not id_list:
@@ -68,7 +68,7 @@ def dead_letter_requeue(
         params.append(event_type)
     with connections[using].cursor() as cursor:
         cursor.execute(_requeue(" AND ".join(conditions)), params)
-        moved = cursor.rowcount
+        moved: int = cursor.rowcount
     logger.info("dead_letters_requeued", count=moved, event_type=event_type)
     return moved
 

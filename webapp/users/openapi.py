@@ -128,8 +128,9 @@ def _request_schema(form: forms.Form) -> dict[str, Any]:
         schema: dict[str, Any] = {"type": "string", "pattern": NO_NUL, "description": str(field.label)}
         if field.required:
             schema["minLength"] = 1
-        if getattr(field, "max_length", None):
-            schema["maxLength"] = field.max_length
+        max_length = getattr(field, "max_length", None)
+        if max_length:
+            schema["maxLength"] = max_length
         if isinstance(field, forms.EmailField):
             schema["format"] = "email"
         if isinstance(field.widget, forms.PasswordInput):

@@ -1,0 +1,201 @@
+"""Relays as real subprocesses against the test outbox and the test run's ClickHouse database."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from relay.clickhouse import ClickHouseSink
+from relay.doorbell import Doorbell
+from relay.forwarder import Forwarder, ForwarderConfig
+from relay.metrics import RelayMetrics
+from relay.outbox import OutboxQueries
+from relay.retry import Backoff
+from relay.status import RelayStatus
+from relay.telemetry import Telemetry
+from tests.support.clickhouse import ClickHouse
+from tests.support.faulty_relay import FAULT_VARIABLE
+from tests.support.outbox_tables import Outbox
+from tests.support.project import ROOT
+from tests.support.waiting import free_port, wait_until
+
+
+@dataclass
+class RelayProcess:
+    """`python -m relay` running as a subprocess, with its log in a file."""
+
+    env: dict[str, str]
+    log_path: Path
+    port: int
+    process: subprocess.Popen[bytes] = field(init=False)
+
+    def start(self, *, wait: bool = True) -> RelayProcess:
+        """Start the process and (unless told not to) wait until its HTTP endpoint answers.
+
+        With `DIE_HARD_FAULT` in its environment it runs the test-only faulty relay.
+        """
+        log_file = self.log_path.open("ab")
+        module = "tests.support.faulty_relay" if FAULT_VARIABLE in self.env else "relay"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", module], cwd=ROOT, env=self.env, stdout=log_file, stderr=log_file
+        )
+        log_file.close()
+        if wait:
+            wait_until(self._answers, timeout=30, interval=0.1)
+        return self
+
+    def _answers(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"relay exited with {self.process.returncode}:\n{self.log()[-3000:]}")
+        try:
+            return self.get("/livez")[0] == 200
+        except OSError:
+            return False
+
+    def get(self, path: str) -> tuple[int, str]:
+        """Status and body of a GET on the relay's HTTP endpoint."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    def status(self) -> dict[str, Any]:
+        """The `/status` document."""
+        document: dict[str, Any] = json.loads(self.get("/status")[1])
+        return document
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The value of one sample from `/metrics`."""
+        for family in text_string_to_metric_families(self.get("/metrics")[1]):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                    return sample.value
+        raise AssertionError(f"no sample {name} {labels}")
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 30) -> int:
+        """Send a signal and wait for the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        return self.process.wait(timeout=timeout)
+
+    def wait(self, timeout: float = 30) -> int:
+        """Wait for the process to end by itself."""
+        return self.process.wait(timeout=timeout)
+
+    def log(self) -> str:
+        """Everything the relay logged so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def log_events(self, event: str) -> list[dict[str, Any]]:
+        """The JSON log lines whose `event` is the given name."""
+        lines = []
+        for line in self.log().splitlines():
+            if line.startswith("{"):
+                record = json.loads(line)
+                if record.get("event") == event:
+                    lines.append(record)
+        return lines
+
+
+RelayFactory = Callable[..., RelayProcess]
+
+
+@pytest.fixture
+def start_relay(outbox: Outbox, clickhouse: ClickHouse, tmp_path: Path) -> Iterator[RelayFactory]:
+    """Start relays against the test outbox and ClickHouse database; all are stopped afterwards."""
+    started: list[RelayProcess] = []
+
+    def start(*, wait: bool = True, fault: str | None = None, **settings: object) -> RelayProcess:
+        port = free_port()
+        env = {
+            **os.environ,
+            "DIE_HARD_ENV_FILE": os.devnull,
+            "DATABASE_URL": outbox.url,
+            "CLICKHOUSE_HOST": clickhouse.url.split("//")[1].split(":")[0],
+            "CLICKHOUSE_PORT": clickhouse.url.rsplit(":", 1)[1].strip("/"),
+            "CLICKHOUSE_USER": clickhouse.user,
+            "CLICKHOUSE_PASSWORD": clickhouse.password,
+            "CLICKHOUSE_DATABASE": clickhouse.database,
+            "RELAY_HTTP_PORT": str(port),
+            "RELAY_POLL_INTERVAL": "0.5",
+            "RELAY_BACKOFF_INITIAL": "0.05",
+            "RELAY_BACKOFF_MAX": "0.5",
+            "RELAY_STATS_INTERVAL": "0.2",
+            "LOG_FORMAT": "json",
+            "LOG_LEVEL": "INFO",
+        }
+        env.update(
+            {
+                f"RELAY_{key.upper()}" if not key.isupper() else key: str(value)
+                for key, value in settings.items()
+            }
+        )
+        if fault is not None:
+            env[FAULT_VARIABLE] = fault
+        relay = RelayProcess(env=env, log_path=tmp_path / f"relay-{len(started)}.log", port=port).start(
+            wait=wait
+        )
+        started.append(relay)
+        return relay
+
+    yield start
+    for relay in started:
+        if relay.process.poll() is None:
+            relay.process.kill()
+            relay.process.wait()
+
+
+def delivered(clickhouse: ClickHouse) -> int:
+    """Rows in `event_log` as stored (duplicates included)."""
+    return int(clickhouse.value("SELECT count() FROM event_log"))
+
+
+def visible(clickhouse: ClickHouse) -> int:
+    """Rows in the deduplicated view, what analysts see."""
+    return int(clickhouse.value("SELECT count() FROM event_log_dedup"))
+
+
+async def deliver_one_batch(outbox: Outbox, clickhouse: ClickHouse) -> int:
+    """Run one batch through a forwarder in this process (where Sentry can watch); return its size."""
+    pool = await asyncpg.create_pool(outbox.url, min_size=1, max_size=1)
+    try:
+        async with aiohttp.ClientSession() as session:
+            forwarder = Forwarder(
+                name="forwarder-test",
+                pool=pool,
+                sink=ClickHouseSink(
+                    session,
+                    url=clickhouse.url,
+                    user=clickhouse.user,
+                    password=clickhouse.password,
+                    database=clickhouse.database,
+                    timeout=10,
+                ),
+                queries=OutboxQueries(timestamp_precision=0),
+                config=ForwarderConfig(
+                    batch_size=100,
+                    poll_interval=1,
+                    recheck_delay=0.05,
+                    backoff=Backoff(initial=0.1, maximum=1),
+                ),
+                doorbell=Doorbell(),
+                observer=Telemetry(metrics=RelayMetrics(), status=RelayStatus()),
+            )
+            return await forwarder.deliver_batch()
+    finally:
+        await pool.close()
