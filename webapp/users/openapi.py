@@ -3,8 +3,8 @@
 Written by hand because the API is one plain Django view (a generator would
 mean a framework for one endpoint), but not copied by hand: the request body
 is read off `UserCreateForm` and the password validators, the messages off the
-constants the view answers with. `tests/web/test_openapi.py` fuzzes the live
-API against it with Schemathesis.
+constants the view answers with. `tests/integration/web/test_openapi.py`
+fuzzes the live API against it with Schemathesis.
 """
 
 from __future__ import annotations
