@@ -3,6 +3,7 @@
 relay [run]      run the daemon
 relay migrate    create the ClickHouse table and view (idempotent)
 relay check      check the ClickHouse table and exit
+relay expire     delete events older than EVENT_LOG_RETENTION_DAYS (servers without TTL)
 relay --version, relay COMMAND --help (options and their environment variables: `relay.cli`)
 """
 
@@ -36,6 +37,8 @@ def main(argv: list[str] | None = None, *, observers: Sequence[Observer] = ()) -
     init_sentry(settings, component="relay")
     if command == "migrate":
         return uvloop.run(app.migrate(settings))
+    if command == "expire":
+        return uvloop.run(app.expire(settings))
     if command == "check":
         return uvloop.run(_check(settings))
     return uvloop.run(app.run(settings, observers=observers))

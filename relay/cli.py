@@ -56,6 +56,20 @@ _OBSERVABILITY = (
     ),
     Option("sentry_traces_sample_rate", "--sentry-traces-sample-rate", "share of batches traced", "RATE"),
 )
+_SCHEMA = (
+    Option(
+        "clickhouse_admin_user",
+        "--clickhouse-admin-user",
+        "ClickHouse user for DDL (CLICKHOUSE_USER if unset)",
+        "USER",
+    ),
+    Option(
+        "event_log_retention_days",
+        "--retention-days",
+        "days events stay in event_log; 0 keeps them forever",
+        "DAYS",
+    ),
+)
 _DAEMON = (
     Option("relay_batch_size", "--batch-size", "most events per ClickHouse insert", "EVENTS"),
     Option("relay_concurrency", "--concurrency", "forwarding loops in this process", "LOOPS"),
@@ -93,13 +107,14 @@ COMMANDS = (
         "run",
         "carry events from the outbox to ClickHouse until SIGTERM or SIGINT (the default)",
         _DAEMON + _CLICKHOUSE + _OBSERVABILITY,
-        ("database_url", "clickhouse_password", "sentry_config_dsn"),
+        ("database_url", "relay_database_url", "clickhouse_password", "sentry_config_dsn"),
     ),
     Command(
         "migrate",
-        "create the ClickHouse database, event_log and event_log_dedup (idempotent)",
-        _CLICKHOUSE + _OBSERVABILITY,
-        ("clickhouse_password", "sentry_config_dsn"),
+        "create the ClickHouse database, event_log and event_log_dedup, with the retention TTL where the "
+        "server has TTL (idempotent)",
+        _CLICKHOUSE + _SCHEMA + _OBSERVABILITY,
+        ("clickhouse_password", "clickhouse_admin_password", "sentry_config_dsn"),
     ),
     Command(
         "check",
@@ -107,11 +122,19 @@ COMMANDS = (
         _CLICKHOUSE + _OBSERVABILITY,
         ("clickhouse_password", "sentry_config_dsn"),
     ),
+    Command(
+        "expire",
+        "delete events older than the retention period from event_log (for servers without TTL)",
+        _CLICKHOUSE + _SCHEMA + _OBSERVABILITY,
+        ("clickhouse_password", "clickhouse_admin_password", "sentry_config_dsn"),
+    ),
 )
 
 _ENVIRONMENT_ONLY_HELP = {
     "database_url": "PostgreSQL holding the outbox (its URL may carry a password)",
+    "relay_database_url": "the relay's own PostgreSQL role (DATABASE_URL if unset)",
     "clickhouse_password": "ClickHouse password",
+    "clickhouse_admin_password": "password of CLICKHOUSE_ADMIN_USER",
     "sentry_config_dsn": "Sentry is on when set",
 }
 

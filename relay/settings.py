@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from shared.settings import CommonSettings
 
@@ -23,3 +23,26 @@ class RelaySettings(CommonSettings):
     relay_stats_interval: float = Field(default=5.0, gt=0)
     relay_readiness_timeout: float = Field(default=2.0, gt=0)
     relay_liveness_timeout: float = Field(default=30.0, gt=0)
+
+    # Events older than this many days leave `event_log` (ClickHouse TTL, or
+    # `relay expire` on servers without TTL); 0 keeps them forever.
+    event_log_retention_days: int = Field(default=395, ge=0)
+
+    # The relay's own PostgreSQL role (read and delete the outbox, write dead
+    # letters); unset: DATABASE_URL.
+    relay_database_url: str | None = None
+    # `relay migrate` runs DDL as this ClickHouse user; unset: CLICKHOUSE_USER.
+    clickhouse_admin_user: str | None = None
+    clickhouse_admin_password: SecretStr | None = None
+
+    @property
+    def postgres_dsn(self) -> str:
+        """Where the relay's PostgreSQL connections go, as its own role when it has one."""
+        return self.relay_database_url or self.database_url
+
+    @property
+    def clickhouse_admin(self) -> tuple[str, SecretStr]:
+        """The user and password `relay migrate` creates the schema with."""
+        if self.clickhouse_admin_user is None:
+            return self.clickhouse_user, self.clickhouse_password
+        return self.clickhouse_admin_user, self.clickhouse_admin_password or SecretStr("")

@@ -75,15 +75,24 @@ def test_command_help_lists_each_option_with_its_environment_variable(
         assert cli.environment_variable(setting) in text
 
 
-def test_every_setting_the_daemon_reads_is_an_option_or_named_as_environment_only() -> None:
-    run = next(command for command in cli.COMMANDS if command.name == "run")
-    covered = {option.setting for option in run.options} | set(run.environment_only)
+def test_every_setting_the_relay_reads_is_an_option_or_named_as_environment_only() -> None:
+    covered = {
+        setting
+        for command in cli.COMMANDS
+        for setting in [*(option.setting for option in command.options), *command.environment_only]
+    }
 
     assert covered == set(RelaySettings.model_fields) - NOT_READ_BY_THE_RELAY
 
 
 def test_secrets_are_never_options() -> None:
-    secrets = {"database_url", "clickhouse_password", "sentry_config_dsn"}
+    secrets = {
+        "database_url",
+        "relay_database_url",
+        "clickhouse_password",
+        "clickhouse_admin_password",
+        "sentry_config_dsn",
+    }
 
     for command in cli.COMMANDS:
         assert secrets.isdisjoint(option.setting for option in command.options)
