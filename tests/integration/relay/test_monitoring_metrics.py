@@ -1,8 +1,9 @@
-"""The alert rules and the dashboard ask only for metrics a running relay exports."""
+"""The alert rules and the dashboard ask only for metrics a running relay, or the site, exports."""
 
 from __future__ import annotations
 
 import pytest
+from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.clickhouse import ClickHouse
@@ -29,10 +30,21 @@ def relay_metrics_page(outbox: Outbox, clickhouse: ClickHouse, start_relay: Rela
     return relay.get("/metrics")[1]
 
 
-def test_every_metric_the_alert_rules_name_is_exported_by_the_relay(relay_metrics_page: str) -> None:
-    named = set().union(*(metric_names(rule["expr"]) for rule in alert_rules()))
+@pytest.fixture
+def site_metrics_page() -> str:
+    """The site's /metrics, as a caller from an internal network reads it."""
+    response = Client(REMOTE_ADDR="127.0.0.1").get("/metrics")
+    assert response.status_code == 200
+    return response.content.decode()
 
-    assert named - SYNTHETIC_SERIES - exported_series(relay_metrics_page) == set()
+
+def test_every_metric_the_alert_rules_name_is_exported_by_the_relay_or_the_site(
+    relay_metrics_page: str, site_metrics_page: str
+) -> None:
+    named = set().union(*(metric_names(rule["expr"]) for rule in alert_rules()))
+    exported = exported_series(relay_metrics_page) | exported_series(site_metrics_page)
+
+    assert named - SYNTHETIC_SERIES - exported == set()
 
 
 def test_every_metric_the_dashboard_names_is_exported_by_the_relay(relay_metrics_page: str) -> None:
