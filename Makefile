@@ -10,7 +10,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PROMETHEUS := $(TOOLS)/bin/prometheus
 
-.PHONY: help install services services-down migrate run test test-unit lint format bench bench-producers clean
+.PHONY: help install services services-down migrate run test test-unit lint format bench bench-producers chaos soak clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -72,6 +72,17 @@ format: $(VENV)/.installed ## apply ruff's fixes and formatting
 bench: $(VENV)/.installed .env services ## relay throughput vs a raw Postgres drain, and the producer cost of the wake-up
 	$(BIN)/python -m benchmarks.producers
 	$(BIN)/python -m benchmarks.relay
+
+# The chaos suite and the soak start servers of their own (a scratch PostgreSQL
+# cluster, a private ClickHouse, a TCP proxy) on free ports; they never touch
+# the services above, and stop everything they started, even when interrupted.
+chaos: $(VENV)/.installed ## fault scenarios with Jepsen-style accounting; last line JSON, non-zero on any loss
+	scripts/clickhouse.sh install
+	$(BIN)/python -m tests.chaos $(CHAOS_ARGS)
+
+soak: $(VENV)/.installed ## >= 1M events over >= 20 min with random faults; lag, backlog and RSS over time, a PNG plot
+	scripts/clickhouse.sh install
+	$(BIN)/python -m tests.chaos.soak $(SOAK_ARGS)
 
 clean: ## remove the virtualenv and the tools (data under .services is kept)
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache .mypy_cache
