@@ -76,6 +76,14 @@ _DAEMON = (
     Option(
         "relay_poll_interval", "--poll-interval", "seconds between polls without a notification", "SECONDS"
     ),
+    Option(
+        "relay_recheck_interval", "--recheck-interval", "seconds between looks while events flow", "SECONDS"
+    ),
+    Option(
+        "relay_synchronous_commit",
+        "--synchronous-commit",
+        "wait for PostgreSQL's WAL flush when deleting delivered events",
+    ),
     Option("relay_backoff_initial", "--backoff-initial", "first retry delay after a failure", "SECONDS"),
     Option("relay_backoff_max", "--backoff-max", "longest retry delay", "SECONDS"),
     Option("relay_postgres_timeout", "--postgres-timeout", "bound on every PostgreSQL statement", "SECONDS"),

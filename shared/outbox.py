@@ -19,8 +19,8 @@ WAKEUP_TABLE: Final = "event_outbox_wakeup"
 NOTIFY_CHANNEL: Final = "event_outbox"
 
 # At most one notification per this many milliseconds across all producers;
-# the relay re-checks the outbox this long after a wake-up to catch the
-# transactions the debounce left silent.
+# after a wake-up the relay keeps looking at the outbox until it has stayed
+# empty for two such windows, to catch the transactions the debounce left silent.
 NOTIFY_DEBOUNCE_MS: Final = 50
 
 # Columns in the order the relay sends them to ClickHouse's `event_log`.

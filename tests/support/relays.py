@@ -190,7 +190,8 @@ async def deliver_one_batch(outbox: Outbox, clickhouse: ClickHouse) -> int:
                 config=ForwarderConfig(
                     batch_size=100,
                     poll_interval=1,
-                    recheck_delay=0.05,
+                    recheck_interval=0.01,
+                    quiet_period=0.1,
                     backoff=Backoff(initial=0.1, maximum=1),
                 ),
                 doorbell=Doorbell(),

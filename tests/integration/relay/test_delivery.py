@@ -271,3 +271,39 @@ def test_a_relay_whose_connection_is_terminated_mid_batch_retries_instead_of_exi
     assert relay.metric("relay_delivery_errors_total", kind="postgres") >= 1
     assert delivered(clickhouse) == 600  # once before the commit failed, once after
     assert visible(clickhouse) == 300
+
+
+def test_a_relay_keeps_looking_while_events_arrive_without_notifications(
+    outbox: Outbox, clickhouse: ClickHouse, start_relay: RelayFactory
+) -> None:
+    relay = start_relay(poll_interval=60)  # a poll cannot help within this test
+    wait_until(lambda: relay.status()["listener_connected"], timeout=10)
+    silent = outbox.connect()
+    try:
+        # The trigger's per-session gate, set far ahead: this session never notifies.
+        silent.execute("SELECT set_config('die_hard.outbox_wake_after', '1e12', false)")
+        outbox.produce(1)  # another session notifies once: the relay wakes and follows up
+        for _ in range(40):  # then 40 silent events, 25 ms apart: longer than the quiet period in all
+            outbox.produce(1, connection=silent)
+            time.sleep(0.025)
+    finally:
+        silent.close()
+
+    wait_until(lambda: delivered(clickhouse) == 41, timeout=5)
+    assert relay.metric("relay_wakeups_total", cause="poll") == 0
+
+
+def test_an_idle_relay_stops_its_follow_up_looks(
+    outbox: Outbox, clickhouse: ClickHouse, start_relay: RelayFactory
+) -> None:
+    relay = start_relay(poll_interval=60)
+    wait_until(lambda: relay.status()["listener_connected"], timeout=10)
+    outbox.produce(1)
+    wait_until(lambda: delivered(clickhouse) == 1, timeout=5)
+    time.sleep(0.5)  # five quiet periods (two debounce windows each) with nothing to find
+
+    settled = relay.metric("relay_wakeups_total", cause="recheck")
+    time.sleep(1.0)  # a hundred recheck intervals
+
+    assert settled > 0  # it did follow the wake-up with short looks,
+    assert relay.metric("relay_wakeups_total", cause="recheck") == settled  # and then stopped
