@@ -57,6 +57,10 @@ class WebSettings(CommonSettings):
     # Sign-ups per client address, as django-ratelimit's "<count>/<period>" (s, m, h, d).
     throttle_sign_up_rate: str = Field(default="20/h", pattern=r"^\d+/\d*[smhd]$")
 
+    # The activity page: how long it waits for ClickHouse, and events per page.
+    activity_query_timeout: float = Field(default=3.0, gt=0)
+    activity_page_size: int = Field(default=20, ge=1, le=200)
+
     @model_validator(mode="before")
     @classmethod
     def _split_lists(cls, data: object) -> object:

@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "webapp.outbox",
     "webapp.privacy",
     "webapp.users",
+    "webapp.activity",
 ]
 
 MIDDLEWARE = [
@@ -106,6 +107,8 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "users:login"
 LOGIN_REDIRECT_URL = "users:home"
 LOGOUT_REDIRECT_URL = "users:login"
+# How long a password-reset link stays valid (Django's default is three days).
+PASSWORD_RESET_TIMEOUT = 60 * 60
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -234,4 +237,8 @@ CLICKHOUSE_PASSWORD = ENV.clickhouse_reader[1].get_secret_value()
 CLICKHOUSE_DATABASE = ENV.clickhouse_database
 CLICKHOUSE_ERASER_USER = ENV.clickhouse_eraser[0]
 CLICKHOUSE_ERASER_PASSWORD = ENV.clickhouse_eraser[1].get_secret_value()
+
+# --- Activity page: the user's own security events, read back from ClickHouse --
+ACTIVITY_QUERY_TIMEOUT = ENV.activity_query_timeout
+ACTIVITY_PAGE_SIZE = ENV.activity_page_size
 REDIS_URL = ENV.redis_url
