@@ -42,7 +42,13 @@ from webapp.users.services import (
     user_password_reset_request,
     user_update,
 )
-from webapp.users.throttling import sign_up_retry_after, too_many_sign_ups_message
+from webapp.users.throttling import (
+    password_reset_address_retry_after,
+    password_reset_client_retry_after,
+    sign_up_retry_after,
+    too_many_password_resets_message,
+    too_many_sign_ups_message,
+)
 
 
 @require_GET
@@ -141,9 +147,18 @@ def password_change(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @never_cache
 def password_reset(request: HttpRequest) -> HttpResponse:
-    """Ask for a password-reset link; the answer is the same whether or not the address has an account."""
+    """Ask for a password-reset link; the answer is the same whether or not the address has an account.
+
+    Throttled per client address, then per address asked for (both before any
+    account is looked up): past either, a 429 that writes nothing.
+    """
+    if request.method == "POST" and (retry_after := password_reset_client_retry_after(request)) is not None:
+        return _password_reset_throttled(request, retry_after)
     form = PasswordResetRequestForm(request.POST if request.method == "POST" else None)
     if form.is_valid():
+        retry_after = password_reset_address_retry_after(request, form.cleaned_data["email"])
+        if retry_after is not None:
+            return _password_reset_throttled(request, retry_after)
 
         def reset_link(uidb64: str, token: str) -> str:
             path = reverse("users:password-reset-confirm", kwargs={"uidb64": uidb64, "token": token})
@@ -154,6 +169,13 @@ def password_reset(request: HttpRequest) -> HttpResponse:
         )
         return redirect("users:password-reset-done")
     return render(request, "users/password_reset.html", {"form": form})
+
+
+def _password_reset_throttled(request: HttpRequest, retry_after: int) -> HttpResponse:
+    context = {"form": PasswordResetRequestForm(), "throttled": too_many_password_resets_message(retry_after)}
+    response = render(request, "users/password_reset.html", context, status=429)
+    response["Retry-After"] = str(retry_after)
+    return response
 
 
 @require_GET
