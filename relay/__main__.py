@@ -1,14 +1,14 @@
-"""`python -m relay` / `relay`: settings, then logging, then the event loop.
+"""`python -m relay` / `relay`: command line, settings, then logging, then the event loop.
 
-relay            run the daemon
+relay [run]      run the daemon
 relay migrate    create the ClickHouse table and view (idempotent)
 relay check      check the ClickHouse table and exit
 relay expire     delete events older than EVENT_LOG_RETENTION_DAYS (servers without TTL)
+relay --version, relay COMMAND --help (options and their environment variables: `relay.cli`)
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 
@@ -16,7 +16,7 @@ import aiohttp
 import structlog
 import uvloop
 
-from relay import app, schema
+from relay import app, cli, schema
 from relay.clickhouse import DeliveryError
 from relay.observer import Observer
 from relay.settings import RelaySettings
@@ -27,11 +27,9 @@ from shared.settings import ConfigurationError, load
 
 def main(argv: list[str] | None = None, *, observers: Sequence[Observer] = ()) -> int:
     """Entry point of the relay's command line; `observers` also hear what the relay does."""
-    parser = argparse.ArgumentParser(prog="relay", description="Outbox relay: PostgreSQL to ClickHouse.")
-    parser.add_argument("command", nargs="?", default="run", choices=("run", "migrate", "check", "expire"))
-    command = parser.parse_args(argv).command
+    command, overrides = cli.parse(sys.argv[1:] if argv is None else argv)
     try:
-        settings = load(RelaySettings)
+        settings = load(RelaySettings, **overrides)
     except ConfigurationError as error:
         print(f"relay: {error}", file=sys.stderr)
         return app.EXIT_MISCONFIGURED
