@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Coroutine
+from datetime import timedelta
 from typing import Any
 
 import aiohttp
@@ -19,6 +20,7 @@ import asyncpg
 import structlog
 
 from relay import schema
+from relay.archive import ArchiveKeeper
 from relay.clickhouse import ClickHouseSink, DeliveryError
 from relay.doorbell import Doorbell
 from relay.forwarder import Forwarder, ForwarderConfig
@@ -79,8 +81,9 @@ async def run(settings: RelaySettings, *, stop: asyncio.Event | None = None) -> 
     pool = await asyncpg.create_pool(
         settings.database_url,
         min_size=0,
-        # one connection per forwarder, one for the monitor, one for /readyz
-        max_size=settings.relay_concurrency + 2,
+        # one connection per forwarder, one each for the monitor, /readyz,
+        # the archive's upkeep and reconciliation
+        max_size=settings.relay_concurrency + 4,
         # A connection that stops answering (a half-open socket after a
         # failover) fails the statement instead of blocking a forwarder forever.
         command_timeout=settings.relay_postgres_timeout,
@@ -109,6 +112,7 @@ async def _serve(
     metrics = RelayMetrics()
     status = RelayStatus()
     doorbell = Doorbell()
+    archiving = settings.relay_archive_retention > timedelta(0)
     listener = Listener(
         dsn=settings.database_url,
         channel=NOTIFY_CHANNEL,
@@ -119,7 +123,11 @@ async def _serve(
     side: dict[str, Coroutine[Any, Any, None]] = {
         "listener": listener.run(stop),
         "monitor": OutboxMonitor(
-            pool=pool, metrics=metrics, status=status, interval=settings.relay_stats_interval
+            pool=pool,
+            metrics=metrics,
+            status=status,
+            interval=settings.relay_stats_interval,
+            count_archive=archiving,
         ).run(stop),
         "heartbeat": Heartbeat(status=status).run(stop),
         "http": HttpEndpoint(
@@ -134,6 +142,8 @@ async def _serve(
             liveness_timeout=settings.relay_liveness_timeout,
         ).run(stop),
     }
+    if archiving:
+        side["archive"] = ArchiveKeeper(pool=pool, retention=settings.relay_archive_retention).run(stop)
     helpers = {asyncio.create_task(coroutine, name=name) for name, coroutine in side.items()}
     workers: set[asyncio.Task[None]] = set()
     reported: set[asyncio.Task[None]] = set()
@@ -143,7 +153,7 @@ async def _serve(
         if shape is None:
             exit_code = EXIT_OK if stop.is_set() else EXIT_MISCONFIGURED
             return exit_code
-        queries = OutboxQueries(timestamp_precision=shape.timestamp_precision)
+        queries = OutboxQueries(timestamp_precision=shape.timestamp_precision, archive=archiving)
         config = ForwarderConfig(
             batch_size=settings.relay_batch_size,
             poll_interval=settings.relay_poll_interval,
@@ -174,6 +184,7 @@ async def _serve(
             batch_size=settings.relay_batch_size,
             http_port=settings.relay_http_port,
             timestamp_precision=shape.timestamp_precision,
+            archive_retention_s=settings.relay_archive_retention.total_seconds(),
         )
         exit_code, reported = await _supervise(stop, workers | helpers)
         return exit_code

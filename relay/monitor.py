@@ -8,7 +8,7 @@ import time
 import asyncpg
 import structlog
 
-from relay import outbox
+from relay import archive, outbox
 from relay.forwarder import POSTGRES_ERRORS
 from relay.metrics import RelayMetrics
 from relay.status import RelayStatus
@@ -18,7 +18,7 @@ log = structlog.get_logger("relay.monitor")
 
 
 class OutboxMonitor:
-    """Counts pending events and dead letters every `interval` seconds."""
+    """Counts pending events, dead letters (and archived events) every `interval` seconds."""
 
     def __init__(
         self,
@@ -27,11 +27,13 @@ class OutboxMonitor:
         metrics: RelayMetrics,
         status: RelayStatus,
         interval: float,
+        count_archive: bool = False,
     ) -> None:
         self.pool = pool
         self.metrics = metrics
         self.status = status
         self.interval = interval
+        self.count_archive = count_archive
 
     async def run(self, stop: asyncio.Event) -> None:
         """Refresh until `stop` is set; a failed refresh keeps the last values."""
@@ -44,6 +46,7 @@ class OutboxMonitor:
         try:
             async with self.pool.acquire(timeout=self.interval) as connection:
                 stats = await outbox.stats(connection)
+                archived = await archive.estimated_rows(connection) if self.count_archive else 0
         except POSTGRES_ERRORS as error:
             log.warning("outbox_stats_failed", error_kind=type(error).__name__)
             return
@@ -52,6 +55,8 @@ class OutboxMonitor:
         self.metrics.pending_events.set(stats.pending_events)
         self.metrics.oldest_pending_age.set(stats.oldest_pending_age_seconds)
         self.metrics.dead_letter_events.set(stats.dead_letters)
+        self.metrics.archive_events.set(archived)
+        self.status.archive_events = archived
 
 
 class Heartbeat:

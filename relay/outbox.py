@@ -14,9 +14,17 @@ from datetime import datetime
 
 import asyncpg
 
-from shared.outbox import DEAD_LETTER_TABLE, EVENT_COLUMNS, EVENT_LOG_COLUMNS, OUTBOX_TABLE, WAKEUP_TABLE
+from shared.outbox import (
+    ARCHIVE_TABLE,
+    DEAD_LETTER_TABLE,
+    EVENT_COLUMNS,
+    EVENT_LOG_COLUMNS,
+    OUTBOX_TABLE,
+    WAKEUP_TABLE,
+)
 
 _EVENT_COLUMNS = ", ".join(EVENT_COLUMNS)
+_LOG_COLUMNS = ", ".join(EVENT_LOG_COLUMNS)
 
 
 def _timestamp(precision: int) -> str:
@@ -25,9 +33,24 @@ def _timestamp(precision: int) -> str:
     return f"to_char(event_date_time AT TIME ZONE 'UTC', '{fmt}')"
 
 
-def _tsv_columns(precision: int) -> str:
+def tsv_columns(precision: int) -> str:
+    """The event columns rendered as ClickHouse TSV fields, in `event_log`'s order."""
     columns = [_timestamp(precision) if name == "event_date_time" else name for name in EVENT_LOG_COLUMNS]
     return ", ".join(columns)
+
+
+def _archiving(delete: str, output: str | None) -> str:
+    """`delete` (a DELETE without RETURNING) that also copies the rows into the archive.
+
+    One statement: the rows leave the outbox and enter the archive in the same
+    transaction, still with no per-event round trip. `output` is what the
+    statement returns (none when `None`).
+    """
+    moved = f"moved AS ({delete} RETURNING {_LOG_COLUMNS})"
+    archive = f"INSERT INTO {ARCHIVE_TABLE} ({_LOG_COLUMNS}) SELECT {_LOG_COLUMNS} FROM moved"
+    if output is None:
+        return f"WITH {moved} {archive}"
+    return f"WITH {moved}, archived AS ({archive}) SELECT {output} FROM moved"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,25 +74,32 @@ class OutboxStats:
 class OutboxQueries:
     """The relay's statements, specialised once for the table's timestamp precision."""
 
-    def __init__(self, *, timestamp_precision: int) -> None:
-        columns = _tsv_columns(timestamp_precision)
+    def __init__(self, *, timestamp_precision: int, archive: bool = False) -> None:
+        columns = tsv_columns(timestamp_precision)
         # COPY takes no bind parameters: `{limit}` and `{ids}` are filled with
         # integers by the functions below (asyncpg would otherwise spend a round
         # trip inlining them).
         claim = f"SELECT id FROM {OUTBOX_TABLE} ORDER BY id LIMIT {{limit}} FOR UPDATE SKIP LOCKED"
         # The hot path: claim, delete and render as ClickHouse TSV in one
         # statement; COPY's text escaping is ClickHouse's TSV escaping.
-        self.take_batch = f"DELETE FROM {OUTBOX_TABLE} WHERE id IN ({claim}) RETURNING {columns}"
-        self.take_ids = (
-            f"DELETE FROM {OUTBOX_TABLE} WHERE id = ANY('{{{{{{ids}}}}}}'::bigint[]) RETURNING {columns}"
-        )
+        # With the archive on, the same statement also copies the rows there.
+        take_batch = f"DELETE FROM {OUTBOX_TABLE} WHERE id IN ({claim})"
+        take_ids = f"DELETE FROM {OUTBOX_TABLE} WHERE id = ANY('{{{{{{ids}}}}}}'::bigint[])"
+        delete_ids = f"DELETE FROM {OUTBOX_TABLE} WHERE id = ANY($1::bigint[])"
+        if archive:
+            self.take_batch = _archiving(take_batch, columns)
+            self.take_ids = _archiving(take_ids, columns)
+            self.delete_ids = _archiving(delete_ids, None)
+        else:
+            self.take_batch = f"{take_batch} RETURNING {columns}"
+            self.take_ids = f"{take_ids} RETURNING {columns}"
+            self.delete_ids = delete_ids
         traced_columns = "id, sentry_trace, baggage"
         self.claim_traced = (
             f"SELECT {traced_columns} FROM {OUTBOX_TABLE} ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
         )
         # The isolation path: the same rows, each line prefixed with its id.
         self.claim_lines = f"SELECT id, {columns} FROM {OUTBOX_TABLE} WHERE id IN ({claim}) ORDER BY id"
-        self.delete_ids = f"DELETE FROM {OUTBOX_TABLE} WHERE id = ANY($1::bigint[])"
         self.dead_letter = f"""
             WITH moved AS (DELETE FROM {OUTBOX_TABLE} WHERE id = $1 RETURNING {_EVENT_COLUMNS})
             INSERT INTO {DEAD_LETTER_TABLE} ({_EVENT_COLUMNS}, error, dead_lettered_at)
@@ -119,7 +149,7 @@ async def claim_lines(
 
 
 async def delete(connection: asyncpg.Connection, queries: OutboxQueries, ids: list[int]) -> None:
-    """Remove delivered events."""
+    """Remove delivered events (into the archive when it is on)."""
     if ids:
         await connection.execute(queries.delete_ids, ids)
 

@@ -25,6 +25,7 @@ class RelayStatus:
     last_tick_at: float = field(default_factory=time.monotonic)
     outbox: OutboxStats | None = None
     outbox_checked_at: float | None = None
+    archive_events: int | None = None
     _deliveries: deque[tuple[float, int]] = field(default_factory=deque)
 
     def record_batch(self, events: int) -> None:

@@ -11,6 +11,11 @@ from typing import Final
 OUTBOX_TABLE: Final = "event_outbox"
 DEAD_LETTER_TABLE: Final = "event_outbox_dead_letter"
 WAKEUP_TABLE: Final = "event_outbox_wakeup"
+# Delivered events, kept for `RELAY_ARCHIVE_RETENTION` so that what ClickHouse
+# lost can be found and sent again. Partitioned by delivery hour: expiry drops
+# whole partitions (`<table>_pYYYYMMDDHH`); rows no partition covers land in
+# the default partition (`<table>_default`).
+ARCHIVE_TABLE: Final = "event_outbox_delivered"
 
 # The channel the outbox trigger notifies. Notifications are hints: the relay
 # also polls, so a lost or debounced notification delays, never loses, an event.
@@ -35,3 +40,7 @@ EVENT_LOG_COLUMNS: Final = (
 # analysts' columns, the trace headers of the request that wrote it, and how
 # often it has been set aside.
 EVENT_COLUMNS: Final = (*EVENT_LOG_COLUMNS, "sentry_trace", "baggage", "attempts")
+
+# Columns of the archive: what re-sending an event byte for byte needs, and
+# when it was delivered (the partition key).
+ARCHIVE_COLUMNS: Final = (*EVENT_LOG_COLUMNS, "delivered_at")

@@ -8,11 +8,13 @@ A missing or malformed variable fails start-up with a message naming it.
 from __future__ import annotations
 
 import os
+import re
+from datetime import timedelta
 from functools import cached_property
 from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_FILE = os.environ.get("DIE_HARD_ENV_FILE", ".env")
@@ -20,6 +22,25 @@ ENV_FILE = os.environ.get("DIE_HARD_ENV_FILE", ".env")
 
 class ConfigurationError(RuntimeError):
     """The environment does not describe a runnable configuration."""
+
+
+_DURATION = re.compile(r"(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>s|m|h|d)?")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """`90s`, `15m`, `24h`, `7d` or plain seconds (`0` switches the feature off)."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    if match is None:
+        raise ValueError(f"not a duration: {text!r} (examples: 90s, 15m, 24h, 7d, 0)")
+    return timedelta(seconds=float(match["amount"]) * _UNIT_SECONDS[match["unit"] or "s"])
+
+
+def _duration(value: object) -> object:
+    return parse_duration(value) if isinstance(value, str) else value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
 
 
 class CommonSettings(BaseSettings):
@@ -130,6 +151,10 @@ class RelaySettings(CommonSettings):
     relay_stats_interval: float = Field(default=5.0, gt=0)
     relay_readiness_timeout: float = Field(default=2.0, gt=0)
     relay_liveness_timeout: float = Field(default=30.0, gt=0)
+    # How long delivered events are kept in PostgreSQL for reconciliation; 0: not kept.
+    relay_archive_retention: Duration = timedelta(hours=24)
+    # How often the relays compare the archive with ClickHouse; 0: never (by themselves).
+    relay_reconcile_interval: Duration = timedelta(minutes=10)
     # Test-only fault injection between ClickHouse's acknowledgement and the
     # PostgreSQL commit: "kill_after_ack" kills the process with SIGKILL,
     # "pause_after_ack" holds the batch open for RELAY_FAULT_PAUSE seconds.
