@@ -3,12 +3,16 @@
 relay            run the daemon
 relay migrate    create the ClickHouse table and view (idempotent)
 relay check      check the ClickHouse table and exit
+relay reconcile [--since DURATION]
+                 compare the archive of delivered events with ClickHouse, send
+                 again what ClickHouse lost; the last line printed is JSON
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, datetime
 
 import aiohttp
 import structlog
@@ -18,14 +22,21 @@ from relay import app, schema
 from relay.clickhouse import DeliveryError
 from shared.logging import configure_logging
 from shared.sentry import init_sentry
-from shared.settings import ConfigurationError, RelaySettings, load
+from shared.settings import ConfigurationError, RelaySettings, load, parse_duration
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the relay's command line."""
     parser = argparse.ArgumentParser(prog="relay", description="Outbox relay: PostgreSQL to ClickHouse.")
-    parser.add_argument("command", nargs="?", default="run", choices=("run", "migrate", "check"))
-    command = parser.parse_args(argv).command
+    parser.add_argument("command", nargs="?", default="run", choices=("run", "migrate", "check", "reconcile"))
+    parser.add_argument(
+        "--since",
+        type=parse_duration,
+        metavar="DURATION",
+        help="reconcile: check the hours from this long ago (e.g. 6h, 2d); default: all the archive keeps",
+    )
+    arguments = parser.parse_args(argv)
+    command = arguments.command
     try:
         settings = load(RelaySettings)
     except ConfigurationError as error:
@@ -37,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         return uvloop.run(app.migrate(settings))
     if command == "check":
         return uvloop.run(_check(settings))
+    if command == "reconcile":
+        since = datetime.now(UTC) - arguments.since if arguments.since is not None else None
+        return uvloop.run(app.reconcile(settings, since=since))
     return uvloop.run(app.run(settings))
 
 

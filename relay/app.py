@@ -10,20 +10,22 @@ and exits non-zero rather than limp along without it.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from collections.abc import Coroutine
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
 import asyncpg
 import structlog
 
+from relay import reconcile as reconciliation
 from relay import schema
 from relay.archive import ArchiveKeeper
 from relay.clickhouse import ClickHouseSink, DeliveryError
 from relay.doorbell import Doorbell
-from relay.forwarder import Forwarder, ForwarderConfig
+from relay.forwarder import POSTGRES_ERRORS, Forwarder, ForwarderConfig
 from relay.http import HttpEndpoint
 from relay.listener import Listener
 from relay.metrics import RelayMetrics
@@ -68,6 +70,50 @@ async def migrate(settings: RelaySettings) -> int:
         insert_deduplication=features.insert_deduplication,
     )
     return EXIT_OK
+
+
+async def reconcile(settings: RelaySettings, *, since: datetime | None) -> int:
+    """`relay reconcile`: one reconciliation, a summary on stdout ending in a JSON line.
+
+    Exit 0 when ClickHouse holds every archived event of the hours checked
+    (after re-sending what it lacked), 1 when it does not or a database failed,
+    2 when the ClickHouse table is missing or incompatible.
+    """
+    async with aiohttp.ClientSession() as session:
+        sink = clickhouse_sink(session, settings)
+        try:
+            shape = await schema.inspect(sink, settings.clickhouse_database)
+        except schema.SchemaError as error:
+            log.error("clickhouse_schema_invalid", problem=str(error))
+            return EXIT_MISCONFIGURED
+        connection = await asyncpg.connect(
+            settings.database_url, command_timeout=settings.relay_postgres_timeout
+        )
+        try:
+            await reconciliation.lock(connection)  # waits while a relay is reconciling
+            try:
+                report = await reconciliation.Reconciliation(
+                    connection=connection,
+                    sink=sink,
+                    precision=shape.timestamp_precision,
+                    batch_size=settings.relay_batch_size,
+                ).run(since=since)
+            finally:
+                await reconciliation.unlock(connection)
+        except (*POSTGRES_ERRORS, DeliveryError) as error:
+            log.error(
+                "reconcile_failed",
+                error_kind=getattr(error, "kind", type(error).__name__),
+                error_code=getattr(error, "code", None),
+                sqlstate=getattr(error, "sqlstate", None),
+            )
+            return EXIT_FAILED
+        finally:
+            await connection.close()
+    for line in reconciliation.describe(report, retention=settings.relay_archive_retention):
+        print(line)
+    print(json.dumps(report.summary()))
+    return EXIT_OK if report.complete else EXIT_FAILED
 
 
 async def run(settings: RelaySettings, *, stop: asyncio.Event | None = None) -> int:
@@ -142,8 +188,6 @@ async def _serve(
             liveness_timeout=settings.relay_liveness_timeout,
         ).run(stop),
     }
-    if archiving:
-        side["archive"] = ArchiveKeeper(pool=pool, retention=settings.relay_archive_retention).run(stop)
     helpers = {asyncio.create_task(coroutine, name=name) for name, coroutine in side.items()}
     workers: set[asyncio.Task[None]] = set()
     reported: set[asyncio.Task[None]] = set()
@@ -162,6 +206,23 @@ async def _serve(
             fault_point=settings.relay_fault_point,
             fault_pause=settings.relay_fault_pause,
         )
+        if archiving:
+            # This hour's partition before the first delivery: otherwise the
+            # first batches land in the default partition and block it.
+            keeper = ArchiveKeeper(pool=pool, retention=settings.relay_archive_retention)
+            await keeper.maintain_once()
+            helpers.add(asyncio.create_task(keeper.run(stop), name="archive"))
+        if archiving and settings.relay_reconcile_interval > timedelta(0):
+            reconciler = reconciliation.Reconciler(
+                pool=pool,
+                sink=sink,
+                precision=shape.timestamp_precision,
+                batch_size=settings.relay_batch_size,
+                interval=settings.relay_reconcile_interval.total_seconds(),
+                metrics=metrics,
+                status=status,
+            )
+            helpers.add(asyncio.create_task(reconciler.run(stop), name="reconcile"))
         workers = {
             asyncio.create_task(forwarder.run(stop), name=forwarder.name)
             for forwarder in (

@@ -169,10 +169,11 @@ class ArchiveKeeper:
         self.interval = interval
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Maintain now, then every `interval` seconds, until `stop` is set."""
+        """Maintain every `interval` seconds until `stop` is set (the first round is the caller's)."""
         while not stop.is_set():
-            await self.maintain_once()
             await sleep_unless(stop, self.interval)
+            if not stop.is_set():
+                await self.maintain_once()
 
     async def maintain_once(self) -> Maintenance | None:
         """One round; a failure is logged and retried next round (deliveries never depend on it)."""

@@ -116,6 +116,13 @@ class HttpEndpoint:
                     if status.last_error_kind
                     else None
                 ),
+                "archive_events": status.archive_events,
+                "reconcile": {
+                    "last_run_at": _iso(status.reconcile_last_run_at),
+                    "last_success_at": _iso(status.reconcile_last_success_at),
+                    "last_failure_at": _iso(status.reconcile_failed_at),
+                    "last_result": status.reconcile_last,
+                },
                 "listener_connected": self.listener.connected,
                 "started_at": _iso(status.started_at),
             }

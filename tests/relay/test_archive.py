@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -12,7 +11,7 @@ import pytest
 from relay import archive
 from shared.outbox import ARCHIVE_TABLE
 from tests.conftest import ClickHouse
-from tests.relay.conftest import Outbox, RelayFactory, delivered, wait_until
+from tests.relay.conftest import Outbox, RelayFactory, archive_partitions, delivered, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -21,28 +20,6 @@ def archived_ids(outbox: Outbox) -> list[str]:
     """Event ids in the archive, one per archived row."""
     with outbox.connect() as connection:
         return [row[0] for row in connection.execute(f"SELECT event_id::text FROM {ARCHIVE_TABLE}")]
-
-
-def partitions(outbox: Outbox) -> set[str]:
-    """Hourly partitions of the archive that exist now."""
-    return set(asyncio.run(_partitions(outbox.url)).values())
-
-
-async def _partitions(url: str) -> dict[datetime, str]:
-    connection = await asyncpg.connect(url)
-    try:
-        return await archive.hourly_partitions(connection)
-    finally:
-        await connection.close()
-
-
-@pytest.fixture
-def clean_partitions(outbox: Outbox) -> Iterator[None]:
-    """Drop the hourly partitions a test made (the test database outlives the test)."""
-    yield
-    with outbox.connect() as connection:
-        for name in partitions(outbox):
-            connection.execute(f"DROP TABLE {name}")
 
 
 def test_delivered_events_are_archived_in_the_transaction_that_removes_them(
@@ -55,8 +32,10 @@ def test_delivered_events_are_archived_in_the_transaction_that_removes_them(
     assert sorted(archived_ids(outbox)) == sorted(ids)
     assert delivered(clickhouse) == 700
     hour = archive.hour_of(datetime.now(UTC))
-    assert archive.partition_name(hour) in partitions(outbox)  # made at start-up, ahead of need
-    assert archive.partition_name(hour + archive.PARTITIONS_AHEAD * archive.HOUR) in partitions(outbox)
+    assert archive.partition_name(hour) in archive_partitions(outbox)  # made at start-up, ahead of need
+    assert archive.partition_name(hour + archive.PARTITIONS_AHEAD * archive.HOUR) in archive_partitions(
+        outbox
+    )
 
 
 def test_events_delivered_around_a_poison_event_are_archived_and_the_poison_is_not(
@@ -79,7 +58,7 @@ def test_a_relay_with_retention_zero_keeps_nothing_and_makes_no_partitions(
 
     wait_until(lambda: delivered(clickhouse) == 50, timeout=15)
     assert archived_ids(outbox) == []
-    assert partitions(outbox) == set()
+    assert archive_partitions(outbox) == set()
 
 
 def test_expiry_drops_whole_partitions_past_the_retention_and_keeps_the_rest(
@@ -91,7 +70,7 @@ def test_expiry_drops_whole_partitions_past_the_retention_and_keeps_the_rest(
         archive.partition_name(datetime(2026, 11, 25, 11, tzinfo=UTC)),  # ended 25 h ago
         archive.partition_name(datetime(2026, 11, 25, 12, tzinfo=UTC)),  # ended exactly 24 h ago
     ]
-    kept = partitions(outbox)
+    kept = archive_partitions(outbox)
     assert archive.partition_name(datetime(2026, 11, 25, 13, tzinfo=UTC)) in kept  # still inside
     assert archive.partition_name(datetime(2026, 11, 26, 16, tzinfo=UTC)) in kept  # made ahead
     assert done.expired_default_rows == 1  # the stray old row no hourly partition held
