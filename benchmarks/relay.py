@@ -8,10 +8,16 @@ migrations) and a scratch ClickHouse database:
 2. `pg_drain`: the relay's claim-and-delete statement in a loop with no sink,
    on as many connections as the relay has forwarders: the ceiling PostgreSQL sets;
 3. prefill again, start the real relay (`python -m relay`) as a subprocess and
-   time it from the moment the events commit until the outbox is empty;
+   time it from the moment the events commit until the outbox is empty; then
+   the same with the archive of delivered events switched off
+   (`RELAY_ARCHIVE_RETENTION=0`), to show what keeping them costs;
 4. check that every event reached ClickHouse exactly once;
 5. prefill again and time a naive relay (rows to Python tuples, then
-   `INSERT ... VALUES` through aiochclient) for comparison.
+   `INSERT ... VALUES` through aiochclient) for comparison;
+6. the poison flood: the relay on 100,000 events, then on the same events
+   with one in a hundred refused by ClickHouse (a negative `metadata_version`),
+   back to back; every refused event must end in the dead-letter table and
+   every other one in ClickHouse exactly once.
 
 The machine is shared and noisy, so the two runs are interleaved over rounds
 and the best round of each counts. The last line printed is one JSON object.
@@ -23,11 +29,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import random
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -45,11 +53,13 @@ from aiochclient import ChClient
 from relay import schema
 from relay.outbox import OutboxQueries, copy_out
 from shared.events import Envelope, Event, UserCreated, UserLoggedIn, UserLoggedOut, UserLoginFailed
-from shared.outbox import EVENT_LOG_COLUMNS, OUTBOX_TABLE
+from shared.outbox import ARCHIVE_TABLE, DEAD_LETTER_TABLE, EVENT_LOG_COLUMNS, OUTBOX_TABLE
 from shared.settings import RelaySettings, load
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRATCH = "diehard_bench_relay"
+# The relay's default cap: batches of the default size stay well under it.
+MAX_BYTES = RelaySettings.model_fields["relay_batch_max_bytes"].default
 FIRST_NAMES = ("Anna", "Boris", "Chloé", "Dmitri", "Eve", "Farid", "Grace", "Hiro", "Inès", "José")
 LAST_NAMES = ("Ivanova", "Smith", "Müller", "O'Brien", "Nakamura", "Okafor", "García", "Kowalski")
 
@@ -137,7 +147,9 @@ async def pg_drain(url: str, *, batch_size: int, concurrency: int) -> tuple[int,
         nonlocal drained
         while True:
             async with pool.acquire() as connection, connection.transaction():
-                body = await copy_out(connection, queries.take_batch.format(limit=batch_size))
+                body = await copy_out(
+                    connection, queries.take_batch.format(limit=batch_size, max_bytes=MAX_BYTES)
+                )
             count = body.count(b"\n")
             drained += count
             if count < batch_size:
@@ -224,10 +236,17 @@ def peak_rss_mb(pid: int) -> float:
 
 
 async def relay_run(
-    url: str, settings: RelaySettings, envelopes: list[Envelope], *, batch_size: int, concurrency: int
+    url: str,
+    settings: RelaySettings,
+    envelopes: list[Envelope],
+    *,
+    batch_size: int,
+    concurrency: int,
+    archive: bool = True,
 ) -> RelayRun:
     """Start the relay, commit the events, time until the outbox is empty."""
     port = free_port()
+    await truncate_archive(url)
     env = {
         **os.environ,
         "DATABASE_URL": url,
@@ -238,6 +257,7 @@ async def relay_run(
         "RELAY_POLL_INTERVAL": "1",
         "LOG_LEVEL": "WARNING",
         "DIE_HARD_ENV_FILE": os.devnull,
+        "RELAY_ARCHIVE_RETENTION": "24h" if archive else "0",
     }
     process = await asyncio.create_subprocess_exec(sys.executable, "-m", "relay", env=env, cwd=ROOT)
     try:
@@ -256,6 +276,15 @@ async def relay_run(
     finally:
         process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(process.wait(), timeout=60)
+
+
+async def truncate_archive(url: str) -> None:
+    """Empty the archive, so every archiving run writes into the same empty table."""
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute(f"TRUNCATE {ARCHIVE_TABLE}")
+    finally:
+        await connection.close()
 
 
 async def wait_ready(port: int) -> None:
@@ -301,6 +330,59 @@ def migrate(url: str) -> None:
     )
 
 
+@dataclass
+class PoisonFlood:
+    """Relay throughput on clean events and on the same number with 1 in 100 refused by ClickHouse."""
+
+    clean: list[float]
+    poisoned: list[float]
+    exact: bool = True
+
+    def ratio(self) -> float:
+        """Median over rounds of poisoned / clean, each pair measured back to back."""
+        return statistics.median(p / c for p, c in zip(self.poisoned, self.clean, strict=True))
+
+
+async def poison_flood(
+    url: str, settings: RelaySettings, args: argparse.Namespace, flood: PoisonFlood
+) -> None:
+    """One round: the relay on `--poison-events` clean events, then on as many with 1% poisoned."""
+    clean = realistic_events(args.poison_events, seed=11)
+    poisoned = [
+        dataclasses.replace(envelope, metadata_version=-1) if number % 100 == 50 else envelope
+        for number, envelope in enumerate(clean)
+    ]
+    for envelopes, rates in ((clean, flood.clean), (poisoned, flood.poisoned)):
+        await reset_clickhouse(settings)
+        await truncate(url, DEAD_LETTER_TABLE)
+        run = await relay_run(
+            url, settings, envelopes, batch_size=args.batch_size, concurrency=args.concurrency
+        )
+        rates.append(run.events / run.seconds)
+        rows, ids = await clickhouse_counts(settings)
+        refused = sum(1 for envelope in envelopes if envelope.metadata_version < 0)
+        flood.exact &= rows == ids == len(envelopes) - refused
+        flood.exact &= await count_rows(url, DEAD_LETTER_TABLE) == refused
+
+
+async def truncate(url: str, table: str) -> None:
+    """Empty a table of the scratch database."""
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute(f"TRUNCATE {table}")
+    finally:
+        await connection.close()
+
+
+async def count_rows(url: str, table: str) -> int:
+    """Rows in a table of the scratch database."""
+    connection = await asyncpg.connect(url)
+    try:
+        return int(await connection.fetchval(f"SELECT count(*) FROM {table}"))
+    finally:
+        await connection.close()
+
+
 async def main(args: argparse.Namespace) -> None:
     settings = load(RelaySettings)
     url = scratch_url(settings.database_url, SCRATCH)
@@ -311,8 +393,11 @@ async def main(args: argparse.Namespace) -> None:
     drains: list[float] = []
     naives: list[float] = []
     relays: list[RelayRun] = []
+    unarchived: list[RelayRun] = []
     delivered_ok = True
+    flood = PoisonFlood(clean=[], poisoned=[])
     for _ in range(args.rounds):
+        await poison_flood(url, settings, args, flood)
         await prefill(url, envelopes)
         drained, seconds = await pg_drain(url, batch_size=args.batch_size, concurrency=args.concurrency)
         drains.append(drained / seconds)
@@ -324,11 +409,44 @@ async def main(args: argparse.Namespace) -> None:
         rows, ids = await clickhouse_counts(settings)
         delivered_ok &= rows == ids == args.events
         await reset_clickhouse(settings)
+        run = await relay_run(
+            url, settings, envelopes, batch_size=args.batch_size, concurrency=args.concurrency, archive=False
+        )
+        unarchived.append(run)
+        rows, ids = await clickhouse_counts(settings)
+        delivered_ok &= rows == ids == args.events
+        await reset_clickhouse(settings)
         await prefill(url, envelopes)
         moved, seconds = await naive_relay(
             url, settings, batch_size=args.batch_size, concurrency=args.concurrency
         )
         naives.append(moved / seconds)
+    report(
+        args,
+        payload_bytes=payload_bytes,
+        drains=drains,
+        relays=relays,
+        unarchived=unarchived,
+        naives=naives,
+        flood=flood,
+        delivered_ok=delivered_ok,
+    )
+    if not (delivered_ok and flood.exact):
+        sys.exit(1)
+
+
+def report(
+    args: argparse.Namespace,
+    *,
+    payload_bytes: float,
+    drains: list[float],
+    relays: list[RelayRun],
+    unarchived: list[RelayRun],
+    naives: list[float],
+    flood: PoisonFlood,
+    delivered_ok: bool,
+) -> None:
+    """Print the figures, then one JSON line."""
     best_relay = max(relays, key=lambda run: run.events / run.seconds)
     relay_rate = best_relay.events / best_relay.seconds
     pg_rate = max(drains)
@@ -341,11 +459,19 @@ async def main(args: argparse.Namespace) -> None:
         f"pg drain (no sink)    {pg_rate:>12,.0f} events/s   rounds: {', '.join(f'{r:,.0f}' for r in drains)}"
     )
     relay_rates = [run.events / run.seconds for run in relays]
+    bare_rates = [run.events / run.seconds for run in unarchived]
+    bare_rate = max(bare_rates)
     print(f"relay -> ClickHouse   {relay_rate:>12,.0f} events/s   rounds: {_listed(relay_rates)}")
+    print(f"  archive off         {bare_rate:>12,.0f} events/s   rounds: {_listed(bare_rates)}")
+    print(f"archive on / off      {relay_rate / bare_rate:>12.2f}")
     print(f"naive relay           {max(naives):>12,.0f} events/s   rounds: {_listed(naives)}")
     print(f"relay / pg drain      {relay_rate / pg_rate:>12.2f}")
     print(f"relay / naive relay   {relay_rate / max(naives):>12.2f}")
     print(f"relay peak RSS        {max(r.peak_rss_mb for r in relays):>12.1f} MB")
+    print(f"1% poison flood       {max(flood.poisoned):>12,.0f} events/s   rounds: {_listed(flood.poisoned)}")
+    print(f"  same events, clean  {max(flood.clean):>12,.0f} events/s   rounds: {_listed(flood.clean)}")
+    print(f"poisoned / clean      {flood.ratio():>12.2f}   (median of the rounds' ratios)")
+    print(f"poison set aside, rest once {'yes' if flood.exact else 'NO':>6}")
     print(f"every event once      {'yes' if delivered_ok else 'NO':>12}")
     print(
         json.dumps(
@@ -353,6 +479,8 @@ async def main(args: argparse.Namespace) -> None:
                 "relay_events_per_s": round(relay_rate),
                 "pg_drain_events_per_s": round(pg_rate),
                 "relay_to_pg_drain_ratio": round(relay_rate / pg_rate, 3),
+                "relay_archive_off_events_per_s": round(bare_rate),
+                "archive_on_to_off_ratio": round(relay_rate / bare_rate, 3),
                 "naive_relay_events_per_s": round(max(naives)),
                 "relay_to_naive_ratio": round(relay_rate / max(naives), 2),
                 "events": args.events,
@@ -360,11 +488,14 @@ async def main(args: argparse.Namespace) -> None:
                 "concurrency": args.concurrency,
                 "peak_rss_mb": round(max(r.peak_rss_mb for r in relays), 1),
                 "exactly_once": delivered_ok,
+                "poison_flood_events": args.poison_events,
+                "poison_flood_events_per_s": round(max(flood.poisoned)),
+                "poison_flood_clean_events_per_s": round(max(flood.clean)),
+                "poison_flood_to_clean_ratio": round(flood.ratio(), 3),
+                "poison_flood_exact": flood.exact,
             }
         )
     )
-    if not delivered_ok:
-        sys.exit(1)
 
 
 def _listed(rates: list[float]) -> str:
@@ -379,4 +510,5 @@ if __name__ == "__main__":
     parser.add_argument("--batch-size", type=int, default=defaults["relay_batch_size"].default)
     parser.add_argument("--concurrency", type=int, default=defaults["relay_concurrency"].default)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--poison-events", type=int, default=100_000)
     uvloop.run(main(parser.parse_args()))

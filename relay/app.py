@@ -27,6 +27,7 @@ from relay.clickhouse import ClickHouseSink, DeliveryError
 from relay.doorbell import Doorbell
 from relay.forwarder import POSTGRES_ERRORS, Forwarder, ForwarderConfig
 from relay.http import HttpEndpoint
+from relay.isolation import Canary
 from relay.listener import Listener
 from relay.metrics import RelayMetrics
 from relay.monitor import Heartbeat, OutboxMonitor
@@ -200,6 +201,7 @@ async def _serve(
         queries = OutboxQueries(timestamp_precision=shape.timestamp_precision, archive=archiving)
         config = ForwarderConfig(
             batch_size=settings.relay_batch_size,
+            max_bytes=settings.relay_batch_max_bytes,
             poll_interval=settings.relay_poll_interval,
             recheck_delay=NOTIFY_DEBOUNCE_MS / 1000,
             backoff=backoff,
@@ -223,6 +225,7 @@ async def _serve(
                 status=status,
             )
             helpers.add(asyncio.create_task(reconciler.run(stop), name="reconcile"))
+        canary = Canary()
         workers = {
             asyncio.create_task(forwarder.run(stop), name=forwarder.name)
             for forwarder in (
@@ -235,6 +238,7 @@ async def _serve(
                     doorbell=doorbell,
                     metrics=metrics,
                     status=status,
+                    canary=canary,
                 )
                 for number in range(settings.relay_concurrency)
             )

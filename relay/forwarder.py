@@ -21,6 +21,7 @@ import structlog
 from relay import outbox, tracing
 from relay.clickhouse import ClickHouseSink, RejectedData, TransientError
 from relay.doorbell import Doorbell
+from relay.isolation import Canary, Isolator, Line, Outcome, Refusal, SystemicRefusal
 from relay.metrics import RelayMetrics
 from relay.outbox import OutboxQueries
 from relay.retry import Backoff
@@ -29,9 +30,13 @@ from relay.waits import first_of, sleep_unless
 
 log = structlog.get_logger("relay.forwarder")
 
-# Most events one isolation transaction claims: all-bad slices then cost at
-# most ~2 x 256 small inserts before the transaction commits.
-ISOLATION_BATCH = 256
+# The longest an isolating transaction cuts before it commits what it has
+# (the rest stays in the outbox for the next round): it holds row locks and
+# PostgreSQL's xmin horizon meanwhile.
+ISOLATION_DEADLINE = 10.0
+# Failures in a row of the same non-data kind after which the batch is halved.
+SHRINK_AFTER = 2
+SHRINKING_KINDS = frozenset({"server", "timeout"})
 
 # Errors that mean PostgreSQL is (for now) unreachable or went away mid-batch.
 POSTGRES_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
@@ -42,6 +47,7 @@ class ForwarderConfig:
     """The knobs of one forwarding loop."""
 
     batch_size: int
+    max_bytes: int
     poll_interval: float
     recheck_delay: float
     backoff: Backoff
@@ -63,6 +69,7 @@ class Forwarder:
         doorbell: Doorbell,
         metrics: RelayMetrics,
         status: RelayStatus,
+        canary: Canary | None = None,
     ) -> None:
         self.name = name
         self.pool = pool
@@ -72,47 +79,27 @@ class Forwarder:
         self.doorbell = doorbell
         self.metrics = metrics
         self.status = status
+        self.canary = canary or Canary()
+        # Halved while the same non-data error repeats, grown back on success.
+        self.limit = config.batch_size
+        self.max_bytes = config.max_bytes
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver batches until `stop` is set; the batch in hand is finished first."""
         bell = self.doorbell.subscribe()
-        failures = 0
-        isolate = False
+        attempts = Attempts()
         rechecks = Rechecks(self.config.recheck_delay, count=0)
         while not stop.is_set():
             # Cleared before claiming: a ring during the batch means "look again".
             bell.clear()
             batch_id = uuid.uuid4().hex[:16]
             with structlog.contextvars.bound_contextvars(batch_id=batch_id, forwarder=self.name):
-                try:
-                    if isolate:
-                        delivered = await self.isolate_batch()
-                        isolate = False
-                    else:
-                        delivered = await self.deliver_batch(batch_id=batch_id, attempt=failures + 1)
-                except RejectedData as error:
-                    # Some row in the batch is bad. The transaction rolled back; the
-                    # next round takes the slow path that finds it.
-                    self._failed("rejected", error_code=error.code)
-                    isolate = True
-                    continue
-                except TransientError as error:
-                    failures += 1
-                    await self._back_off(stop, failures, error.kind, error_code=error.code)
-                    continue
-                except POSTGRES_ERRORS as error:
-                    failures += 1
-                    await self._back_off(
-                        stop,
-                        failures,
-                        "postgres",
-                        error_type=type(error).__name__,
-                        sqlstate=getattr(error, "sqlstate", None),
-                    )
-                    continue
-            failures = 0
-            if delivered >= self.config.batch_size:
-                continue  # more is waiting: drain without waiting
+                delivered = await self._round(stop, attempts, batch_id)
+            if delivered is None:
+                continue  # failed; backed off already, or isolating next
+            self._grow()
+            if delivered >= self.limit or delivered < 0:
+                continue  # more is waiting (or isolation just ran): go on without waiting
             rechecking = bool(rechecks)
             wait = rechecks.next_wait() if rechecking else self.config.poll_interval
             await first_of(bell, stop, seconds=wait)
@@ -128,6 +115,44 @@ class Forwarder:
             else:
                 self.metrics.wakeups.labels(cause="poll").inc()
 
+    async def _round(self, stop: asyncio.Event, attempts: Attempts, batch_id: str) -> int | None:
+        """One batch (or one isolation); `None` when it failed, after the back-off it called for."""
+        try:
+            if attempts.isolate:
+                attempts.isolate = False
+                delivered = await self.isolate_batch()
+            else:
+                delivered = await self.deliver_batch(batch_id=batch_id, attempt=attempts.failures + 1)
+        except (RejectedData, OversizedEvent) as error:
+            # Some row in the batch is bad (or too big to send). The transaction
+            # rolled back; the next round finds it, at once.
+            self._failed("rejected", error_code=error.code)
+            attempts.isolate = True
+            return None
+        except SystemicRefusal as error:
+            attempts.failed("rejected")
+            self._refusing(error)
+            await self._back_off(stop, attempts.failures, "rejected", error_code=error.code, systemic=True)
+            return None
+        except TransientError as error:
+            attempts.failed(error.kind)
+            if error.kind in SHRINKING_KINDS and attempts.failures >= SHRINK_AFTER:
+                self._shrink()
+            await self._back_off(stop, attempts.failures, error.kind, error_code=error.code)
+            return None
+        except POSTGRES_ERRORS as error:
+            attempts.failed("postgres")
+            await self._back_off(
+                stop,
+                attempts.failures,
+                "postgres",
+                error_type=type(error).__name__,
+                sqlstate=getattr(error, "sqlstate", None),
+            )
+            return None
+        attempts.succeeded()
+        return delivered
+
     async def deliver_batch(self, *, batch_id: str = "", attempt: int = 1) -> int:
         """Move one batch from the outbox to ClickHouse; return how many events it held."""
         started = time.perf_counter()
@@ -135,13 +160,16 @@ class Forwarder:
         async with self.pool.acquire() as connection, connection.transaction():
             if traced:
                 body, traces = await outbox.take_traced_batch(
-                    connection, self.queries, self.config.batch_size
+                    connection, self.queries, self.limit, self.max_bytes
                 )
             else:
-                body, traces = await outbox.take_batch(connection, self.queries, self.config.batch_size), []
+                body = await outbox.take_batch(connection, self.queries, self.limit, self.max_bytes)
+                traces = []
             if not body:
                 return 0
             events = body.count(b"\n")
+            if len(body) > self.config.max_bytes and events == 1:
+                raise OversizedEvent(len(body), self.config.max_bytes)  # rolls back: isolation sets it aside
             if traced:
                 with (
                     tracing.batch_transaction(traces, batch_id=batch_id, events=events),
@@ -152,6 +180,8 @@ class Forwarder:
                 await self.sink.insert(body)
             acknowledged_at = time.time()
             await self._inject_fault()
+        self.canary.remember(body)
+        self._accepting()
         duration = time.perf_counter() - started
         self._delivered(events, len(body), duration, _lag(body, acknowledged_at))
         log.info(
@@ -172,57 +202,89 @@ class Forwarder:
             await asyncio.sleep(self.config.fault_pause)
 
     async def isolate_batch(self) -> int:
-        """Deliver a batch that ClickHouse refused, setting its bad events aside.
+        """Deliver a batch that ClickHouse refused, setting its bad events aside; -1 when done.
 
-        At most `ISOLATION_BATCH` events are claimed and split in halves until
-        each refused part is a single event; those go to the dead-letter table
-        with ClickHouse's error, the rest are delivered and removed, all in one
-        transaction. The cap bounds that transaction's length even when every
-        event is bad; the next round takes the next slice.
+        The events are cut where ClickHouse says it stopped (see
+        `relay.isolation`): the good ones are delivered and removed, each
+        refused one goes to the dead-letter table with ClickHouse's error, an
+        event over the byte cap goes there without being sent, all in one
+        transaction bounded by `ISOLATION_DEADLINE`. A systemic refusal raises
+        `SystemicRefusal` and rolls everything back.
         """
+        isolator = Isolator(self.sink, self.canary, deadline=ISOLATION_DEADLINE, fallback=self._archived_line)
         async with self.pool.acquire() as connection, connection.transaction():
-            limit = min(self.config.batch_size, ISOLATION_BATCH)
-            lines = await outbox.claim_lines(connection, self.queries, limit)
-            delivered: list[int] = []
-            refused: list[tuple[int, bytes, RejectedData]] = []
-            await self._deliver_halves(lines, delivered, refused)
-            await outbox.delete(connection, self.queries, delivered)
-            for outbox_id, line, error in refused:
-                await outbox.dead_letter(connection, self.queries, outbox_id, str(error))
+            lines = await outbox.claim_lines(connection, self.queries, self.limit, self.max_bytes)
+            cap = self.config.max_bytes
+            sendable: list[Line] = [line for line in lines if len(line[1]) <= cap]
+            outcome = await isolator.isolate(sendable) if sendable else Outcome()
+            outcome.refused.extend(
+                Refusal(outbox_id, line, OversizedEvent(len(line), cap))
+                for outbox_id, line in lines
+                if len(line) > cap
+            )
+            await outbox.delete(connection, self.queries, outcome.delivered)
+            await outbox.dead_letter(
+                connection,
+                self.queries,
+                [(refusal.outbox_id, str(refusal.error)) for refusal in outcome.refused],
+            )
+            for refusal in outcome.refused:
                 log.warning(
                     "event_dead_lettered",
-                    event_id=line[:36].decode(errors="replace"),
-                    error_code=error.code,
+                    event_id=refusal.line[:36].decode(errors="replace"),
+                    error_code=getattr(refusal.error, "code", None),
                 )
-        if delivered:
-            self._delivered(len(delivered), sum(len(line) for _, line in lines), 0.0, None)
-        if refused:
-            self.metrics.dead_letters.inc(len(refused))
-            self.status.dead_letters_moved += len(refused)
-            log.error("batch_isolated", events=len(delivered), dead_lettered=len(refused))
-        else:
-            log.info("batch_isolated", events=len(delivered), dead_lettered=0)
-        return len(lines)
+        if outcome.delivered:
+            self._delivered(len(outcome.delivered), outcome.delivered_bytes, 0.0, None)
+            self._accepting()
+        if outcome.refused:
+            self.metrics.dead_letters.inc(len(outcome.refused))
+            self.status.dead_letters_moved += len(outcome.refused)
+        (log.error if outcome.refused else log.info)(
+            "batch_isolated",
+            events=len(outcome.delivered),
+            dead_lettered=len(outcome.refused),
+            left_in_outbox=outcome.untouched,
+            inserts=outcome.inserts,
+        )
+        return -1 if lines else 0
 
-    async def _deliver_halves(
-        self,
-        lines: list[tuple[int, bytes]],
-        delivered: list[int],
-        refused: list[tuple[int, bytes, RejectedData]],
-    ) -> None:
-        if not lines:
-            return
-        try:
-            await self.sink.insert(b"".join(line for _, line in lines))
-        except RejectedData as error:
-            if len(lines) == 1:
-                refused.append((lines[0][0], lines[0][1], error))
-                return
-            middle = len(lines) // 2
-            await self._deliver_halves(lines[:middle], delivered, refused)
-            await self._deliver_halves(lines[middle:], delivered, refused)
-        else:
-            delivered.extend(outbox_id for outbox_id, _ in lines)
+    async def _archived_line(self) -> bytes | None:
+        """A recently delivered event, as TSV, to test ClickHouse with (`None` without the archive)."""
+        if self.queries.canary is None:
+            return None
+        async with self.pool.acquire() as connection:
+            body = await outbox.copy_out(connection, self.queries.canary)
+        return body or None
+
+    def _refusing(self, error: SystemicRefusal) -> None:
+        if not self.status.systemic_refusal:
+            log.error(
+                "clickhouse_refuses_all_events",
+                error_code=error.code,
+                checked_with="canary" if error.canary else "another event of the batch",
+            )
+        self.status.systemic_refusal = True
+        self.status.systemic_refusal_code = error.code
+        self.metrics.systemic_refusal.set(1)
+
+    def _accepting(self) -> None:
+        if self.status.systemic_refusal:
+            log.warning("clickhouse_accepts_events_again")
+            self.status.systemic_refusal = False
+            self.status.systemic_refusal_code = None
+            self.metrics.systemic_refusal.set(0)
+
+    def _shrink(self) -> None:
+        if self.limit > 1:
+            self.limit = max(1, self.limit // 2)
+            self.max_bytes = max(1024, self.max_bytes // 2)
+            log.warning("batch_shrunk", batch_size=self.limit, max_bytes=self.max_bytes)
+
+    def _grow(self) -> None:
+        if self.limit < self.config.batch_size:
+            self.limit = min(self.config.batch_size, self.limit * 2)
+            self.max_bytes = min(self.config.max_bytes, self.max_bytes * 2)
 
     def _delivered(self, events: int, size: int, duration: float, lag: float | None) -> None:
         self.metrics.events_delivered.inc(events)
@@ -246,6 +308,38 @@ class Forwarder:
         delay = self.config.backoff.delay(failures)
         self._failed(kind, attempt=failures, retry_in_s=round(delay, 3), **details)
         await sleep_unless(stop, delay)
+
+
+class OversizedEvent(Exception):
+    """One event whose TSV line alone is larger than `RELAY_BATCH_MAX_BYTES`."""
+
+    code = None
+
+    def __init__(self, size: int, cap: int) -> None:
+        super().__init__(
+            f"Event too large: {size} bytes as TSV, over RELAY_BATCH_MAX_BYTES ({cap});"
+            " set aside without being sent to ClickHouse"
+        )
+        self.size = size
+
+
+@dataclass(slots=True)
+class Attempts:
+    """How the last rounds of one forwarder went: failures in a row, of which kind, what comes next."""
+
+    failures: int = 0
+    kind: str = ""
+    isolate: bool = False
+
+    def failed(self, kind: str) -> None:
+        """One more failure; a failure of another kind starts the count again."""
+        self.failures = self.failures + 1 if kind == self.kind else 1
+        self.kind = kind
+
+    def succeeded(self) -> None:
+        """A round went through."""
+        self.failures = 0
+        self.kind = ""
 
 
 @dataclass(slots=True)

@@ -85,6 +85,9 @@ class HttpEndpoint:
         checks = {"postgres": self._check_postgres, "clickhouse": self._check_clickhouse}
         results = await asyncio.gather(*(self._probe(check) for check in checks.values()))
         report = dict(zip(checks, results, strict=True))
+        if self.status.systemic_refusal:
+            # ClickHouse answers but refuses every event: not ready, and say why.
+            report["clickhouse_accepts_events"] = "refusing"
         ready = all(result == "ok" for result in report.values())
         return web.json_response(
             {"status": "ready" if ready else "unavailable", "checks": report}, status=200 if ready else 503
@@ -117,6 +120,9 @@ class HttpEndpoint:
                     else None
                 ),
                 "archive_events": status.archive_events,
+                "systemic_refusal": (
+                    {"error_code": status.systemic_refusal_code} if status.systemic_refusal else None
+                ),
                 "reconcile": {
                     "last_run_at": _iso(status.reconcile_last_run_at),
                     "last_success_at": _iso(status.reconcile_last_success_at),

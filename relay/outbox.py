@@ -71,6 +71,20 @@ class OutboxStats:
     dead_letters: int
 
 
+# Bytes a TSV line takes besides the payload, type and environment: the id,
+# the timestamp, the version, the tabs and the newline.
+_LINE_OVERHEAD = 72
+# The lowest `{limit}` pending events, locked, cut where their TSV would pass
+# `{max_bytes}` (the first one always comes, whatever its size, so that an
+# oversized event is seen and set aside rather than skipped forever).
+_CLAIM = f"""SELECT id FROM (
+        SELECT id, size, sum(size) OVER (ORDER BY id) - size AS before
+          FROM (SELECT id, octet_length(event_context::text) + octet_length(event_type)
+                       + octet_length(environment) + {_LINE_OVERHEAD} AS size
+                  FROM {OUTBOX_TABLE} ORDER BY id LIMIT {{limit}} FOR UPDATE SKIP LOCKED) AS claimed
+    ) AS sized WHERE before = 0 OR before + size <= {{max_bytes}}"""
+
+
 class OutboxQueries:
     """The relay's statements, specialised once for the table's timestamp precision."""
 
@@ -79,14 +93,21 @@ class OutboxQueries:
         # COPY takes no bind parameters: `{limit}` and `{ids}` are filled with
         # integers by the functions below (asyncpg would otherwise spend a round
         # trip inlining them).
-        claim = f"SELECT id FROM {OUTBOX_TABLE} ORDER BY id LIMIT {{limit}} FOR UPDATE SKIP LOCKED"
+        claim = _CLAIM
         # The hot path: claim, delete and render as ClickHouse TSV in one
         # statement; COPY's text escaping is ClickHouse's TSV escaping.
         # With the archive on, the same statement also copies the rows there.
         take_batch = f"DELETE FROM {OUTBOX_TABLE} WHERE id IN ({claim})"
         take_ids = f"DELETE FROM {OUTBOX_TABLE} WHERE id = ANY('{{{{{{ids}}}}}}'::bigint[])"
         delete_ids = f"DELETE FROM {OUTBOX_TABLE} WHERE id = ANY($1::bigint[])"
+        # A recently delivered event, to check whether ClickHouse still takes
+        # what it took before (see `relay.isolation`).
+        self.canary: str | None = None
         if archive:
+            self.canary = (
+                f"SELECT {columns} FROM {ARCHIVE_TABLE}"
+                " WHERE delivered_at > now() - interval '1 hour' LIMIT 1"
+            )
             self.take_batch = _archiving(take_batch, columns)
             self.take_ids = _archiving(take_ids, columns)
             self.delete_ids = _archiving(delete_ids, None)
@@ -94,16 +115,21 @@ class OutboxQueries:
             self.take_batch = f"{take_batch} RETURNING {columns}"
             self.take_ids = f"{take_ids} RETURNING {columns}"
             self.delete_ids = delete_ids
-        traced_columns = "id, sentry_trace, baggage"
         self.claim_traced = (
-            f"SELECT {traced_columns} FROM {OUTBOX_TABLE} ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
+            f"SELECT id, sentry_trace, baggage FROM {OUTBOX_TABLE} WHERE id IN ({claim}) ORDER BY id"
         )
         # The isolation path: the same rows, each line prefixed with its id.
         self.claim_lines = f"SELECT id, {columns} FROM {OUTBOX_TABLE} WHERE id IN ({claim}) ORDER BY id"
+        # Many refused events in one statement: each keeps every column it had,
+        # counts one more time set aside, and records its own error.
         self.dead_letter = f"""
-            WITH moved AS (DELETE FROM {OUTBOX_TABLE} WHERE id = $1 RETURNING {_EVENT_COLUMNS})
+            WITH refused AS (SELECT * FROM unnest($1::bigint[], $2::text[]) AS r(id, error)),
+            moved AS (
+                DELETE FROM {OUTBOX_TABLE} USING refused WHERE {OUTBOX_TABLE}.id = refused.id
+                RETURNING {", ".join(f"{OUTBOX_TABLE}.{c}" for c in EVENT_COLUMNS)}, refused.error
+            )
             INSERT INTO {DEAD_LETTER_TABLE} ({_EVENT_COLUMNS}, error, dead_lettered_at)
-            SELECT {_EVENT_COLUMNS.replace("attempts", "attempts + 1")}, $2, now() FROM moved
+            SELECT {_EVENT_COLUMNS.replace("attempts", "attempts + 1")}, error, now() FROM moved
         """
 
 
@@ -118,16 +144,18 @@ async def copy_out(connection: asyncpg.Connection, query: str) -> bytes:
     return b"".join(chunks)
 
 
-async def take_batch(connection: asyncpg.Connection, queries: OutboxQueries, limit: int) -> bytes:
-    """Claim and delete up to `limit` events; return them as ClickHouse TSV."""
-    return await copy_out(connection, queries.take_batch.format(limit=int(limit)))
+async def take_batch(
+    connection: asyncpg.Connection, queries: OutboxQueries, limit: int, max_bytes: int
+) -> bytes:
+    """Claim and delete up to `limit` events (about `max_bytes` of TSV); return them as ClickHouse TSV."""
+    return await copy_out(connection, queries.take_batch.format(limit=int(limit), max_bytes=int(max_bytes)))
 
 
 async def take_traced_batch(
-    connection: asyncpg.Connection, queries: OutboxQueries, limit: int
+    connection: asyncpg.Connection, queries: OutboxQueries, limit: int, max_bytes: int
 ) -> tuple[bytes, list[TraceContext]]:
     """Like `take_batch`, also returning the trace headers of the claimed events."""
-    rows = await connection.fetch(queries.claim_traced, limit)
+    rows = await connection.fetch(queries.claim_traced.format(limit=int(limit), max_bytes=int(max_bytes)))
     if not rows:
         return b"", []
     ids = ",".join(str(int(row["id"])) for row in rows)
@@ -137,10 +165,10 @@ async def take_traced_batch(
 
 
 async def claim_lines(
-    connection: asyncpg.Connection, queries: OutboxQueries, limit: int
+    connection: asyncpg.Connection, queries: OutboxQueries, limit: int, max_bytes: int
 ) -> list[tuple[int, bytes]]:
-    """Claim up to `limit` events without deleting them: (id, TSV line) pairs."""
-    data = await copy_out(connection, queries.claim_lines.format(limit=int(limit)))
+    """Claim up to `limit` events (about `max_bytes`) without deleting them: (id, TSV line) pairs."""
+    data = await copy_out(connection, queries.claim_lines.format(limit=int(limit), max_bytes=int(max_bytes)))
     lines = []
     for line in data.splitlines(keepends=True):
         outbox_id, _, rest = line.partition(b"\t")
@@ -155,10 +183,13 @@ async def delete(connection: asyncpg.Connection, queries: OutboxQueries, ids: li
 
 
 async def dead_letter(
-    connection: asyncpg.Connection, queries: OutboxQueries, outbox_id: int, error: str
+    connection: asyncpg.Connection, queries: OutboxQueries, refused: list[tuple[int, str]]
 ) -> None:
-    """Move one event to the dead-letter table with the error that refused it."""
-    await connection.execute(queries.dead_letter, outbox_id, error)
+    """Move events to the dead-letter table, each with the error that refused it: (outbox id, error)."""
+    if refused:
+        await connection.execute(
+            queries.dead_letter, [outbox_id for outbox_id, _ in refused], [error for _, error in refused]
+        )
 
 
 RESTORE_WAKEUP = (

@@ -26,6 +26,9 @@ class RelayStatus:
     outbox: OutboxStats | None = None
     outbox_checked_at: float | None = None
     archive_events: int | None = None
+    # ClickHouse refuses every event the same way (a schema or setting change).
+    systemic_refusal: bool = False
+    systemic_refusal_code: int | None = None
     reconcile_last: dict[str, int] | None = None
     reconcile_last_run_at: float | None = None
     reconcile_last_success_at: float | None = None

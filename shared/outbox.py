@@ -41,6 +41,11 @@ EVENT_LOG_COLUMNS: Final = (
 # often it has been set aside.
 EVENT_COLUMNS: Final = (*EVENT_LOG_COLUMNS, "sentry_trace", "baggage", "attempts")
 
+# Largest payload (`event_context`, bytes of JSON) the outbox accepts: a CHECK
+# constraint refuses a larger event in the producer's own transaction, long
+# before it could stall the relay.
+EVENT_CONTEXT_MAX_BYTES: Final = 1024 * 1024
+
 # Columns of the archive: what re-sending an event byte for byte needs, and
 # when it was delivered (the partition key).
 ARCHIVE_COLUMNS: Final = (*EVENT_LOG_COLUMNS, "delivered_at")

@@ -139,6 +139,8 @@ class RelaySettings(CommonSettings):
     """Settings of the relay daemon; its own knobs are named `RELAY_*`."""
 
     relay_batch_size: int = Field(default=20_000, ge=1, le=100_000)
+    # Most bytes of TSV one insert carries; a single event larger than this is dead-lettered.
+    relay_batch_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     relay_concurrency: int = Field(default=2, ge=1, le=32)
     relay_poll_interval: float = Field(default=1.0, gt=0)
     relay_backoff_initial: float = Field(default=0.2, gt=0)

@@ -57,8 +57,8 @@ class Outbox:
                 str(e.event_id),
                 e.event_type,
                 overrides.get("event_date_time", e.event_date_time),
-                e.environment,
-                e.event_context,
+                overrides.get("environment", e.environment),
+                overrides.get("event_context", e.event_context),
                 overrides.get("metadata_version", e.metadata_version),
             )
             for e in envelopes

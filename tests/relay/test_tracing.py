@@ -43,6 +43,7 @@ async def deliver_one_batch(outbox: Outbox, clickhouse: ClickHouse) -> int:
                 queries=OutboxQueries(timestamp_precision=0),
                 config=ForwarderConfig(
                     batch_size=100,
+                    max_bytes=1024 * 1024,
                     poll_interval=1,
                     recheck_delay=0.05,
                     backoff=Backoff(initial=0.1, maximum=1),
