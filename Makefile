@@ -9,7 +9,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help install services services-down migrate run test lint format bench bench-producers clean
+.PHONY: help install services services-down migrate run test test-unit lint format bench bench-producers clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -44,13 +44,20 @@ run: $(VENV)/.installed .env ## run services, web, relay and Celery worker in th
 # of their own, so a worker started by `make run` never sees them.
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/14
 
-test: $(VENV)/.installed .env services ## run the test suite against the real services
+test: $(VENV)/.installed .env services ## run every test, against the real services
 	DEBUG=true REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest $(PYTEST_ARGS)
 
-lint: $(VENV)/.installed ## ruff (lint and format check) and the import contracts
+# The unit tests need no service and no .env: the settings' defaults are enough.
+test-unit: $(VENV)/.installed ## run the tests that need no service (tests/unit/), in seconds
+	DEBUG=true DIE_HARD_ENV_FILE=/dev/null $(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+# mypy's Django plugin loads the settings: development mode, defaults only.
+lint: $(VENV)/.installed ## ruff (lint and format check), the import contracts, mypy --strict and shellcheck
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	DEBUG=true DIE_HARD_ENV_FILE=/dev/null $(BIN)/mypy
+	$(BIN)/shellcheck --external-sources scripts/*.sh scripts/lib/*.sh .ci/run
 
 format: $(VENV)/.installed ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
@@ -61,4 +68,4 @@ bench: $(VENV)/.installed .env services ## relay throughput vs a raw Postgres dr
 	$(BIN)/python -m benchmarks.relay
 
 clean: ## remove the virtualenv and the tools (data under .services is kept)
-	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache .mypy_cache

@@ -34,29 +34,27 @@ import json
 import os
 import random
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
 import uvloop
 from aiochclient import ChClient
 
+from benchmarks.scratch import ROOT, free_port, migrate, recreate_database
 from relay import schema
 from relay.outbox import OutboxQueries, copy_out
+from relay.settings import RelaySettings
 from shared.events import Envelope, Event, UserCreated, UserLoggedIn, UserLoggedOut, UserLoginFailed
 from shared.outbox import ARCHIVE_TABLE, DEAD_LETTER_TABLE, EVENT_LOG_COLUMNS, OUTBOX_TABLE
-from shared.settings import RelaySettings, load
+from shared.settings import load
 
-ROOT = Path(__file__).resolve().parent.parent
 SCRATCH = "diehard_bench_relay"
 # The relay's default cap: batches of the default size stay well under it.
 MAX_BYTES = RelaySettings.model_fields["relay_batch_max_bytes"].default
@@ -98,22 +96,6 @@ def realistic_events(count: int, *, seed: int = 7) -> list[Envelope]:
     return envelopes
 
 
-def scratch_url(url: str, database: str) -> str:
-    """The same server as `url`, another database."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{database}"))
-
-
-async def recreate_database(admin_url: str, name: str) -> None:
-    """Drop and create a scratch database."""
-    connection = await asyncpg.connect(admin_url)
-    try:
-        await connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        await connection.execute(f"CREATE DATABASE {name}")
-    finally:
-        await connection.close()
-
-
 async def prefill(url: str, envelopes: list[Envelope]) -> None:
     """Write the events to the outbox in one COPY (one commit, one wake-up)."""
     connection = await asyncpg.connect(url)
@@ -121,17 +103,7 @@ async def prefill(url: str, envelopes: list[Envelope]) -> None:
         await connection.copy_records_to_table(
             OUTBOX_TABLE,
             columns=list(EVENT_LOG_COLUMNS),
-            records=[
-                (
-                    e.event_id,
-                    e.event_type,
-                    e.event_date_time,
-                    e.environment,
-                    e.event_context,
-                    e.metadata_version,
-                )
-                for e in envelopes
-            ],
+            records=[tuple(envelope.columns().values()) for envelope in envelopes],
         )
     finally:
         await connection.close()
@@ -147,9 +119,7 @@ async def pg_drain(url: str, *, batch_size: int, concurrency: int) -> tuple[int,
         nonlocal drained
         while True:
             async with pool.acquire() as connection, connection.transaction():
-                body = await copy_out(
-                    connection, queries.take_batch.format(limit=batch_size, max_bytes=MAX_BYTES)
-                )
+                body = await copy_out(connection, queries.take_batch(batch_size, MAX_BYTES))
             count = body.count(b"\n")
             drained += count
             if count < batch_size:
@@ -209,13 +179,6 @@ async def naive_relay(
             return moved, time.perf_counter() - started
         finally:
             await pool.close()
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass
@@ -320,16 +283,6 @@ async def reset_clickhouse(settings: RelaySettings) -> None:
         await schema.apply(client, SCRATCH)
 
 
-def migrate(url: str) -> None:
-    """Create the outbox tables with the site's own migrations."""
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"],
-        cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": url, "DEBUG": "true", "DIE_HARD_ENV_FILE": os.devnull},
-        check=True,
-    )
-
-
 @dataclass
 class PoisonFlood:
     """Relay throughput on clean events and on the same number with 1 in 100 refused by ClickHouse."""
@@ -385,8 +338,7 @@ async def count_rows(url: str, table: str) -> int:
 
 async def main(args: argparse.Namespace) -> None:
     settings = load(RelaySettings)
-    url = scratch_url(settings.database_url, SCRATCH)
-    await recreate_database(scratch_url(settings.database_url, "postgres"), SCRATCH)
+    url = await recreate_database(settings.database_url, SCRATCH)
     migrate(url)
     envelopes = realistic_events(args.events)
     payload_bytes = sum(len(e.event_context) for e in envelopes) / len(envelopes)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import aiohttp
@@ -20,13 +21,15 @@ import uvloop
 
 from relay import app, schema
 from relay.clickhouse import DeliveryError
+from relay.observer import Observer
+from relay.settings import RelaySettings, parse_duration
 from shared.logging import configure_logging
 from shared.sentry import init_sentry
-from shared.settings import ConfigurationError, RelaySettings, load, parse_duration
+from shared.settings import ConfigurationError, load
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the relay's command line."""
+def main(argv: list[str] | None = None, *, observers: Sequence[Observer] = ()) -> int:
+    """Entry point of the relay's command line; `observers` also hear what the relay does."""
     parser = argparse.ArgumentParser(prog="relay", description="Outbox relay: PostgreSQL to ClickHouse.")
     parser.add_argument("command", nargs="?", default="run", choices=("run", "migrate", "check", "reconcile"))
     parser.add_argument(
@@ -51,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     if command == "reconcile":
         since = datetime.now(UTC) - arguments.since if arguments.since is not None else None
         return uvloop.run(app.reconcile(settings, since=since))
-    return uvloop.run(app.run(settings))
+    return uvloop.run(app.run(settings, observers=observers))
 
 
 async def _check(settings: RelaySettings) -> int:

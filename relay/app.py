@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,18 +25,20 @@ from relay import schema
 from relay.archive import ArchiveKeeper
 from relay.clickhouse import ClickHouseSink, DeliveryError
 from relay.doorbell import Doorbell
-from relay.forwarder import POSTGRES_ERRORS, Forwarder, ForwarderConfig
+from relay.forwarder import Forwarder, ForwarderConfig
 from relay.http import HttpEndpoint
 from relay.isolation import Canary
 from relay.listener import Listener
 from relay.metrics import RelayMetrics
 from relay.monitor import Heartbeat, OutboxMonitor
-from relay.outbox import OutboxQueries
+from relay.observer import Observer, Observers
+from relay.outbox import POSTGRES_ERRORS, OutboxQueries
 from relay.retry import Backoff
+from relay.settings import RelaySettings
 from relay.status import RelayStatus
+from relay.telemetry import Telemetry
 from relay.waits import sleep_unless
 from shared.outbox import NOTIFY_CHANNEL, NOTIFY_DEBOUNCE_MS
-from shared.settings import RelaySettings
 
 log = structlog.get_logger("relay")
 
@@ -117,8 +119,14 @@ async def reconcile(settings: RelaySettings, *, since: datetime | None) -> int:
     return EXIT_OK if report.complete else EXIT_FAILED
 
 
-async def run(settings: RelaySettings, *, stop: asyncio.Event | None = None) -> int:
-    """Run the relay until a signal (or `stop`) asks it to finish; return the exit code."""
+async def run(
+    settings: RelaySettings, *, stop: asyncio.Event | None = None, observers: Sequence[Observer] = ()
+) -> int:
+    """Run the relay until a signal (or `stop`) asks it to finish; return the exit code.
+
+    `observers` hear what the forwarders and the listener do, besides the
+    relay's own metrics, status and traces.
+    """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -143,7 +151,11 @@ async def run(settings: RelaySettings, *, stop: asyncio.Event | None = None) -> 
     try:
         async with aiohttp.ClientSession() as session:
             return await _serve(
-                settings=settings, stop=stop, sink=clickhouse_sink(session, settings), pool=pool
+                settings=settings,
+                stop=stop,
+                sink=clickhouse_sink(session, settings),
+                pool=pool,
+                observers=observers,
             )
     finally:
         try:
@@ -153,18 +165,24 @@ async def run(settings: RelaySettings, *, stop: asyncio.Event | None = None) -> 
 
 
 async def _serve(
-    *, settings: RelaySettings, stop: asyncio.Event, sink: ClickHouseSink, pool: asyncpg.Pool
+    *,
+    settings: RelaySettings,
+    stop: asyncio.Event,
+    sink: ClickHouseSink,
+    pool: asyncpg.Pool,
+    observers: Sequence[Observer],
 ) -> int:
     backoff = Backoff(initial=settings.relay_backoff_initial, maximum=settings.relay_backoff_max)
     metrics = RelayMetrics()
     status = RelayStatus()
+    observer = Observers(Telemetry(metrics=metrics, status=status), *observers)
     doorbell = Doorbell()
     archiving = settings.relay_archive_retention > timedelta(0)
     listener = Listener(
         dsn=settings.database_url,
         channel=NOTIFY_CHANNEL,
         doorbell=doorbell,
-        metrics=metrics,
+        observer=observer,
         backoff=backoff,
     )
     side: dict[str, Coroutine[Any, Any, None]] = {
@@ -205,8 +223,6 @@ async def _serve(
             poll_interval=settings.relay_poll_interval,
             recheck_delay=NOTIFY_DEBOUNCE_MS / 1000,
             backoff=backoff,
-            fault_point=settings.relay_fault_point,
-            fault_pause=settings.relay_fault_pause,
         )
         if archiving:
             # This hour's partition before the first delivery: otherwise the
@@ -236,8 +252,7 @@ async def _serve(
                     queries=queries,
                     config=config,
                     doorbell=doorbell,
-                    metrics=metrics,
-                    status=status,
+                    observer=observer,
                     canary=canary,
                 )
                 for number in range(settings.relay_concurrency)
@@ -303,7 +318,7 @@ async def _supervise(
             error_kind=type(error).__name__ if error else None,
             exc_info=error,
         )
-    return EXIT_FAILED, set(done)
+    return EXIT_FAILED, {task for task in tasks if task in done}
 
 
 async def _inspect_schema(

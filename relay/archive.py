@@ -19,7 +19,7 @@ from typing import Final
 import asyncpg
 import structlog
 
-from relay.forwarder import POSTGRES_ERRORS
+from relay.outbox import POSTGRES_ERRORS, Connection
 from relay.waits import sleep_unless
 from shared.outbox import ARCHIVE_TABLE
 
@@ -75,13 +75,13 @@ ESTIMATE_ROWS: Final = f"""
 """
 
 
-async def hourly_partitions(connection: asyncpg.Connection) -> dict[datetime, str]:
+async def hourly_partitions(connection: Connection) -> dict[datetime, str]:
     """The hourly partitions that exist, by the hour each covers."""
     names = [row["relname"] for row in await connection.fetch(LIST_PARTITIONS)]
     return {hour: name for name in names if (hour := partition_hour(name)) is not None}
 
 
-async def covered_since(connection: asyncpg.Connection) -> datetime | None:
+async def covered_since(connection: Connection) -> datetime | None:
     """The earliest delivery time the archive still holds every event from (`None`: nothing kept).
 
     That is the start of the oldest hourly partition: older ones were dropped
@@ -91,7 +91,7 @@ async def covered_since(connection: asyncpg.Connection) -> datetime | None:
     return min(partitions) if partitions else None
 
 
-async def create_partition(connection: asyncpg.Connection, hour: datetime) -> bool:
+async def create_partition(connection: Connection, hour: datetime) -> bool:
     """Create the partition for the hour starting at `hour` unless it exists; True if created."""
     name = partition_name(hour)
     exists = await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", name)
@@ -117,7 +117,7 @@ class Maintenance:
     skipped: bool = False
 
 
-async def maintain(connection: asyncpg.Connection, *, retention: timedelta, now: datetime) -> Maintenance:
+async def maintain(connection: Connection, *, retention: timedelta, now: datetime) -> Maintenance:
     """Create the partitions due soon and drop the expired ones, unless another relay is at it.
 
     A partition is dropped once its whole hour is older than `retention`, so an
@@ -149,7 +149,7 @@ async def maintain(connection: asyncpg.Connection, *, retention: timedelta, now:
     return done
 
 
-async def estimated_rows(connection: asyncpg.Connection) -> int:
+async def estimated_rows(connection: Connection) -> int:
     """About how many events the archive holds."""
     return int(await connection.fetchval(ESTIMATE_ROWS))
 

@@ -8,13 +8,13 @@ on ClickHouse for long.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Awaitable
 from typing import Final
 
 import aiohttp
 from aiochclient import ChClient, ChClientError
 
+from shared.clickhouse import error_code
 from shared.outbox import EVENT_LOG_COLUMNS
 
 EVENT_LOG_TABLE: Final = "event_log"
@@ -46,7 +46,6 @@ DATA_ERROR_CODES: Final = frozenset(
 # wrong credentials: retrying will not help, a person must act.
 MISSING_SCHEMA_CODES: Final = frozenset({60, 81})  # UNKNOWN_TABLE, UNKNOWN_DATABASE
 ACCESS_CODES: Final = frozenset({192, 193, 194, 497, 516})  # unknown user, wrong password, denied, ...
-_CODE = re.compile(r"Code:\s*(\d+)")
 
 
 class DeliveryError(Exception):
@@ -76,16 +75,15 @@ class RejectedData(DeliveryError):
 def classify(error: ChClientError) -> DeliveryError:
     """Sort an error answer from ClickHouse into rejected data or a transient failure."""
     message = str(error)
-    match = _CODE.search(message)
-    code = int(match.group(1)) if match else None
+    code = error_code(message)
     if code in DATA_ERROR_CODES:
         return RejectedData(message, code=code)
     return TransientError(message, kind="server", code=code)
 
 
-def insert_query(table: str = EVENT_LOG_TABLE) -> str:
+def insert_query() -> str:
     """The insert the relay sends; the body that follows is TSV in this column order."""
-    return f"INSERT INTO {table} ({', '.join(EVENT_LOG_COLUMNS)}) FORMAT TabSeparated"
+    return f"INSERT INTO {EVENT_LOG_TABLE} ({', '.join(EVENT_LOG_COLUMNS)}) FORMAT TabSeparated"
 
 
 class ClickHouseSink:

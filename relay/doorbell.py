@@ -1,15 +1,16 @@
-"""A wake-up shared by the listener, the poll timer and the forwarders."""
+"""A wake-up the listener rings and every forwarder hears."""
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, field
 
 
+@dataclass(slots=True)
 class Doorbell:
     """Rings every subscriber at once; a ring while nobody waits is kept until they do."""
 
-    def __init__(self) -> None:
-        self._subscribers: list[asyncio.Event] = []
+    _subscribers: list[asyncio.Event] = field(default_factory=list, init=False)
 
     def subscribe(self) -> asyncio.Event:
         """An event that is set whenever the bell rings; the subscriber clears it."""

@@ -8,24 +8,21 @@ the two re-delivers the batch; `event_log` hides the duplicates.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import asyncpg
 import structlog
 
-from relay import outbox, tracing
+from relay import outbox
 from relay.clickhouse import ClickHouseSink, RejectedData, TransientError
 from relay.doorbell import Doorbell
 from relay.isolation import Canary, Isolator, Line, Outcome, Refusal, SystemicRefusal
-from relay.metrics import RelayMetrics
-from relay.outbox import OutboxQueries
+from relay.observer import Batch, Delivery, Observer
+from relay.outbox import POSTGRES_ERRORS, OutboxQueries
 from relay.retry import Backoff
-from relay.status import RelayStatus
 from relay.waits import first_of, sleep_unless
 
 log = structlog.get_logger("relay.forwarder")
@@ -38,9 +35,6 @@ ISOLATION_DEADLINE = 10.0
 SHRINK_AFTER = 2
 SHRINKING_KINDS = frozenset({"server", "timeout"})
 
-# Errors that mean PostgreSQL is (for now) unreachable or went away mid-batch.
-POSTGRES_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
-
 
 @dataclass(frozen=True, slots=True)
 class ForwarderConfig:
@@ -51,43 +45,26 @@ class ForwarderConfig:
     poll_interval: float
     recheck_delay: float
     backoff: Backoff
-    fault_point: str = ""
-    fault_pause: float = 0.0
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Forwarder:
     """One delivery loop; a relay runs `RELAY_CONCURRENCY` of them side by side."""
 
-    def __init__(
-        self,
-        *,
-        name: str,
-        pool: asyncpg.Pool,
-        sink: ClickHouseSink,
-        queries: OutboxQueries,
-        config: ForwarderConfig,
-        doorbell: Doorbell,
-        metrics: RelayMetrics,
-        status: RelayStatus,
-        canary: Canary | None = None,
-    ) -> None:
-        self.name = name
-        self.pool = pool
-        self.sink = sink
-        self.queries = queries
-        self.config = config
-        self.doorbell = doorbell
-        self.metrics = metrics
-        self.status = status
-        self.canary = canary or Canary()
-        # Halved while the same non-data error repeats, grown back on success.
-        self.limit = config.batch_size
-        self.max_bytes = config.max_bytes
+    name: str
+    pool: asyncpg.Pool
+    sink: ClickHouseSink
+    queries: OutboxQueries
+    config: ForwarderConfig
+    doorbell: Doorbell
+    observer: Observer
+    # The last line ClickHouse took, shared by the forwarders of one relay.
+    canary: Canary = field(default_factory=Canary)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver batches until `stop` is set; the batch in hand is finished first."""
         bell = self.doorbell.subscribe()
-        attempts = Attempts()
+        attempts = Attempts(limit=self.config.batch_size, max_bytes=self.config.max_bytes)
         rechecks = Rechecks(self.config.recheck_delay, count=0)
         while not stop.is_set():
             # Cleared before claiming: a ring during the batch means "look again".
@@ -96,9 +73,9 @@ class Forwarder:
             with structlog.contextvars.bound_contextvars(batch_id=batch_id, forwarder=self.name):
                 delivered = await self._round(stop, attempts, batch_id)
             if delivered is None:
-                continue  # failed; backed off already, or isolating next
-            self._grow()
-            if delivered >= self.limit or delivered < 0:
+                continue  # failed: backed off already, or isolating next
+            attempts.grow(self.config)
+            if delivered >= attempts.limit or delivered < 0:
                 continue  # more is waiting (or isolation just ran): go on without waiting
             rechecking = bool(rechecks)
             wait = rechecks.next_wait() if rechecking else self.config.poll_interval
@@ -110,19 +87,19 @@ class Forwarder:
                 # session looks at most once per window), so look again one and
                 # two windows later for the transactions that kept quiet.
                 rechecks = Rechecks(self.config.recheck_delay, count=2)
-            elif rechecking:
-                self.metrics.wakeups.labels(cause="recheck").inc()
             else:
-                self.metrics.wakeups.labels(cause="poll").inc()
+                self.observer.woke("recheck" if rechecking else "poll")
 
     async def _round(self, stop: asyncio.Event, attempts: Attempts, batch_id: str) -> int | None:
         """One batch (or one isolation); `None` when it failed, after the back-off it called for."""
         try:
             if attempts.isolate:
                 attempts.isolate = False
-                delivered = await self.isolate_batch()
+                delivered = await self.isolate_batch(attempts)
             else:
-                delivered = await self.deliver_batch(batch_id=batch_id, attempt=attempts.failures + 1)
+                delivered = await self.deliver_batch(
+                    batch_id=batch_id, attempt=attempts.failures + 1, attempts=attempts
+                )
         except (RejectedData, OversizedEvent) as error:
             # Some row in the batch is bad (or too big to send). The transaction
             # rolled back; the next round finds it, at once.
@@ -131,13 +108,13 @@ class Forwarder:
             return None
         except SystemicRefusal as error:
             attempts.failed("rejected")
-            self._refusing(error)
+            self._refusing(attempts, error)
             await self._back_off(stop, attempts.failures, "rejected", error_code=error.code, systemic=True)
             return None
         except TransientError as error:
             attempts.failed(error.kind)
             if error.kind in SHRINKING_KINDS and attempts.failures >= SHRINK_AFTER:
-                self._shrink()
+                attempts.shrink()
             await self._back_off(stop, attempts.failures, error.kind, error_code=error.code)
             return None
         except POSTGRES_ERRORS as error:
@@ -153,55 +130,43 @@ class Forwarder:
         attempts.succeeded()
         return delivered
 
-    async def deliver_batch(self, *, batch_id: str = "", attempt: int = 1) -> int:
+    async def deliver_batch(
+        self, *, batch_id: str = "", attempt: int = 1, attempts: Attempts | None = None
+    ) -> int:
         """Move one batch from the outbox to ClickHouse; return how many events it held."""
         started = time.perf_counter()
-        traced = tracing.sampled()
+        traced = self.observer.wants_traces()
+        attempts = attempts or Attempts(limit=self.config.batch_size, max_bytes=self.config.max_bytes)
+        limit, max_bytes = attempts.limit, attempts.max_bytes
         async with self.pool.acquire() as connection, connection.transaction():
-            if traced:
-                body, traces = await outbox.take_traced_batch(
-                    connection, self.queries, self.limit, self.max_bytes
-                )
-            else:
-                body = await outbox.take_batch(connection, self.queries, self.limit, self.max_bytes)
-                traces = []
+            body, traces = await outbox.take_batch(connection, self.queries, limit, max_bytes, traced=traced)
             if not body:
                 return 0
-            events = body.count(b"\n")
-            if len(body) > self.config.max_bytes and events == 1:
+            if len(body) > self.config.max_bytes and body.count(b"\n") == 1:
                 raise OversizedEvent(len(body), self.config.max_bytes)  # rolls back: isolation sets it aside
-            if traced:
-                with (
-                    tracing.batch_transaction(traces, batch_id=batch_id, events=events),
-                    tracing.insert_span(len(body)),
-                ):
-                    await self.sink.insert(body)
-            else:
+            batch = Batch(
+                batch_id=batch_id, events=body.count(b"\n"), size=len(body), traces=traces if traced else None
+            )
+            with self.observer.inserting(batch):
                 await self.sink.insert(body)
             acknowledged_at = time.time()
-            await self._inject_fault()
+            await self.observer.acknowledged(batch)
         self.canary.remember(body)
-        self._accepting()
+        self._accepting(attempts)
         duration = time.perf_counter() - started
-        self._delivered(events, len(body), duration, _lag(body, acknowledged_at))
+        self.observer.delivered(
+            Delivery(batch.events, batch.size, duration=duration, lag=_lag(body, acknowledged_at))
+        )
         log.info(
             "batch_delivered",
-            events=events,
-            bytes=len(body),
+            events=batch.events,
+            bytes=batch.size,
             duration_ms=round(duration * 1000, 2),
             attempt=attempt,
         )
-        return events
+        return batch.events
 
-    async def _inject_fault(self) -> None:
-        """Tests arm these to prove what a crash or a slow commit does."""
-        if self.config.fault_point == "kill_after_ack":
-            os.kill(os.getpid(), signal.SIGKILL)
-        elif self.config.fault_point == "pause_after_ack":
-            log.warning("fault_pause_after_ack", seconds=self.config.fault_pause)
-            await asyncio.sleep(self.config.fault_pause)
-
-    async def isolate_batch(self) -> int:
+    async def isolate_batch(self, attempts: Attempts | None = None) -> int:
         """Deliver a batch that ClickHouse refused, setting its bad events aside; -1 when done.
 
         The events are cut where ClickHouse says it stopped (see
@@ -211,10 +176,12 @@ class Forwarder:
         transaction bounded by `ISOLATION_DEADLINE`. A systemic refusal raises
         `SystemicRefusal` and rolls everything back.
         """
+        attempts = attempts or Attempts(limit=self.config.batch_size, max_bytes=self.config.max_bytes)
+        limit, max_bytes = attempts.limit, attempts.max_bytes
+        cap = self.config.max_bytes
         isolator = Isolator(self.sink, self.canary, deadline=ISOLATION_DEADLINE, fallback=self._archived_line)
         async with self.pool.acquire() as connection, connection.transaction():
-            lines = await outbox.claim_lines(connection, self.queries, self.limit, self.max_bytes)
-            cap = self.config.max_bytes
+            lines = await outbox.claim_lines(connection, self.queries, limit, max_bytes)
             sendable: list[Line] = [line for line in lines if len(line[1]) <= cap]
             outcome = await isolator.isolate(sendable) if sendable else Outcome()
             outcome.refused.extend(
@@ -224,22 +191,19 @@ class Forwarder:
             )
             await outbox.delete(connection, self.queries, outcome.delivered)
             await outbox.dead_letter(
-                connection,
-                self.queries,
-                [(refusal.outbox_id, str(refusal.error)) for refusal in outcome.refused],
+                connection, [(refusal.outbox_id, str(refusal.error)) for refusal in outcome.refused]
             )
-            for refusal in outcome.refused:
-                log.warning(
-                    "event_dead_lettered",
-                    event_id=refusal.line[:36].decode(errors="replace"),
-                    error_code=getattr(refusal.error, "code", None),
-                )
+        for refusal in outcome.refused:
+            log.warning(
+                "event_dead_lettered",
+                event_id=refusal.line[:36].decode(errors="replace"),
+                error_code=getattr(refusal.error, "code", None),
+            )
         if outcome.delivered:
-            self._delivered(len(outcome.delivered), outcome.delivered_bytes, 0.0, None)
-            self._accepting()
+            self.observer.delivered(Delivery(len(outcome.delivered), outcome.delivered_bytes))
+            self._accepting(attempts)
         if outcome.refused:
-            self.metrics.dead_letters.inc(len(outcome.refused))
-            self.status.dead_letters_moved += len(outcome.refused)
+            self.observer.dead_lettered(len(outcome.refused))
         (log.error if outcome.refused else log.info)(
             "batch_isolated",
             events=len(outcome.delivered),
@@ -257,51 +221,23 @@ class Forwarder:
             body = await outbox.copy_out(connection, self.queries.canary)
         return body or None
 
-    def _refusing(self, error: SystemicRefusal) -> None:
-        if not self.status.systemic_refusal:
-            log.error(
-                "clickhouse_refuses_all_events",
-                error_code=error.code,
-                checked_with="canary" if error.canary else "another event of the batch",
-            )
-        self.status.systemic_refusal = True
-        self.status.systemic_refusal_code = error.code
-        self.metrics.systemic_refusal.set(1)
+    def _refusing(self, attempts: Attempts, error: SystemicRefusal) -> None:
+        log.error(
+            "clickhouse_refuses_all_events",
+            error_code=error.code,
+            checked_with="an event it took before" if error.canary else "another event of the batch",
+        )
+        attempts.refusing = True
+        self.observer.refusing(error.code)
 
-    def _accepting(self) -> None:
-        if self.status.systemic_refusal:
+    def _accepting(self, attempts: Attempts) -> None:
+        if attempts.refusing:
             log.warning("clickhouse_accepts_events_again")
-            self.status.systemic_refusal = False
-            self.status.systemic_refusal_code = None
-            self.metrics.systemic_refusal.set(0)
-
-    def _shrink(self) -> None:
-        if self.limit > 1:
-            self.limit = max(1, self.limit // 2)
-            self.max_bytes = max(1024, self.max_bytes // 2)
-            log.warning("batch_shrunk", batch_size=self.limit, max_bytes=self.max_bytes)
-
-    def _grow(self) -> None:
-        if self.limit < self.config.batch_size:
-            self.limit = min(self.config.batch_size, self.limit * 2)
-            self.max_bytes = min(self.config.max_bytes, self.max_bytes * 2)
-
-    def _delivered(self, events: int, size: int, duration: float, lag: float | None) -> None:
-        self.metrics.events_delivered.inc(events)
-        self.metrics.batches.inc()
-        self.metrics.batch_size.observe(events)
-        if size:
-            self.metrics.bytes_delivered.inc(size)
-        if duration:
-            self.metrics.batch_duration.observe(duration)
-        if lag is not None:
-            self.metrics.event_lag.observe(max(lag, 0.0))
-        self.metrics.last_success.set_to_current_time()
-        self.status.record_batch(events)
+            attempts.refusing = False
+            self.observer.accepting()
 
     def _failed(self, kind: str, **details: object) -> None:
-        self.metrics.delivery_errors.labels(kind=kind).inc()
-        self.status.record_error(kind)
+        self.observer.failed(kind)
         log.warning("batch_failed", error_kind=kind, forwarder=self.name, **details)
 
     async def _back_off(self, stop: asyncio.Event, failures: int, kind: str, **details: object) -> None:
@@ -325,11 +261,14 @@ class OversizedEvent(Exception):
 
 @dataclass(slots=True)
 class Attempts:
-    """How the last rounds of one forwarder went: failures in a row, of which kind, what comes next."""
+    """How one forwarder's last rounds went, and what that makes of the next one."""
 
-    failures: int = 0
+    limit: int  # events per batch now: halved while timeouts or server errors repeat
+    max_bytes: int
+    failures: int = 0  # failures in a row, of `kind`
     kind: str = ""
-    isolate: bool = False
+    isolate: bool = False  # the next round isolates a refused batch
+    refusing: bool = False  # ClickHouse refuses every event alike
 
     def failed(self, kind: str) -> None:
         """One more failure; a failure of another kind starts the count again."""
@@ -340,6 +279,18 @@ class Attempts:
         """A round went through."""
         self.failures = 0
         self.kind = ""
+
+    def shrink(self) -> None:
+        """Halve the batch: the same non-data failure keeps coming back (too large, too slow)."""
+        if self.limit > 1:
+            self.limit = max(1, self.limit // 2)
+            self.max_bytes = max(1024, self.max_bytes // 2)
+            log.warning("batch_shrunk", batch_size=self.limit, max_bytes=self.max_bytes)
+
+    def grow(self, config: ForwarderConfig) -> None:
+        """Double the batch again after a success, up to the configured size."""
+        self.limit = min(config.batch_size, self.limit * 2)
+        self.max_bytes = min(config.max_bytes, self.max_bytes * 2)
 
 
 @dataclass(slots=True)

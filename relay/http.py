@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
@@ -17,9 +18,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from relay.clickhouse import ClickHouseSink, DeliveryError
-from relay.forwarder import POSTGRES_ERRORS
 from relay.listener import Listener
 from relay.metrics import RelayMetrics
+from relay.outbox import POSTGRES_ERRORS
 from relay.status import RelayStatus
 
 
@@ -27,34 +28,22 @@ def _iso(timestamp: float | None) -> str | None:
     return datetime.fromtimestamp(timestamp, UTC).isoformat() if timestamp is not None else None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HttpEndpoint:
     """Builds the aiohttp application and serves it until the relay stops."""
 
-    def __init__(
-        self,
-        *,
-        host: str,
-        port: int,
-        pool: asyncpg.Pool,
-        sink: ClickHouseSink,
-        listener: Listener,
-        metrics: RelayMetrics,
-        status: RelayStatus,
-        readiness_timeout: float,
-        liveness_timeout: float,
-    ) -> None:
-        self.host = host
-        self.port = port
-        self.pool = pool
-        self.sink = sink
-        self.listener = listener
-        self.metrics = metrics
-        self.status = status
-        self.readiness_timeout = readiness_timeout
-        self.liveness_timeout = liveness_timeout
+    host: str
+    port: int
+    pool: asyncpg.Pool
+    sink: ClickHouseSink
+    listener: Listener
+    metrics: RelayMetrics
+    status: RelayStatus
+    readiness_timeout: float
+    liveness_timeout: float
 
     def application(self) -> web.Application:
-        """The routes."""
+        """`/livez`, `/readyz`, `/metrics` and `/status`."""
         app = web.Application()
         app.router.add_get("/livez", self.livez)
         app.router.add_get("/readyz", self.readyz)
@@ -102,12 +91,13 @@ class HttpEndpoint:
     async def status_page(self, _request: web.Request) -> web.Response:
         """A JSON summary for people."""
         status = self.status
-        stats = status.outbox
+        backlog = status.outbox
+        age = round(backlog.oldest_pending_age_seconds, 3) if backlog else None
         return web.json_response(
             {
-                "pending_events": stats.pending_events if stats else None,
-                "oldest_pending_age_seconds": round(stats.oldest_pending_age_seconds, 3) if stats else None,
-                "dead_letters": stats.dead_letters if stats else None,
+                "pending_events": backlog.pending_events if backlog else None,
+                "oldest_pending_age_seconds": age,
+                "dead_letters": backlog.dead_letters if backlog else None,
                 "outbox_checked_at": _iso(status.outbox_checked_at),
                 "events_delivered": status.events_delivered,
                 "batches_delivered": status.batches_delivered,

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass, field
 
 import asyncpg
 import structlog
 
 from relay.doorbell import Doorbell
-from relay.metrics import RelayMetrics
+from relay.observer import Observer
+from relay.outbox import POSTGRES_ERRORS
 from relay.retry import Backoff
 from relay.waits import first_of, sleep_unless
 
@@ -22,22 +24,18 @@ log = structlog.get_logger("relay.listener")
 _CONNECT_TIMEOUT = 10.0
 _HEALTH_CHECK_INTERVAL = 10.0
 _HEALTH_CHECK_TIMEOUT = 5.0
-_CONNECTION_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
+@dataclass(slots=True, kw_only=True)
 class Listener:
     """Keeps one LISTEN connection open for as long as the relay runs."""
 
-    def __init__(
-        self, *, dsn: str, channel: str, doorbell: Doorbell, metrics: RelayMetrics, backoff: Backoff
-    ) -> None:
-        self.dsn = dsn
-        self.channel = channel
-        self.doorbell = doorbell
-        self.metrics = metrics
-        self.backoff = backoff
-        self.connected = False
-        self.notifications = 0
+    dsn: str
+    channel: str
+    doorbell: Doorbell
+    observer: Observer
+    backoff: Backoff
+    connected: bool = field(default=False, init=False)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Listen until `stop` is set, reconnecting with backoff whenever the connection drops."""
@@ -56,16 +54,16 @@ class Listener:
                     timeout=_CONNECT_TIMEOUT,
                     server_settings={"application_name": "die-hard-relay-listener"},
                 )
-            except _CONNECTION_ERRORS as error:
+            except POSTGRES_ERRORS as error:
                 failures += 1
                 log.warning("listener_connect_failed", error_kind=type(error).__name__)
                 continue
             if connected_before:
-                self.metrics.listener_reconnects.inc()
+                self.observer.listener_reconnected()
             connected_before = True
             try:
                 stable = await self._listen(connection, stop)
-            except _CONNECTION_ERRORS as error:  # lost while subscribing
+            except POSTGRES_ERRORS as error:  # lost while subscribing
                 log.warning("listener_subscribe_failed", error_kind=type(error).__name__)
                 stable = False
             finally:
@@ -95,14 +93,13 @@ class Listener:
             # A half-open TCP connection never reports itself: ask it.
             try:
                 await connection.fetchval("SELECT 1", timeout=_HEALTH_CHECK_TIMEOUT)
-            except _CONNECTION_ERRORS:
+            except POSTGRES_ERRORS:
                 break
             stable = True
         if not stop.is_set():
             log.warning("listener_connection_lost", channel=self.channel)
         return stable or stop.is_set()
 
-    def _on_notification(self, _connection: object, _pid: int, _channel: str, _payload: str) -> None:
-        self.notifications += 1
-        self.metrics.wakeups.labels(cause="notify").inc()
+    def _on_notification(self, _connection: object, _pid: int, _channel: str, _payload: object) -> None:
+        self.observer.woke("notify")
         self.doorbell.ring()

@@ -4,36 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 
 import asyncpg
 import structlog
 
 from relay import archive, outbox
-from relay.forwarder import POSTGRES_ERRORS
 from relay.metrics import RelayMetrics
+from relay.outbox import POSTGRES_ERRORS
 from relay.status import RelayStatus
 from relay.waits import sleep_unless
 
 log = structlog.get_logger("relay.monitor")
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class OutboxMonitor:
     """Counts pending events, dead letters (and archived events) every `interval` seconds."""
 
-    def __init__(
-        self,
-        *,
-        pool: asyncpg.Pool,
-        metrics: RelayMetrics,
-        status: RelayStatus,
-        interval: float,
-        count_archive: bool = False,
-    ) -> None:
-        self.pool = pool
-        self.metrics = metrics
-        self.status = status
-        self.interval = interval
-        self.count_archive = count_archive
+    pool: asyncpg.Pool
+    metrics: RelayMetrics
+    status: RelayStatus
+    interval: float
+    count_archive: bool = False
 
     async def run(self, stop: asyncio.Event) -> None:
         """Refresh until `stop` is set; a failed refresh keeps the last values."""
@@ -45,26 +38,26 @@ class OutboxMonitor:
         """Read the outbox statistics once."""
         try:
             async with self.pool.acquire(timeout=self.interval) as connection:
-                stats = await outbox.stats(connection)
+                backlog = await outbox.backlog(connection)
                 archived = await archive.estimated_rows(connection) if self.count_archive else 0
         except POSTGRES_ERRORS as error:
             log.warning("outbox_stats_failed", error_kind=type(error).__name__)
             return
-        self.status.outbox = stats
+        self.status.outbox = backlog
         self.status.outbox_checked_at = time.time()
-        self.metrics.pending_events.set(stats.pending_events)
-        self.metrics.oldest_pending_age.set(stats.oldest_pending_age_seconds)
-        self.metrics.dead_letter_events.set(stats.dead_letters)
+        self.metrics.pending_events.set(backlog.pending_events)
+        self.metrics.oldest_pending_age.set(backlog.oldest_pending_age_seconds)
+        self.metrics.dead_letter_events.set(backlog.dead_letters)
         self.metrics.archive_events.set(archived)
         self.status.archive_events = archived
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Heartbeat:
     """Proves the event loop runs: `/livez` fails when the ticks stop."""
 
-    def __init__(self, *, status: RelayStatus, interval: float = 1.0) -> None:
-        self.status = status
-        self.interval = interval
+    status: RelayStatus
+    interval: float = 1.0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Tick until `stop` is set."""

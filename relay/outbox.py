@@ -9,48 +9,48 @@ row is deleted in the same transaction that delivered it, so "delivered" and
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from shared.outbox import (
     ARCHIVE_TABLE,
+    BACKLOG,
     DEAD_LETTER_TABLE,
     EVENT_COLUMNS,
     EVENT_LOG_COLUMNS,
     OUTBOX_TABLE,
-    WAKEUP_TABLE,
+    RESTORE_WAKEUP_ROW,
+    TRACE_COLUMNS,
+    Backlog,
 )
 
-_EVENT_COLUMNS = ", ".join(EVENT_COLUMNS)
+# Errors that mean PostgreSQL is (for now) unreachable or went away mid-statement.
+POSTGRES_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+_CARRIED_COLUMNS = ", ".join((*EVENT_LOG_COLUMNS, *TRACE_COLUMNS))
 _LOG_COLUMNS = ", ".join(EVENT_LOG_COLUMNS)
 
+# Dead letters, any number in one statement: each keeps every column the event
+# had, counts one more time set aside, and records its own error.
+DEAD_LETTER = f"""
+    WITH refused AS (SELECT * FROM unnest($1::bigint[], $2::text[]) AS r(id, error)),
+    moved AS (
+        DELETE FROM {OUTBOX_TABLE} USING refused WHERE {OUTBOX_TABLE}.id = refused.id
+        RETURNING {", ".join(f"{OUTBOX_TABLE}.{column}" for column in EVENT_COLUMNS)}, refused.error
+    )
+    INSERT INTO {DEAD_LETTER_TABLE} ({_CARRIED_COLUMNS}, attempts, error, dead_lettered_at)
+    SELECT {_CARRIED_COLUMNS}, attempts + 1, error, now() FROM moved
+"""
+DELETE_IDS = f"DELETE FROM {OUTBOX_TABLE} WHERE id = ANY($1::bigint[])"
+# Bytes a TSV line takes besides the payload, type and environment: the id,
+# the timestamp, the version, the tabs and the newline.
+_LINE_OVERHEAD = 72
 
-def _timestamp(precision: int) -> str:
-    # ClickHouse's DateTime parser takes no fraction; DateTime64(6) takes microseconds.
-    fmt = "YYYY-MM-DD HH24:MI:SS.US" if precision == 6 else "YYYY-MM-DD HH24:MI:SS"
-    return f"to_char(event_date_time AT TIME ZONE 'UTC', '{fmt}')"
-
-
-def tsv_columns(precision: int) -> str:
-    """The event columns rendered as ClickHouse TSV fields, in `event_log`'s order."""
-    columns = [_timestamp(precision) if name == "event_date_time" else name for name in EVENT_LOG_COLUMNS]
-    return ", ".join(columns)
-
-
-def _archiving(delete: str, output: str | None) -> str:
-    """`delete` (a DELETE without RETURNING) that also copies the rows into the archive.
-
-    One statement: the rows leave the outbox and enter the archive in the same
-    transaction, still with no per-event round trip. `output` is what the
-    statement returns (none when `None`).
-    """
-    moved = f"moved AS ({delete} RETURNING {_LOG_COLUMNS})"
-    archive = f"INSERT INTO {ARCHIVE_TABLE} ({_LOG_COLUMNS}) SELECT {_LOG_COLUMNS} FROM moved"
-    if output is None:
-        return f"WITH {moved} {archive}"
-    return f"WITH {moved}, archived AS ({archive}) SELECT {output} FROM moved"
+# A connection of its own or one a pool lends: every statement runs on either.
+type Connection = asyncpg.Connection | PoolConnectionProxy
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,79 +61,92 @@ class TraceContext:
     baggage: str
 
 
-@dataclass(frozen=True, slots=True)
-class OutboxStats:
-    """How much is waiting, and for how long."""
+class OutboxQueries:
+    """The statements that render events as ClickHouse TSV, for a table of one timestamp precision.
 
-    pending_events: int
-    oldest_pending_age_seconds: float
-    oldest_pending_at: datetime | None
-    dead_letters: int
+    COPY takes no bind parameters, so limits and ids are written into these
+    statements as integers (asyncpg would otherwise spend a round trip
+    inlining them). COPY's text escaping is ClickHouse's TSV escaping.
+    """
+
+    def __init__(self, *, timestamp_precision: int, archive: bool = False) -> None:
+        # ClickHouse's DateTime parser takes no fraction; DateTime64(6) takes microseconds.
+        fmt = "YYYY-MM-DD HH24:MI:SS.US" if timestamp_precision == 6 else "YYYY-MM-DD HH24:MI:SS"
+        timestamp = f"to_char(event_date_time AT TIME ZONE 'UTC', '{fmt}')"
+        self.tsv_columns = ", ".join(
+            timestamp if name == "event_date_time" else name for name in EVENT_LOG_COLUMNS
+        )
+        # With the archive on, every statement that removes delivered events
+        # also copies them there, in the same statement.
+        self.archive = archive
+        self.delete_ids = _archiving(DELETE_IDS, None) if archive else DELETE_IDS
+        # A recently delivered event, to check whether ClickHouse still takes
+        # what it took before (see `relay.isolation`); none without the archive.
+        self.canary = (
+            f"SELECT {self.tsv_columns} FROM {ARCHIVE_TABLE}"
+            " WHERE delivered_at > now() - interval '1 hour' LIMIT 1"
+            if archive
+            else None
+        )
+
+    def _removing(self, delete: str) -> str:
+        if self.archive:
+            return _archiving(delete, self.tsv_columns)
+        return f"{delete} RETURNING {self.tsv_columns}"
+
+    def take_batch(self, limit: int, max_bytes: int) -> str:
+        """The hot path: claim, delete and render up to `limit` events (about `max_bytes`) at once."""
+        return self._removing(f"DELETE FROM {OUTBOX_TABLE} WHERE id IN ({_claim(limit, max_bytes)})")
+
+    def take_ids(self, ids: Iterable[int]) -> str:
+        """Delete and render the events with these outbox ids (already claimed)."""
+        id_list = ", ".join(str(int(outbox_id)) for outbox_id in ids)
+        return self._removing(f"DELETE FROM {OUTBOX_TABLE} WHERE id IN ({id_list})")
+
+    def claim_traced(self, limit: int, max_bytes: int) -> str:
+        """Claim the next batch's ids with the trace headers their events were written with."""
+        return (
+            f"SELECT id, sentry_trace, baggage FROM {OUTBOX_TABLE}"
+            f" WHERE id IN ({_claim(limit, max_bytes)}) ORDER BY id"
+        )
+
+    def claim_lines(self, limit: int, max_bytes: int) -> str:
+        """The isolation path: claim up to `limit` events without deleting them, each line led by its id."""
+        return (
+            f"SELECT id, {self.tsv_columns} FROM {OUTBOX_TABLE}"
+            f" WHERE id IN ({_claim(limit, max_bytes)}) ORDER BY id"
+        )
 
 
-# Bytes a TSV line takes besides the payload, type and environment: the id,
-# the timestamp, the version, the tabs and the newline.
-_LINE_OVERHEAD = 72
-# The lowest `{limit}` pending events, locked, cut where their TSV would pass
-# `{max_bytes}` (the first one always comes, whatever its size, so that an
-# oversized event is seen and set aside rather than skipped forever).
-_CLAIM = f"""SELECT id FROM (
+def _claim(limit: int, max_bytes: int) -> str:
+    """The lowest `limit` pending events, locked, cut where their TSV would pass `max_bytes`.
+
+    The first one always comes, whatever its size, so that an oversized event
+    is seen and set aside rather than skipped forever.
+    """
+    return f"""SELECT id FROM (
         SELECT id, size, sum(size) OVER (ORDER BY id) - size AS before
           FROM (SELECT id, octet_length(event_context::text) + octet_length(event_type)
                        + octet_length(environment) + {_LINE_OVERHEAD} AS size
-                  FROM {OUTBOX_TABLE} ORDER BY id LIMIT {{limit}} FOR UPDATE SKIP LOCKED) AS claimed
-    ) AS sized WHERE before = 0 OR before + size <= {{max_bytes}}"""
+                  FROM {OUTBOX_TABLE} ORDER BY id LIMIT {int(limit)} FOR UPDATE SKIP LOCKED) AS claimed
+    ) AS sized WHERE before = 0 OR before + size <= {int(max_bytes)}"""
 
 
-class OutboxQueries:
-    """The relay's statements, specialised once for the table's timestamp precision."""
+def _archiving(delete: str, output: str | None) -> str:
+    """`delete` (a DELETE without RETURNING) that also copies the rows into the archive.
 
-    def __init__(self, *, timestamp_precision: int, archive: bool = False) -> None:
-        columns = tsv_columns(timestamp_precision)
-        # COPY takes no bind parameters: `{limit}` and `{ids}` are filled with
-        # integers by the functions below (asyncpg would otherwise spend a round
-        # trip inlining them).
-        claim = _CLAIM
-        # The hot path: claim, delete and render as ClickHouse TSV in one
-        # statement; COPY's text escaping is ClickHouse's TSV escaping.
-        # With the archive on, the same statement also copies the rows there.
-        take_batch = f"DELETE FROM {OUTBOX_TABLE} WHERE id IN ({claim})"
-        take_ids = f"DELETE FROM {OUTBOX_TABLE} WHERE id = ANY('{{{{{{ids}}}}}}'::bigint[])"
-        delete_ids = f"DELETE FROM {OUTBOX_TABLE} WHERE id = ANY($1::bigint[])"
-        # A recently delivered event, to check whether ClickHouse still takes
-        # what it took before (see `relay.isolation`).
-        self.canary: str | None = None
-        if archive:
-            self.canary = (
-                f"SELECT {columns} FROM {ARCHIVE_TABLE}"
-                " WHERE delivered_at > now() - interval '1 hour' LIMIT 1"
-            )
-            self.take_batch = _archiving(take_batch, columns)
-            self.take_ids = _archiving(take_ids, columns)
-            self.delete_ids = _archiving(delete_ids, None)
-        else:
-            self.take_batch = f"{take_batch} RETURNING {columns}"
-            self.take_ids = f"{take_ids} RETURNING {columns}"
-            self.delete_ids = delete_ids
-        self.claim_traced = (
-            f"SELECT id, sentry_trace, baggage FROM {OUTBOX_TABLE} WHERE id IN ({claim}) ORDER BY id"
-        )
-        # The isolation path: the same rows, each line prefixed with its id.
-        self.claim_lines = f"SELECT id, {columns} FROM {OUTBOX_TABLE} WHERE id IN ({claim}) ORDER BY id"
-        # Many refused events in one statement: each keeps every column it had,
-        # counts one more time set aside, and records its own error.
-        self.dead_letter = f"""
-            WITH refused AS (SELECT * FROM unnest($1::bigint[], $2::text[]) AS r(id, error)),
-            moved AS (
-                DELETE FROM {OUTBOX_TABLE} USING refused WHERE {OUTBOX_TABLE}.id = refused.id
-                RETURNING {", ".join(f"{OUTBOX_TABLE}.{c}" for c in EVENT_COLUMNS)}, refused.error
-            )
-            INSERT INTO {DEAD_LETTER_TABLE} ({_EVENT_COLUMNS}, error, dead_lettered_at)
-            SELECT {_EVENT_COLUMNS.replace("attempts", "attempts + 1")}, error, now() FROM moved
-        """
+    One statement: the rows leave the outbox and enter the archive in the same
+    transaction, still with no per-event round trip. `output` is what the
+    statement returns (nothing when `None`).
+    """
+    moved = f"moved AS ({delete} RETURNING {_LOG_COLUMNS})"
+    archive = f"INSERT INTO {ARCHIVE_TABLE} ({_LOG_COLUMNS}) SELECT {_LOG_COLUMNS} FROM moved"
+    if output is None:
+        return f"WITH {moved} {archive}"
+    return f"WITH {moved}, archived AS ({archive}) SELECT {output} FROM moved"
 
 
-async def copy_out(connection: asyncpg.Connection, query: str) -> bytes:
+async def copy_out(connection: Connection, query: str) -> bytes:
     """Run `COPY (query) TO STDOUT` and return its text output."""
     chunks: list[bytes] = []
 
@@ -145,30 +158,28 @@ async def copy_out(connection: asyncpg.Connection, query: str) -> bytes:
 
 
 async def take_batch(
-    connection: asyncpg.Connection, queries: OutboxQueries, limit: int, max_bytes: int
-) -> bytes:
-    """Claim and delete up to `limit` events (about `max_bytes` of TSV); return them as ClickHouse TSV."""
-    return await copy_out(connection, queries.take_batch.format(limit=int(limit), max_bytes=int(max_bytes)))
-
-
-async def take_traced_batch(
-    connection: asyncpg.Connection, queries: OutboxQueries, limit: int, max_bytes: int
+    connection: Connection, queries: OutboxQueries, limit: int, max_bytes: int, *, traced: bool = False
 ) -> tuple[bytes, list[TraceContext]]:
-    """Like `take_batch`, also returning the trace headers of the claimed events."""
-    rows = await connection.fetch(queries.claim_traced.format(limit=int(limit), max_bytes=int(max_bytes)))
+    """Claim and delete up to `limit` events (about `max_bytes`); return them as ClickHouse TSV.
+
+    A traced batch also returns the trace headers its events were written with,
+    at the price of one more statement.
+    """
+    if not traced:
+        return await copy_out(connection, queries.take_batch(limit, max_bytes)), []
+    rows = await connection.fetch(queries.claim_traced(limit, max_bytes))
     if not rows:
         return b"", []
-    ids = ",".join(str(int(row["id"])) for row in rows)
-    body = await copy_out(connection, queries.take_ids.format(ids=ids))
+    body = await copy_out(connection, queries.take_ids(row["id"] for row in rows))
     traces = [TraceContext(row["sentry_trace"], row["baggage"]) for row in rows if row["sentry_trace"]]
     return body, traces
 
 
 async def claim_lines(
-    connection: asyncpg.Connection, queries: OutboxQueries, limit: int, max_bytes: int
+    connection: Connection, queries: OutboxQueries, limit: int, max_bytes: int
 ) -> list[tuple[int, bytes]]:
     """Claim up to `limit` events (about `max_bytes`) without deleting them: (id, TSV line) pairs."""
-    data = await copy_out(connection, queries.claim_lines.format(limit=int(limit), max_bytes=int(max_bytes)))
+    data = await copy_out(connection, queries.claim_lines(limit, max_bytes))
     lines = []
     for line in data.splitlines(keepends=True):
         outbox_id, _, rest = line.partition(b"\t")
@@ -176,47 +187,26 @@ async def claim_lines(
     return lines
 
 
-async def delete(connection: asyncpg.Connection, queries: OutboxQueries, ids: list[int]) -> None:
+async def delete(connection: Connection, queries: OutboxQueries, ids: list[int]) -> None:
     """Remove delivered events (into the archive when it is on)."""
     if ids:
         await connection.execute(queries.delete_ids, ids)
 
 
-async def dead_letter(
-    connection: asyncpg.Connection, queries: OutboxQueries, refused: list[tuple[int, str]]
-) -> None:
+async def dead_letter(connection: Connection, refused: list[tuple[int, str]]) -> None:
     """Move events to the dead-letter table, each with the error that refused it: (outbox id, error)."""
     if refused:
         await connection.execute(
-            queries.dead_letter, [outbox_id for outbox_id, _ in refused], [error for _, error in refused]
+            DEAD_LETTER, [outbox_id for outbox_id, _ in refused], [error for _, error in refused]
         )
 
 
-RESTORE_WAKEUP = (
-    f"INSERT INTO {WAKEUP_TABLE} (id, notified_at) VALUES (1, '-infinity') ON CONFLICT DO NOTHING"
-)
-STATS = f"""
-    SELECT
-        (SELECT count(*) FROM {OUTBOX_TABLE}) AS pending_events,
-        (SELECT event_date_time FROM {OUTBOX_TABLE} ORDER BY id LIMIT 1) AS oldest_pending_at,
-        (SELECT count(*) FROM {DEAD_LETTER_TABLE}) AS dead_letters,
-        now() AS now
-"""
-
-
-async def stats(connection: asyncpg.Connection) -> OutboxStats:
+async def backlog(connection: Connection) -> Backlog:
     """Count pending events and dead letters, and the age of the oldest pending event.
 
-    Also puts the wake-up trigger's single row back if it went missing (a
-    TRUNCATE): without it every producer notifies, which costs them throughput.
+    Also puts the wake-up trigger's single row back if it went missing.
     """
-    await connection.execute(RESTORE_WAKEUP)
-    row = await connection.fetchrow(STATS)
-    oldest = row["oldest_pending_at"]
-    age = (row["now"] - oldest).total_seconds() if oldest is not None else 0.0
-    return OutboxStats(
-        pending_events=row["pending_events"],
-        oldest_pending_age_seconds=max(age, 0.0),
-        oldest_pending_at=oldest,
-        dead_letters=row["dead_letters"],
-    )
+    await connection.execute(RESTORE_WAKEUP_ROW)
+    row = await connection.fetchrow(BACKLOG)
+    assert row is not None, "an aggregate answers one row"
+    return Backlog.from_row(row["pending_events"], row["oldest_pending_age_seconds"], row["dead_letters"])

@@ -33,8 +33,8 @@ import structlog
 
 from relay import archive, outbox
 from relay.clickhouse import EVENT_LOG_TABLE, ClickHouseSink, DeliveryError
-from relay.forwarder import POSTGRES_ERRORS
 from relay.metrics import RelayMetrics
+from relay.outbox import POSTGRES_ERRORS, Connection
 from relay.status import RelayStatus
 from relay.waits import sleep_unless
 from shared.outbox import ARCHIVE_TABLE
@@ -102,7 +102,8 @@ def resend_query(precision: int, ids: Iterable[str], *, delivered_since: datetim
     """`COPY` source: the archived events with these ids, as the TSV lines the relay sends."""
     literal = ",".join(str(uuid.UUID(event_id)) for event_id in ids)  # ids, never text from outside
     return (
-        f"SELECT DISTINCT ON (event_id) {outbox.tsv_columns(precision)} FROM {ARCHIVE_TABLE}"
+        f"SELECT DISTINCT ON (event_id) {outbox.OutboxQueries(timestamp_precision=precision).tsv_columns}"
+        f" FROM {ARCHIVE_TABLE}"
         f" WHERE delivered_at >= '{(delivered_since - CLOCK_SKEW).isoformat()}'"
         f" AND event_id = ANY('{{{literal}}}'::uuid[])"
     )
@@ -165,7 +166,7 @@ class Reconciliation:
     """Compares the archive with `event_log` and repairs what ClickHouse lost."""
 
     def __init__(
-        self, *, connection: asyncpg.Connection, sink: ClickHouseSink, precision: int, batch_size: int
+        self, *, connection: Connection, sink: ClickHouseSink, precision: int, batch_size: int
     ) -> None:
         self.connection = connection
         self.sink = sink
@@ -310,17 +311,17 @@ def _bucket(event_type: str, start: str) -> Bucket:
     return Bucket(event_type, datetime.strptime(start, _STAMP).replace(tzinfo=UTC))
 
 
-async def try_lock(connection: asyncpg.Connection) -> bool:
+async def try_lock(connection: Connection) -> bool:
     """Take the reconciliation lock for this session unless another one holds it."""
     return bool(await connection.fetchval("SELECT pg_try_advisory_lock($1)", RECONCILE_LOCK))
 
 
-async def lock(connection: asyncpg.Connection) -> None:
+async def lock(connection: Connection) -> None:
     """Take the reconciliation lock for this session, waiting for whoever holds it."""
     await connection.execute("SELECT pg_advisory_lock($1)", RECONCILE_LOCK, timeout=None)
 
 
-async def unlock(connection: asyncpg.Connection) -> None:
+async def unlock(connection: Connection) -> None:
     """Release the reconciliation lock."""
     await connection.execute("SELECT pg_advisory_unlock($1)", RECONCILE_LOCK)
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Final
+
+_GROWTH: Final = 2.0  # each bound doubles the one before
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,13 +20,12 @@ class Backoff:
 
     initial: float
     maximum: float
-    multiplier: float = 2.0
 
     def bound(self, attempt: int) -> float:
         """Upper bound of the delay before retry number `attempt` (1-based)."""
         if attempt < 1:
             return 0.0
-        return min(self.maximum, self.initial * self.multiplier ** (attempt - 1))
+        return min(self.maximum, self.initial * _GROWTH ** (attempt - 1))
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """A jittered delay in [initial/2, bound(attempt)] before retry number `attempt`."""

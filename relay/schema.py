@@ -30,6 +30,7 @@ from relay.clickhouse import (
     ClickHouseSink,
     TransientError,
 )
+from shared.outbox import EVENT_LOG_COLUMNS
 
 DEDUP_VIEW: Final = "event_log_dedup"
 INSERT_DEDUP_WINDOW: Final = 1000
@@ -51,9 +52,21 @@ LEGACY: Final = ServerFeatures(datetime64=False, insert_deduplication=False)
 CURRENT: Final = ServerFeatures(datetime64=True, insert_deduplication=True)
 
 
+def event_log_columns(features: ServerFeatures) -> dict[str, str]:
+    """`event_log`'s columns and their ClickHouse types, in `EVENT_LOG_COLUMNS` order."""
+    return {
+        "event_id": "UUID",
+        "event_type": "String",
+        "event_date_time": "DateTime64(6, 'UTC')" if features.datetime64 else "DateTime('UTC')",
+        "environment": "String",
+        "event_context": "String",
+        "metadata_version": "UInt64",
+    }
+
+
 def create_statements(features: ServerFeatures, database: str) -> list[str]:
     """DDL for the database, the table and its deduplicated view, idempotent (`IF NOT EXISTS`)."""
-    timestamp = "DateTime64(6, 'UTC')" if features.datetime64 else "DateTime('UTC')"
+    columns = ",\n".join(f"    {name} {kind}" for name, kind in event_log_columns(features).items())
     settings = (
         f"\nSETTINGS non_replicated_deduplication_window = {INSERT_DEDUP_WINDOW}"
         if features.insert_deduplication
@@ -61,18 +74,13 @@ def create_statements(features: ServerFeatures, database: str) -> list[str]:
     )
     table = f"""CREATE TABLE IF NOT EXISTS {database}.{EVENT_LOG_TABLE}
 (
-    event_id UUID,
-    event_type String,
-    event_date_time {timestamp},
-    environment String,
-    event_context String,
-    metadata_version UInt64
+{columns}
 )
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(event_date_time)
 ORDER BY (event_type, event_date_time, event_id){settings}"""
     view = f"""CREATE VIEW IF NOT EXISTS {database}.{DEDUP_VIEW} AS
-SELECT event_id, event_type, event_date_time, environment, event_context, metadata_version
+SELECT {", ".join(EVENT_LOG_COLUMNS)}
 FROM {database}.{EVENT_LOG_TABLE} FINAL"""
     return [f"CREATE DATABASE IF NOT EXISTS {database}", table, view]
 
@@ -100,7 +108,8 @@ def check_columns(columns: dict[str, str]) -> TableShape:
         raise SchemaError(f"table {EVENT_LOG_TABLE} does not exist: run `relay migrate`")
     problems = []
     precision = 0
-    for name, pattern in _EXPECTED.items():
+    for name in EVENT_LOG_COLUMNS:
+        pattern = _EXPECTED[name]
         actual = columns.get(name)
         match = pattern.fullmatch(actual.replace("\\'", "'")) if actual else None
         if match is None:

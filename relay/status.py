@@ -6,7 +6,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from relay.outbox import OutboxStats
+from shared.outbox import Backlog
 
 _RATE_WINDOW_SECONDS = 60.0
 
@@ -23,7 +23,7 @@ class RelayStatus:
     last_error_kind: str | None = None
     last_error_at: float | None = None
     last_tick_at: float = field(default_factory=time.monotonic)
-    outbox: OutboxStats | None = None
+    outbox: Backlog | None = None
     outbox_checked_at: float | None = None
     archive_events: int | None = None
     # ClickHouse refuses every event the same way (a schema or setting change).

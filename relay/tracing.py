@@ -32,8 +32,8 @@ def sampled(rng: random.Random | None = None) -> bool:
 
 
 @contextlib.contextmanager
-def batch_transaction(traces: Sequence[TraceContext], *, batch_id: str, events: int) -> Iterator[None]:
-    """A Sentry transaction around one batch delivery."""
+def batch_insert(traces: Sequence[TraceContext], *, batch_id: str, events: int, size: int) -> Iterator[None]:
+    """A Sentry transaction around one batch delivery, with a child span for the ClickHouse insert."""
     headers = {"sentry-trace": traces[0].sentry_trace, "baggage": traces[0].baggage} if traces else {}
     transaction = sentry_sdk.continue_trace(
         headers, op="relay.batch", name="relay.deliver_batch", origin="manual"
@@ -44,12 +44,6 @@ def batch_transaction(traces: Sequence[TraceContext], *, batch_id: str, events: 
         transaction.set_data("events", events)
         linked = sorted({trace.sentry_trace.split("-")[0] for trace in traces})
         transaction.set_data("linked_trace_ids", linked[:_MAX_LINKED])
-        yield
-
-
-@contextlib.contextmanager
-def insert_span(bytes_: int) -> Iterator[None]:
-    """A child span for the ClickHouse insert."""
-    with sentry_sdk.start_span(op="db.clickhouse.insert", name="INSERT INTO event_log") as span:
-        span.set_data("bytes", bytes_)
-        yield
+        with sentry_sdk.start_span(op="db.clickhouse.insert", name="INSERT INTO event_log") as span:
+            span.set_data("bytes", size)
+            yield

@@ -18,9 +18,12 @@
 #   CLICKHOUSE_PORT (8123, HTTP)  CLICKHOUSE_TCP_PORT (9000)
 set -euo pipefail
 
+PROG=services
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
-SERVICES_DIR="$REPO_ROOT/.services"
+# shellcheck source=scripts/lib/common.sh
+source "$SCRIPT_DIR/lib/common.sh"
+
+SERVICES_DIR="$(dirname "$SCRIPT_DIR")/.services"
 
 HOST=127.0.0.1
 PG_PORT="${POSTGRES_PORT:-5432}"
@@ -38,13 +41,6 @@ REDIS_MARKER="$REDIS_DIR/started-by-services"
 REDIS_PID_FILE="$REDIS_DIR/redis.pid"
 CLICKHOUSE_SH="$SCRIPT_DIR/clickhouse.sh"
 
-say() { printf '%s\n' "$*"; }
-warn() { printf 'services: warning: %s\n' "$*" >&2; }
-die() { printf 'services: error: %s\n' "$*" >&2; exit 1; }
-
-# shellcheck source=scripts/lib/common.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
-
 # Run a command as the postgres OS user (peer authentication on the socket).
 as_postgres() {
     if [ "$(id -un)" = postgres ]; then
@@ -57,29 +53,6 @@ as_postgres() {
         die "cannot run as the postgres user: $*"
     fi
 }
-
-APT_UPDATED=0
-apt_install() {
-    command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install $* yourself"
-    if [ "$APT_UPDATED" = 0 ]; then
-        as_root apt-get update -q
-        APT_UPDATED=1
-    fi
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"
-}
-
-# wait_for SECONDS COMMAND...: retry COMMAND every 0.5 s.
-wait_for() {
-    local tries=$(($1 * 2))
-    shift
-    while ! "$@"; do
-        tries=$((tries - 1))
-        [ "$tries" -gt 0 ] || return 1
-        sleep 0.5
-    done
-}
-
-pid_gone() { ! kill -0 "$1" 2>/dev/null; }
 
 # --------------------------------------------------------------------------
 # PostgreSQL
@@ -221,16 +194,6 @@ redis_answers() {
     [ "$reply" = PONG ]
 }
 
-redis_pid() {
-    local pid
-    [ -f "$REDIS_PID_FILE" ] || return 1
-    pid="$(cat "$REDIS_PID_FILE")"
-    case "$pid" in '' | *[!0-9]*) return 1 ;; esac
-    kill -0 "$pid" 2>/dev/null || return 1
-    grep -q redis "/proc/$pid/comm" 2>/dev/null || return 1
-    echo "$pid"
-}
-
 redis_up() {
     if redis_answers; then
         say "redis: already running on $HOST:$REDIS_PORT"
@@ -259,13 +222,8 @@ redis_down() {
         return 0
     fi
     local pid
-    if pid="$(redis_pid)"; then
-        say "redis: stopping (pid $pid)"
-        kill -TERM "$pid"
-        if ! wait_for 15 pid_gone "$pid"; then
-            say "redis: still running after 15 s: SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
+    if pid="$(live_pid "$REDIS_PID_FILE" redis-server)"; then
+        stop_pid redis "$pid"
     else
         say "redis: not running"
     fi
@@ -276,28 +234,15 @@ redis_down() {
 # ClickHouse
 # --------------------------------------------------------------------------
 
-clickhouse_answers() {
-    [ "$(curl -s --max-time 2 "http://$HOST:$CH_PORT/ping" 2>/dev/null)" = "Ok." ]
-}
-
-clickhouse_log_hint() {
-    local log="$SERVICES_DIR/clickhouse/$CH_NAME/log/clickhouse-server.log"
-    if [ -f "$SERVICES_DIR/clickhouse/$CH_NAME/server.pid" ]; then
-        say "clickhouse: log $log"
-    fi
-}
+clickhouse_answers() { clickhouse_pings "$CH_PORT"; }
 
 clickhouse_up() {
     command -v curl >/dev/null 2>&1 || apt_install curl
     if clickhouse_answers; then
-        say "clickhouse: already running on $HOST:$CH_PORT (http), $(curl -s "http://$HOST:$CH_PORT/?query=SELECT%20version()")"
-        clickhouse_log_hint
+        say "clickhouse: already running on $HOST:$CH_PORT (http), $(clickhouse_version "$CH_PORT")"
         return 0
     fi
-    "$CLICKHOUSE_SH" install
     "$CLICKHOUSE_SH" start --name "$CH_NAME" --http-port "$CH_PORT" --tcp-port "$CH_TCP_PORT"
-    say "clickhouse: started on $HOST:$CH_PORT (http) and $HOST:$CH_TCP_PORT (native)"
-    clickhouse_log_hint
 }
 
 clickhouse_down() {
@@ -349,6 +294,6 @@ case "${1:-up}" in
         cmd_down "$@"
         ;;
     status) cmd_status ;;
-    -h | --help | help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//' ;;
+    -h | --help | help) usage ;;
     *) die "unknown command: $1 (up|status|down)" ;;
 esac

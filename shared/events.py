@@ -16,6 +16,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from shared.outbox import EVENT_LOG_COLUMNS
+
 _CAMEL_BOUNDARY = re.compile(r"(?<!^)(?=[A-Z])")
 
 
@@ -91,3 +93,7 @@ class Envelope:
             environment=environment,
             metadata_version=event.metadata_version,
         )
+
+    def columns(self) -> dict[str, object]:
+        """The envelope as `event_log`'s columns, in `EVENT_LOG_COLUMNS` order."""
+        return {name: getattr(self, name) for name in EVENT_LOG_COLUMNS}

@@ -1,12 +1,14 @@
-"""Names of the outbox tables and the wake-up channel: the contract between web and relay.
+"""The outbox contract between web and relay: table names, columns, and the statements both run.
 
 The web site creates these tables (Django migrations) and writes to them; the
-relay reads, deletes and dead-letters rows in them. Neither imports the other.
+relay reads, deletes and dead-letters rows in them. Neither imports the other:
+whatever both sides need to agree on is spelled here, once.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from dataclasses import dataclass
+from typing import Final, SupportsFloat
 
 OUTBOX_TABLE: Final = "event_outbox"
 DEAD_LETTER_TABLE: Final = "event_outbox_dead_letter"
@@ -36,16 +38,59 @@ EVENT_LOG_COLUMNS: Final = (
     "metadata_version",
 )
 
+# Sentry's `sentry-trace` and `baggage` of the request that wrote an event.
+TRACE_COLUMNS: Final = ("sentry_trace", "baggage")
+
 # Every column an event keeps in the outbox and in the dead-letter table: the
 # analysts' columns, the trace headers of the request that wrote it, and how
 # often it has been set aside.
-EVENT_COLUMNS: Final = (*EVENT_LOG_COLUMNS, "sentry_trace", "baggage", "attempts")
+EVENT_COLUMNS: Final = (*EVENT_LOG_COLUMNS, *TRACE_COLUMNS, "attempts")
 
 # Largest payload (`event_context`, bytes of JSON) the outbox accepts: a CHECK
 # constraint refuses a larger event in the producer's own transaction, long
 # before it could stall the relay.
 EVENT_CONTEXT_MAX_BYTES: Final = 1024 * 1024
 
-# Columns of the archive: what re-sending an event byte for byte needs, and
-# when it was delivered (the partition key).
-ARCHIVE_COLUMNS: Final = (*EVENT_LOG_COLUMNS, "delivered_at")
+# The single row the wake-up trigger debounces on. Without it (a TRUNCATE, a
+# `manage.py flush`) every producer notifies, which costs them throughput; the
+# migration creates it, and the web site and the relay put it back.
+RESTORE_WAKEUP_ROW: Final = (
+    f"INSERT INTO {WAKEUP_TABLE} (id, notified_at) VALUES (1, '-infinity') ON CONFLICT DO NOTHING"
+)
+
+# How much is waiting, for how long, and how much was set aside, in one query.
+# The relay claims in id order, so the row with the smallest id is the one
+# waiting longest; `ORDER BY id LIMIT 1` reads it from the primary key index.
+# The age is PostgreSQL's `now()` minus `event_date_time`, which the web host
+# that produced the event stamped: its clock running behind or ahead of the
+# database's makes the backlog look older or younger.
+BACKLOG: Final = f"""
+    SELECT
+        (SELECT count(*) FROM {OUTBOX_TABLE}) AS pending_events,
+        (SELECT extract(epoch FROM now() - event_date_time) FROM {OUTBOX_TABLE} ORDER BY id LIMIT 1)
+            AS oldest_pending_age_seconds,
+        (SELECT count(*) FROM {DEAD_LETTER_TABLE}) AS dead_letters
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """What the relay has still to deliver, for how long, and how much it set aside."""
+
+    pending_events: int
+    oldest_pending_age_seconds: float
+    dead_letters: int
+
+    @classmethod
+    def from_row(
+        cls, pending_events: int, oldest_pending_age_seconds: SupportsFloat | None, dead_letters: int
+    ) -> Backlog:
+        """The backlog from the columns of `BACKLOG`, in order."""
+        # An event stamped by a clock running ahead of the database's would look
+        # younger than new: no backlog is younger than zero.
+        age = oldest_pending_age_seconds
+        return cls(
+            pending_events=int(pending_events),
+            oldest_pending_age_seconds=max(float(age), 0.0) if age is not None else 0.0,
+            dead_letters=int(dead_letters),
+        )

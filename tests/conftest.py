@@ -1,109 +1,31 @@
-"""Fixtures every test can use. Tests talk to the real PostgreSQL, Redis and ClickHouse.
+"""What every test can use.
 
-Django's test database (`test_<name>`) holds the outbox; ClickHouse gets a
-database of its own per test run, with the relay's schema.
+Tests are sorted by what they need to run:
+- `tests/unit/`: nothing but the code (no PostgreSQL, Redis or ClickHouse, no `.env`);
+  `make test-unit` runs them in seconds.
+- `tests/integration/web/` and `tests/integration/relay/`: the real services, per side
+  of the outbox.
+Tests that spawn processes or restart servers are marked `slow`; `make test` runs all.
+
+Fixtures and helpers shared between directories live in `tests/support/` and are
+loaded here as plugins, so a test names a fixture without importing it.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
-import urllib.error
-import urllib.parse
-import urllib.request
-import uuid
-from collections.abc import Iterator
-
-import aiohttp
 import pytest
-from aiochclient import ChClient
 from pytest_django import Settings
 
-from relay import schema
-from shared.settings import CommonSettings, load
+pytest_plugins = [
+    "tests.support.clickhouse",
+    "tests.support.current_clickhouse",
+    "tests.support.outbox_tables",
+    "tests.support.relays",
+    "tests.support.sentry",
+]
 
 
 @pytest.fixture(autouse=True)
 def _site_defaults(settings: Settings) -> None:
     # The contract's default environment name, whatever a developer's .env says.
     settings.ENVIRONMENT = "Local"
-
-
-class ClickHouse:
-    """A small synchronous ClickHouse HTTP client for assertions."""
-
-    def __init__(
-        self, url: str, database: str = "default", user: str = "default", password: str = ""
-    ) -> None:
-        self.url = url
-        self.database = database
-        self.user = user
-        self.password = password
-
-    def query(self, sql: str, *, data: bytes | None = None, timeout: float = 30) -> str:
-        """Run a statement; return the TSV answer."""
-        params = {"database": self.database}
-        if data is not None:
-            params["query"] = sql
-        request = urllib.request.Request(
-            f"{self.url}?{urllib.parse.urlencode(params)}",
-            data=data if data is not None else sql.encode(),
-            headers={"X-ClickHouse-User": self.user, "X-ClickHouse-Key": self.password},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                return response.read().decode()
-        except urllib.error.HTTPError as error:
-            raise AssertionError(f"ClickHouse refused {sql!r}: {error.read().decode()[:500]}") from error
-
-    def rows(self, sql: str) -> list[list[str]]:
-        """Rows of a SELECT as lists of TSV fields."""
-        return [line.split("\t") for line in self.query(f"{sql} FORMAT TSV").splitlines()]
-
-    def value(self, sql: str) -> str:
-        """The single value a SELECT returns."""
-        return self.query(f"{sql} FORMAT TSV").strip()
-
-
-@pytest.fixture(scope="session")
-def common_settings() -> CommonSettings:
-    """Connection settings from the environment (and `.env`)."""
-    return load(CommonSettings)
-
-
-@pytest.fixture(scope="session")
-def clickhouse_server(common_settings: CommonSettings) -> ClickHouse:
-    """The ClickHouse server, seen from its default database."""
-    return ClickHouse(
-        common_settings.clickhouse_url,
-        user=common_settings.clickhouse_user,
-        password=common_settings.clickhouse_password.get_secret_value(),
-    )
-
-
-@pytest.fixture(scope="session")
-def clickhouse_database(clickhouse_server: ClickHouse) -> Iterator[str]:
-    """A ClickHouse database for this test run, dropped at the end."""
-    name = f"test_diehard_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    clickhouse_server.query(f"CREATE DATABASE {name}")
-    yield name
-    clickhouse_server.query(f"DROP DATABASE IF EXISTS {name}")
-
-
-@pytest.fixture
-def clickhouse(clickhouse_server: ClickHouse, clickhouse_database: str) -> ClickHouse:
-    """The test run's ClickHouse database with a fresh, empty `event_log` and its view."""
-    client = ClickHouse(
-        clickhouse_server.url, clickhouse_database, clickhouse_server.user, clickhouse_server.password
-    )
-    client.query("DROP TABLE IF EXISTS event_log_dedup")
-    client.query("DROP TABLE IF EXISTS event_log")
-    asyncio.run(_apply_schema(client))
-    return client
-
-
-async def _apply_schema(client: ClickHouse) -> None:
-    """Create the schema exactly as `relay migrate` does."""
-    async with aiohttp.ClientSession() as session:
-        server = ChClient(session, url=client.url, user=client.user, password=client.password or None)
-        await schema.apply(server, client.database)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from shared.logging import logging_config
-from shared.settings import WebSettings, load
+from shared.settings import load
+from webapp.config.env import WebSettings
 
 _settings = load(WebSettings)
 

@@ -1,4 +1,4 @@
-"""Django settings, derived from `shared.settings.WebSettings` (the environment).
+"""Django settings, derived from `webapp.config.env.WebSettings` (the environment).
 
 `DEBUG=true` is development mode. `DEBUG=false` is production mode: the security
 settings are on and a missing required variable stops start-up with its name.
@@ -9,12 +9,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import dj_database_url
+import django_stubs_ext
 from sentry_sdk.integrations.celery import CeleryIntegration
 from sentry_sdk.integrations.django import DjangoIntegration
 
 from shared.logging import configure_logging
 from shared.sentry import init_sentry
-from shared.settings import WebSettings, load
+from shared.settings import load
+from webapp.config.env import WebSettings
+
+# ModelAdmin[Model], Field[Set, Get] and the like, for the type checker, must work at run time.
+django_stubs_ext.monkeypatch()
 
 ENV = load(WebSettings)
 BASE_DIR = Path(__file__).resolve().parent.parent

@@ -25,7 +25,8 @@ from health_check.exceptions import ServiceUnavailable, ServiceWarning
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from webapp.outbox.selectors import OutboxBacklog, outbox_backlog
+from shared.outbox import Backlog
+from webapp.outbox.selectors import outbox_backlog
 
 # Short enough for a load balancer's probe to get an answer before it gives
 # up on us; a dependency slower than this is as good as down for a request.
@@ -101,7 +102,7 @@ class RelayBacklog(HealthCheck):
     lag_threshold_seconds: float
     pending_threshold: int
     alias: str = DEFAULT_DB_ALIAS
-    backlog: OutboxBacklog | None = dataclasses.field(default=None, init=False, repr=False)
+    backlog: Backlog | None = dataclasses.field(default=None, init=False, repr=False)
     timeout = PROBE_TIMEOUT
 
     def run(self) -> None:

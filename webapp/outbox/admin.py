@@ -11,7 +11,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.contrib.admin.models import DELETION, LogEntry
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 
 from webapp.outbox.errors import error_summary
@@ -19,7 +19,7 @@ from webapp.outbox.models import DeadLetter, OutboxEvent
 from webapp.outbox.services import dead_letter_purge, dead_letter_requeue
 
 
-class ReadOnlyEventAdmin(admin.ModelAdmin):
+class ReadOnlyEventAdmin[M: Model](admin.ModelAdmin[M]):
     """Events can be looked at, never added or edited."""
 
     # The changelist already counts the filtered rows once; a second count of
@@ -34,7 +34,7 @@ class ReadOnlyEventAdmin(admin.ModelAdmin):
 
 
 @admin.register(OutboxEvent)
-class OutboxEventAdmin(ReadOnlyEventAdmin):
+class OutboxEventAdmin(ReadOnlyEventAdmin[OutboxEvent]):
     """Events waiting for the relay, oldest first."""
 
     list_display = ("id", "event_type", "event_id", "event_date_time", "attempts")
@@ -48,7 +48,7 @@ class OutboxEventAdmin(ReadOnlyEventAdmin):
 
 
 @admin.register(DeadLetter)
-class DeadLetterAdmin(ReadOnlyEventAdmin):
+class DeadLetterAdmin(ReadOnlyEventAdmin[DeadLetter]):
     """Events ClickHouse refused: read the error, fix the cause, re-queue or purge."""
 
     list_display = ("event_type", "event_id", "attempts", "dead_lettered_at", "error_preview")
@@ -74,10 +74,12 @@ class DeadLetterAdmin(ReadOnlyEventAdmin):
     @admin.action(description="Re-queue selected dead letters", permissions=["requeue"])
     def requeue(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
         """Move the selected dead letters back to the outbox, unchanged."""
+        staff_id = request.user.pk
+        assert staff_id is not None, "the admin serves signed-in staff only"
         # One transaction: the history records a move only if the move happened.
         with transaction.atomic():
             LogEntry.objects.log_actions(
-                user_id=request.user.pk,
+                user_id=staff_id,
                 queryset=queryset,
                 action_flag=DELETION,
                 change_message="Re-queued to the outbox.",

@@ -8,6 +8,8 @@ from django.apps.registry import Apps
 from django.db import connections, router
 from django.db.models.signals import post_migrate
 
+from shared.outbox import RESTORE_WAKEUP_ROW
+
 
 class OutboxConfig(AppConfig):
     """The outbox tables and the client that writes to them."""
@@ -35,9 +37,5 @@ def _restore_wakeup_row(*, using: str, apps: Apps = global_apps, **_: Any) -> No
         return
     if not router.allow_migrate_model(using, wakeup):
         return
-    connection = connections[using]
-    table = connection.ops.quote_name(wakeup._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (id, notified_at) VALUES (1, '-infinity') ON CONFLICT DO NOTHING"
-        )
+    with connections[using].cursor() as cursor:
+        cursor.execute(RESTORE_WAKEUP_ROW)

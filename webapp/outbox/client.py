@@ -37,11 +37,11 @@ class EventLogClient:
         """A client for the default database and the configured `ENVIRONMENT`."""
         return cls(environment=settings.ENVIRONMENT)
 
-    def publish(self, *events: Event) -> list[Envelope]:
-        """Insert one outbox row per event in the current transaction; return their envelopes."""
-        return self.publish_all(events)
+    def publish(self, *events: Event) -> None:
+        """Insert one outbox row per event in the current transaction."""
+        self.publish_all(events)
 
-    def publish_all(self, events: Iterable[Event]) -> list[Envelope]:
+    def publish_all(self, events: Iterable[Event]) -> None:
         """Like `publish`, for an iterable of events."""
         if not transaction.get_connection(self.using).in_atomic_block:
             raise TransactionRequired(
@@ -53,16 +53,6 @@ class EventLogClient:
         sentry_trace = sentry_sdk.get_traceparent() or ""
         baggage = sentry_sdk.get_baggage() or ""
         OutboxEvent.objects.using(self.using).bulk_create(
-            OutboxEvent(
-                event_id=envelope.event_id,
-                event_type=envelope.event_type,
-                event_date_time=envelope.event_date_time,
-                environment=envelope.environment,
-                event_context=envelope.event_context,
-                metadata_version=envelope.metadata_version,
-                sentry_trace=sentry_trace,
-                baggage=baggage,
-            )
+            OutboxEvent(**envelope.columns(), sentry_trace=sentry_trace, baggage=baggage)
             for envelope in envelopes
         )
-        return envelopes

@@ -5,21 +5,22 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from shared.clickhouse import error_code
+
 # ClickHouse's error text quotes the refused row (names, e-mail addresses), so
 # lists show only the error code and the exception's headline; the full text
 # stays in the table and in the admin's detail view, next to the payload.
-_CODE: Final = re.compile(r"Code:\s*(\d+)")
 _HEADLINE: Final = re.compile(r"DB::Exception: ([^:\n]*)")
 SUMMARY_CHARS: Final = 60
 
 
 def error_summary(error: str) -> str:
     """The error's code and headline, e.g. `Code: 27 — Cannot parse input`."""
-    code = _CODE.search(error)
+    code = error_code(error)
     headline = _HEADLINE.search(error)
     parts: list[str] = []
-    if code:
-        parts.append(f"Code: {code.group(1)}")
+    if code is not None:
+        parts.append(f"Code: {code}")
     if headline and headline.group(1).strip():
         parts.append(_shorten(headline.group(1)))
     if parts:

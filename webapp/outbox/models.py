@@ -10,7 +10,7 @@ from django.db.models.functions import Now
 from shared import outbox
 
 
-class JSONTextField(models.TextField):
+class JSONTextField(models.TextField[str, str]):
     """PostgreSQL `json`: validated on write, kept byte for byte (unlike `jsonb`).
 
     The relay streams the stored text to ClickHouse unchanged, so the analysts see

@@ -18,22 +18,23 @@ from webapp.outbox.models import DeadLetter
 
 logger = structlog.get_logger(__name__)
 
-# Every column an event keeps wherever it is stored (`EventFields`). The
-# attempt count travels too: it says how often the event was set aside before.
-_EVENT_COLUMNS = ", ".join(EVENT_COLUMNS)
 
-# One statement, so moving is atomic on its own: a dead letter is either back
-# in the outbox or still set aside, never both or neither. The outbox trigger
-# wakes the relay. `ORDER BY id` re-queues them in the order they were set
-# aside. An event id already back in the outbox violates its unique
-# constraint and the whole statement rolls back.
-_REQUEUE = f"""
-    WITH moved AS (
-        DELETE FROM {DEAD_LETTER_TABLE} WHERE {{condition}} RETURNING id, {_EVENT_COLUMNS}
-    )
-    INSERT INTO {OUTBOX_TABLE} ({_EVENT_COLUMNS})
-    SELECT {_EVENT_COLUMNS} FROM moved ORDER BY id
-"""
+def _requeue(condition: str) -> str:
+    """Move the dead letters matching `condition` back to the outbox, in one statement.
+
+    One statement, so moving is atomic on its own: a dead letter is either back
+    in the outbox or still set aside, never both or neither. The outbox trigger
+    wakes the relay. `ORDER BY id` re-queues them in the order they were set
+    aside. Every column an event keeps travels, the attempt count too: it says
+    how often the event was set aside before. An event id already back in the
+    outbox violates its unique constraint and the whole statement rolls back.
+    """
+    columns = ", ".join(EVENT_COLUMNS)
+    return f"""
+        WITH moved AS (DELETE FROM {DEAD_LETTER_TABLE} WHERE {condition} RETURNING id, {columns})
+        INSERT INTO {OUTBOX_TABLE} ({columns})
+        SELECT {columns} FROM moved ORDER BY id
+    """
 
 
 def dead_letter_requeue(
@@ -55,7 +56,7 @@ def dead_letter_requeue(
     if not everything and ids is None and event_type is None:
         raise ValueError("say which dead letters to re-queue: ids, event_type or everything=True")
     conditions = ["TRUE"]
-    params: list[object] = []
+    params: list[str | list[int]] = []
     if ids is not None:
         id_list = [int(pk) for pk in ids]
         if not id_list:
@@ -66,8 +67,8 @@ def dead_letter_requeue(
         conditions.append("event_type = %s")
         params.append(event_type)
     with connections[using].cursor() as cursor:
-        cursor.execute(_REQUEUE.format(condition=" AND ".join(conditions)), params)
-        moved = cursor.rowcount
+        cursor.execute(_requeue(" AND ".join(conditions)), params)
+        moved: int = cursor.rowcount
     logger.info("dead_letters_requeued", count=moved, event_type=event_type)
     return moved
 

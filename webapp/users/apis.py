@@ -49,12 +49,14 @@ def user_create_api(request: HttpRequest) -> JsonResponse:
 def _create_user(request: HttpRequest) -> User:
     if request.method != "POST":
         raise _Refused(405, {NON_FIELD_ERRORS: ["Use POST."]}, headers={"Allow": "POST"})
-    if request.content_type.lower() != JSON_CONTENT_TYPE:
+    if (request.content_type or "").lower() != JSON_CONTENT_TYPE:
         raise _Refused(415, {NON_FIELD_ERRORS: [f"Send a JSON body with Content-Type: {JSON_CONTENT_TYPE}."]})
     payload = _json_object(request.body)
     form = UserCreateForm(payload)
     if not form.is_valid():
-        raise _Refused(400, {field: list(messages) for field, messages in form.errors.items()})
+        raise _Refused(
+            400, {field: [str(message) for message in messages] for field, messages in form.errors.items()}
+        )
     try:
         return user_create(**form.cleaned_data)
     except EmailTaken as error:

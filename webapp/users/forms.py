@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 EMAIL_TAKEN_MESSAGE = "An account with this e-mail address already exists."
 
 
-class _StringOnly:
+class _StringOnly(forms.Field):
     """Refuse values that are not strings instead of converting them with `str()`.
 
     HTML forms only ever send strings; a JSON body can send `123` or `["x"]`,
@@ -23,7 +23,7 @@ class _StringOnly:
     def to_python(self, value: Any) -> Any:
         if value is not None and not isinstance(value, str):
             raise ValidationError("Enter a string.", code="invalid_type")
-        return super().to_python(value)  # type: ignore[misc]
+        return super().to_python(value)
 
 
 class _StringField(_StringOnly, forms.CharField):

@@ -51,7 +51,7 @@ def user_create(*, email: str, password: str, first_name: str, last_name: str) -
             )
             # Registered inside the block so a rollback discards it; it runs only
             # once the outermost transaction has committed.
-            send_welcome_email.delay_on_commit(user.pk)
+            send_welcome_email.delay_on_commit(user.pk)  # type: ignore[attr-defined]  # celery-types lacks Celery 5.4's delay_on_commit
     except IntegrityError as error:
         if not _violates(error, EMAIL_UNIQUE_CONSTRAINT):
             raise

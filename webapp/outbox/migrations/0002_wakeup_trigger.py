@@ -23,13 +23,13 @@ from __future__ import annotations
 
 from django.db import migrations
 
-from shared.outbox import NOTIFY_CHANNEL, NOTIFY_DEBOUNCE_MS, OUTBOX_TABLE, WAKEUP_TABLE
+from shared.outbox import NOTIFY_CHANNEL, NOTIFY_DEBOUNCE_MS, OUTBOX_TABLE, RESTORE_WAKEUP_ROW, WAKEUP_TABLE
 
 WINDOW_SECONDS = NOTIFY_DEBOUNCE_MS / 1000
 SESSION_GATE = "die_hard.outbox_wake_after"
 
 FORWARD = f"""
-INSERT INTO {WAKEUP_TABLE} (id, notified_at) VALUES (1, '-infinity') ON CONFLICT DO NOTHING;
+{RESTORE_WAKEUP_ROW};
 
 CREATE OR REPLACE FUNCTION {OUTBOX_TABLE}_wake_relay() RETURNS trigger
 LANGUAGE plpgsql AS $$

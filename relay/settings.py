@@ -1,0 +1,53 @@
+"""The relay's settings: what every process shares, and the relay's own `RELAY_*` knobs."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field
+
+from shared.settings import CommonSettings
+
+_DURATION = re.compile(r"(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>s|m|h|d)?")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """`90s`, `15m`, `24h`, `7d` or plain seconds (`0` switches the feature off)."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    if match is None:
+        raise ValueError(f"not a duration: {text!r} (examples: 90s, 15m, 24h, 7d, 0)")
+    return timedelta(seconds=float(match["amount"]) * _UNIT_SECONDS[match["unit"] or "s"])
+
+
+def _duration(value: object) -> object:
+    return parse_duration(value) if isinstance(value, str) else value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+
+
+class RelaySettings(CommonSettings):
+    """Settings of the relay daemon; its own knobs are named `RELAY_*`."""
+
+    relay_batch_size: int = Field(default=20_000, ge=1, le=100_000)
+    # Most bytes of TSV one insert carries; a single event larger than this is dead-lettered.
+    relay_batch_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    relay_concurrency: int = Field(default=2, ge=1, le=32)
+    relay_poll_interval: float = Field(default=1.0, gt=0)
+    relay_backoff_initial: float = Field(default=0.2, gt=0)
+    relay_backoff_max: float = Field(default=30.0, gt=0)
+    relay_clickhouse_timeout: float = Field(default=10.0, gt=0)
+    relay_postgres_timeout: float = Field(default=30.0, gt=0)
+    relay_shutdown_grace: float = Field(default=15.0, ge=0)
+    relay_http_host: str = "127.0.0.1"
+    relay_http_port: int = Field(default=8001, ge=0, le=65535)
+    relay_stats_interval: float = Field(default=5.0, gt=0)
+    relay_readiness_timeout: float = Field(default=2.0, gt=0)
+    relay_liveness_timeout: float = Field(default=30.0, gt=0)
+    # How long delivered events are kept in PostgreSQL for reconciliation; 0: not kept.
+    relay_archive_retention: Duration = timedelta(hours=24)
+    # How often the relays compare the archive with ClickHouse; 0: never (by themselves).
+    relay_reconcile_interval: Duration = timedelta(minutes=10)

@@ -1,0 +1,143 @@
+"""`user_create`: the user and its event commit together, or not at all."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core.exceptions import ValidationError
+from pytest_django import DjangoCaptureOnCommitCallbacks
+
+from shared.events import Event, UserCreated
+from tests.integration.web import written
+from tests.integration.web.factories import SignUpFactory, UserFactory
+from webapp.outbox.client import EventLogClient, TransactionRequired
+from webapp.outbox.models import OutboxEvent
+from webapp.users import services, tasks
+from webapp.users.models import User
+from webapp.users.services import EmailTaken, user_create
+
+
+class Boom(Exception):
+    """Raised by a test after the event is written."""
+
+
+@pytest.fixture
+def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Ids the welcome e-mail task was enqueued for (nothing reaches a broker)."""
+    calls: list[int] = []
+    monkeypatch.setattr(tasks.send_welcome_email, "delay", calls.append)
+    return calls
+
+
+@pytest.mark.django_db
+def test_the_password_is_hashed_with_argon2(enqueued: list[int]) -> None:
+    data = SignUpFactory.build()
+
+    user = user_create(**data)
+
+    assert user.password.startswith("argon2$")
+    assert user.check_password(data["password"])
+
+
+@pytest.mark.django_db
+def test_the_email_domain_is_lowercased_and_the_local_part_kept(enqueued: list[int]) -> None:
+    user = user_create(**SignUpFactory.build(email="Jane.Doe@Example.COM"))
+
+    assert user.email == "Jane.Doe@example.com"
+
+
+@pytest.mark.django_db
+def test_a_taken_email_raises_email_taken(enqueued: list[int]) -> None:
+    UserFactory.create(email="taken@example.com")
+
+    with pytest.raises(EmailTaken):
+        user_create(**SignUpFactory.build(email="TAKEN@example.com"))
+
+
+@pytest.mark.django_db
+def test_a_sign_up_racing_another_for_the_same_email_is_refused_by_the_constraint(
+    monkeypatch: pytest.MonkeyPatch, enqueued: list[int]
+) -> None:
+    UserFactory.create(email="raced@example.com")
+    # As if the other sign-up committed between our check and our INSERT.
+    monkeypatch.setattr(services, "user_email_taken", lambda *, email: False)
+
+    with pytest.raises(EmailTaken):
+        user_create(**SignUpFactory.build(email="Raced@example.com"))
+
+    assert User.objects.count() == 1
+    assert not OutboxEvent.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_weak_password_raises_a_validation_error_and_writes_nothing(enqueued: list[int]) -> None:
+    with pytest.raises(ValidationError):
+        user_create(**SignUpFactory.build(password="abc"))
+
+    assert not User.objects.exists()
+    assert not OutboxEvent.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failure_after_the_event_is_written_rolls_back_the_user_and_the_event(
+    monkeypatch: pytest.MonkeyPatch, enqueued: list[int]
+) -> None:
+    publish = EventLogClient.publish
+
+    def publish_then_fail(self: EventLogClient, *events: Event) -> Any:
+        publish(self, *events)
+        assert OutboxEvent.objects.count() == 1  # the event row was really written
+        raise Boom
+
+    monkeypatch.setattr(EventLogClient, "publish", publish_then_fail)
+
+    with pytest.raises(Boom):
+        user_create(**SignUpFactory.build())
+
+    assert not User.objects.exists()
+    assert not OutboxEvent.objects.exists()
+    assert enqueued == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_committed_sign_up_keeps_the_user_and_the_event(enqueued: list[int]) -> None:
+    user = user_create(**SignUpFactory.build())
+
+    assert User.objects.filter(pk=user.pk).exists()
+    assert written.event_types() == ["user_created"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_publishing_outside_a_transaction_is_refused() -> None:
+    client = EventLogClient.from_settings()
+
+    with pytest.raises(TransactionRequired):
+        client.publish(UserCreated(email="a@example.com", first_name="A", last_name="B"))
+
+    assert not OutboxEvent.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_welcome_email_is_enqueued_only_after_the_sign_up_commits(
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks, enqueued: list[int]
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        user = user_create(**SignUpFactory.build())
+        assert enqueued == []
+
+    assert len(callbacks) == 1
+    assert enqueued == [user.pk]
+
+
+@pytest.mark.django_db
+def test_a_refused_sign_up_enqueues_no_welcome_email(
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks, enqueued: list[int]
+) -> None:
+    UserFactory.create(email="taken@example.com")
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks, pytest.raises(EmailTaken):
+        user_create(**SignUpFactory.build(email="taken@example.com"))
+
+    assert callbacks == []
+    assert enqueued == []

@@ -1,0 +1,222 @@
+"""The container stack: `compose.yaml` follows the Compose specification and runs the system safely."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from ruamel.yaml import YAML
+
+from relay.settings import RelaySettings
+from tests.support.project import ROOT
+
+COMPOSE_FILE = ROOT / "compose.yaml"
+DOCKERFILE = ROOT / "docker" / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+
+# Variable names every application container must get: its mode, secrets,
+# hosts, the services' addresses and credentials, Sentry and the environment name.
+CONTAINER_SETTINGS = (
+    "DEBUG",
+    "SECRET_KEY",
+    "ALLOWED_HOSTS",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "CLICKHOUSE_HOST",
+    "CLICKHOUSE_PORT",
+    "CLICKHOUSE_USER",
+    "CLICKHOUSE_PASSWORD",
+    "CLICKHOUSE_DATABASE",
+    "SENTRY_CONFIG_DSN",
+    "SENTRY_CONFIG_ENVIRONMENT",
+    "ENVIRONMENT",
+)
+APP_SERVICES = ("migrate", "web", "relay", "worker")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(us|ms|s|m|h)")
+_UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    """`compose.yaml` as data, anchors and merge keys resolved."""
+    document: dict[str, Any] = YAML(typ="safe").load(COMPOSE_FILE.read_text(encoding="utf-8"))
+    return document
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The services of `compose.yaml` by name."""
+    by_name: dict[str, dict[str, Any]] = compose["services"]
+    return by_name
+
+
+def one_shot(services: dict[str, dict[str, Any]]) -> set[str]:
+    """Services that others wait for to *complete*: jobs, not daemons."""
+    return {
+        name
+        for service in services.values()
+        for name, dependency in dependencies(service).items()
+        if dependency.get("condition") == "service_completed_successfully"
+    }
+
+
+def dependencies(service: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """`depends_on` in its long form, whichever form the file uses."""
+    depends_on = service.get("depends_on", {})
+    if isinstance(depends_on, list):
+        return {name: {} for name in depends_on}
+    long_form: dict[str, dict[str, Any]] = depends_on
+    return long_form
+
+
+def seconds(duration: str) -> float:
+    """A Compose duration such as `1m30s` in seconds."""
+    parts = _DURATION_PART.findall(duration)
+    assert parts, f"not a duration: {duration!r}"
+    assert "".join(value + unit for value, unit in parts) == duration, f"not a duration: {duration!r}"
+    return sum(float(value) * _UNIT_SECONDS[unit] for value, unit in parts)
+
+
+def test_compose_file_follows_the_compose_specification() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--builtin-schema",
+            "vendor.compose-spec",
+            str(COMPOSE_FILE),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_file_has_no_obsolete_version_key(compose: dict[str, Any]) -> None:
+    assert "version" not in compose
+
+
+def test_every_long_running_service_has_a_healthcheck(services: dict[str, dict[str, Any]]) -> None:
+    daemons = set(services) - one_shot(services)
+    without = sorted(
+        name
+        for name in daemons
+        if not services[name].get("healthcheck", {}).get("test")
+        or services[name]["healthcheck"].get("disable")
+    )
+    assert daemons >= {"postgres", "redis", "clickhouse", "web", "relay", "worker"}
+    assert without == []
+
+
+def test_dependencies_on_services_with_a_healthcheck_wait_until_they_are_healthy(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    careless = sorted(
+        f"{name} -> {target}"
+        for name, service in services.items()
+        for target, dependency in dependencies(service).items()
+        if "healthcheck" in services[target] and dependency.get("condition") != "service_healthy"
+    )
+    assert careless == []
+
+
+def test_every_dependency_is_a_service_of_the_file(services: dict[str, dict[str, Any]]) -> None:
+    unknown = sorted(
+        f"{name} -> {target}"
+        for name, service in services.items()
+        for target in dependencies(service)
+        if target not in services
+    )
+    assert unknown == []
+
+
+def test_the_schema_is_migrated_once_before_the_processes_start(services: dict[str, dict[str, Any]]) -> None:
+    command = " ".join(services["migrate"]["command"])
+    assert "manage.py migrate --no-input" in command
+    assert "relay migrate" in command
+    for name in ("web", "relay", "worker"):
+        assert dependencies(services[name])["migrate"] == {"condition": "service_completed_successfully"}
+
+
+def test_clickhouse_image_is_pinned_to_a_version_tag(services: dict[str, dict[str, Any]]) -> None:
+    repository, _, tag = services["clickhouse"]["image"].rpartition(":")
+    assert repository == "clickhouse/clickhouse-server"
+    assert re.fullmatch(r"\d+\.\d+(\.\d+){0,2}", tag), f"not a version tag: {tag!r}"
+
+
+def test_no_image_floats_on_latest(services: dict[str, dict[str, Any]]) -> None:
+    floating = sorted(
+        name
+        for name, service in services.items()
+        if ":" not in service["image"].rpartition("/")[2] or service["image"].endswith(":latest")
+    )
+    assert floating == []
+
+
+def test_relay_runs_as_its_own_service_with_a_restart_policy(services: dict[str, dict[str, Any]]) -> None:
+    relay = services["relay"]
+    assert relay["command"] == ["relay"]
+    assert relay["restart"] in {"always", "unless-stopped", "on-failure"}
+
+
+def test_relay_is_given_longer_to_stop_than_its_shutdown_grace(services: dict[str, dict[str, Any]]) -> None:
+    default = RelaySettings.model_fields["relay_shutdown_grace"].default
+    grace = float(services["relay"]["environment"].get("RELAY_SHUTDOWN_GRACE", default))
+    assert seconds(services["relay"]["stop_grace_period"]) > grace
+
+
+def test_relay_http_endpoint_listens_beyond_its_container(services: dict[str, dict[str, Any]]) -> None:
+    assert services["relay"]["environment"]["RELAY_HTTP_HOST"] == "0.0.0.0"
+    assert "/livez" in " ".join(services["relay"]["healthcheck"]["test"])
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_application_service_gets_every_container_setting(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    missing = [setting for setting in CONTAINER_SETTINGS if setting not in services[name]["environment"]]
+    assert missing == []
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_application_service_runs_in_production_mode(services: dict[str, dict[str, Any]], name: str) -> None:
+    assert services[name]["environment"]["DEBUG"] == "false"
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_application_service_reads_dotenv_only_if_it_exists(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    assert services[name]["env_file"] == [{"path": ".env", "required": False}]
+
+
+def test_published_ports_are_reachable_from_this_machine_only(services: dict[str, dict[str, Any]]) -> None:
+    published = {name: service["ports"] for name, service in services.items() if "ports" in service}
+    assert published == {"web": ["127.0.0.1:8000:8000"], "relay": ["127.0.0.1:8001:8001"]}
+
+
+def test_databases_keep_their_data_in_named_volumes(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in ("postgres", "redis", "clickhouse"):
+        volume = services[name]["volumes"][0].split(":")[0]
+        assert volume in compose["volumes"], f"{name} keeps its data in an anonymous or host path"
+
+
+def test_image_runs_as_a_non_root_user() -> None:
+    users = re.findall(r"^USER\s+(\S+)", DOCKERFILE.read_text(encoding="utf-8"), flags=re.MULTILINE)
+    assert users, "the image never leaves root"
+    assert users[-1].split(":")[0] not in {"root", "0"}
+
+
+def test_image_build_context_leaves_dotenv_out() -> None:
+    lines = [line.strip() for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()]
+    assert "*" in lines, ".dockerignore should exclude everything not let back in"
+    assert not any(line.startswith("!.env") for line in lines)
+    copies = re.findall(r"^(?:COPY|ADD)\s.*$", DOCKERFILE.read_text(encoding="utf-8"), flags=re.MULTILINE)
+    assert not [line for line in copies if re.search(r"(^|[\s/])\.env\b", line)]

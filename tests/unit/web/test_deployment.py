@@ -1,0 +1,75 @@
+"""Production mode: the deployment checks pass, missing secrets stop start-up; `serve` picks the server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from django.core.management import call_command
+from pytest_django import Settings
+
+from tests.support.project import ROOT, production_env
+from webapp.core.management.commands import serve
+
+
+def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run a management command in a fresh process with exactly this environment."""
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+def test_the_deployment_checks_pass_in_production_mode() -> None:
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=production_env())
+
+    assert result.returncode == 0, result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+@pytest.mark.slow
+def test_production_mode_without_a_secret_key_fails_at_start_up_naming_it() -> None:
+    env = production_env()
+    del env["SECRET_KEY"]
+
+    result = manage("check", env=env)
+
+    assert result.returncode != 0
+    assert "SECRET_KEY" in result.stderr
+
+
+def test_serve_runs_the_development_server_when_debug_is_on(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.DEBUG = True
+    calls: list[tuple[object, ...]] = []
+    monkeypatch.setattr(serve, "call_command", lambda *args: calls.append(args))
+
+    call_command("serve", "--bind", "127.0.0.1:8123", skip_checks=True)
+
+    assert calls == [("runserver", "127.0.0.1:8123")]
+
+
+def test_serve_replaces_itself_with_gunicorn_when_debug_is_off(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.DEBUG = False
+    execs: list[tuple[str, list[str]]] = []
+    monkeypatch.setattr("os.execvp", lambda file, argv: execs.append((file, argv)))
+
+    call_command("serve", "--workers", "3", "--threads", "2", skip_checks=True)
+
+    [(file, argv)] = execs
+    assert file == sys.executable
+    assert argv[:4] == [sys.executable, "-m", "gunicorn", "webapp.config.wsgi:application"]
+    assert argv[argv.index("--bind") + 1] == "127.0.0.1:8000"
+    assert argv[argv.index("--workers") + 1] == "3"
+    assert argv[argv.index("--threads") + 1] == "2"
+    assert "--access-logfile" not in argv
