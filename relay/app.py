@@ -71,6 +71,7 @@ async def migrate(settings: RelaySettings) -> int:
         database=settings.clickhouse_database,
         datetime64=features.datetime64,
         insert_deduplication=features.insert_deduplication,
+        durable_insert=features.durable_insert,
     )
     return EXIT_OK
 
@@ -89,6 +90,8 @@ async def reconcile(settings: RelaySettings, *, since: datetime | None) -> int:
         except schema.SchemaError as error:
             log.error("clickhouse_schema_invalid", problem=str(error))
             return EXIT_MISCONFIGURED
+        if shape.async_insert:
+            sink.pin_synchronous_inserts()
         connection = await asyncpg.connect(
             settings.database_url, command_timeout=settings.relay_postgres_timeout
         )
@@ -216,6 +219,8 @@ async def _serve(
         if shape is None:
             exit_code = EXIT_OK if stop.is_set() else EXIT_MISCONFIGURED
             return exit_code
+        if shape.async_insert:
+            sink.pin_synchronous_inserts()
         queries = OutboxQueries(timestamp_precision=shape.timestamp_precision, archive=archiving)
         config = ForwarderConfig(
             batch_size=settings.relay_batch_size,

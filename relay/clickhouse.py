@@ -81,9 +81,14 @@ def classify(error: ChClientError) -> DeliveryError:
     return TransientError(message, kind="server", code=code)
 
 
-def insert_query() -> str:
-    """The insert the relay sends; the body that follows is TSV in this column order."""
-    return f"INSERT INTO {EVENT_LOG_TABLE} ({', '.join(EVENT_LOG_COLUMNS)}) FORMAT TabSeparated"
+def insert_query(*, synchronous: bool = False) -> str:
+    """The insert the relay sends; the body that follows is TSV in this column order.
+
+    `synchronous` pins `async_insert = 0` (servers that have the setting): the
+    acknowledgement then always means "written", whatever the user's profile says.
+    """
+    settings = " SETTINGS async_insert = 0" if synchronous else ""
+    return f"INSERT INTO {EVENT_LOG_TABLE} ({', '.join(EVENT_LOG_COLUMNS)}){settings} FORMAT TabSeparated"
 
 
 class ClickHouseSink:
@@ -102,6 +107,10 @@ class ClickHouseSink:
         self.client = ChClient(session, url=url, user=user, password=password or None, database=database)
         self.timeout = timeout
         self._query = insert_query()
+
+    def pin_synchronous_inserts(self) -> None:
+        """Ask the server never to acknowledge an insert before writing it (`async_insert = 0`)."""
+        self._query = insert_query(synchronous=True)
 
     async def insert(self, body: bytes) -> None:
         """Insert one batch; raise `RejectedData` or `TransientError` when it is not taken."""

@@ -46,10 +46,12 @@ class ServerFeatures:
 
     datetime64: bool
     insert_deduplication: bool
+    # MergeTree's `fsync_after_insert`: an acknowledged part is on disk.
+    durable_insert: bool = False
 
 
 LEGACY: Final = ServerFeatures(datetime64=False, insert_deduplication=False)
-CURRENT: Final = ServerFeatures(datetime64=True, insert_deduplication=True)
+CURRENT: Final = ServerFeatures(datetime64=True, insert_deduplication=True, durable_insert=True)
 
 
 def event_log_columns(features: ServerFeatures) -> dict[str, str]:
@@ -67,11 +69,13 @@ def event_log_columns(features: ServerFeatures) -> dict[str, str]:
 def create_statements(features: ServerFeatures, database: str) -> list[str]:
     """DDL for the database, the table and its deduplicated view, idempotent (`IF NOT EXISTS`)."""
     columns = ",\n".join(f"    {name} {kind}" for name, kind in event_log_columns(features).items())
-    settings = (
-        f"\nSETTINGS non_replicated_deduplication_window = {INSERT_DEDUP_WINDOW}"
-        if features.insert_deduplication
-        else ""
-    )
+    table_settings = []
+    if features.insert_deduplication:
+        table_settings.append(f"non_replicated_deduplication_window = {INSERT_DEDUP_WINDOW}")
+    if features.durable_insert:
+        # ClickHouse acknowledges an insert only once its part is on disk.
+        table_settings += ["fsync_after_insert = 1", "fsync_part_directory = 1"]
+    settings = f"\nSETTINGS {', '.join(table_settings)}" if table_settings else ""
     table = f"""CREATE TABLE IF NOT EXISTS {database}.{EVENT_LOG_TABLE}
 (
 {columns}
@@ -90,6 +94,9 @@ class TableShape:
     """What the relay learns from the existing table: how precise its timestamps are."""
 
     timestamp_precision: int  # 0 for DateTime, 6 for DateTime64(6)
+    # The server has `async_insert` (a profile could make it acknowledge before
+    # writing): the relay then pins it off on its inserts.
+    async_insert: bool = False
 
 
 _EXPECTED: Final = {
@@ -126,10 +133,18 @@ def check_columns(columns: dict[str, str]) -> TableShape:
 async def detect_features(client: ChClient) -> ServerFeatures:
     """Ask the server which of the optional features it has."""
     datetime64 = await client.fetchval("SELECT count() FROM system.functions WHERE name = 'toDateTime64'")
-    window = await client.fetchval(
-        "SELECT count() FROM system.merge_tree_settings WHERE name = 'non_replicated_deduplication_window'"
+    names = {
+        row["name"]
+        for row in await client.fetch(
+            "SELECT name FROM system.merge_tree_settings"
+            " WHERE name IN ('non_replicated_deduplication_window', 'fsync_after_insert')"
+        )
+    }
+    return ServerFeatures(
+        datetime64=bool(datetime64),
+        insert_deduplication="non_replicated_deduplication_window" in names,
+        durable_insert="fsync_after_insert" in names,
     )
-    return ServerFeatures(datetime64=bool(datetime64), insert_deduplication=bool(window))
 
 
 async def apply(client: ChClient, database: str) -> ServerFeatures:
@@ -163,4 +178,8 @@ async def inspect(sink: ClickHouseSink, database: str) -> TableShape:
         if error.code in ACCESS_CODES:
             raise SchemaError(f"ClickHouse refused the configured user (code {error.code})") from error
         raise
-    return check_columns({row["name"]: row["type"] for row in rows})
+    shape = check_columns({row["name"]: row["type"] for row in rows})
+    async_insert = await sink.call(
+        sink.client.fetchval("SELECT count() FROM system.settings WHERE name = 'async_insert'")
+    )
+    return TableShape(timestamp_precision=shape.timestamp_precision, async_insert=bool(async_insert))
