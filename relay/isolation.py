@@ -4,9 +4,9 @@ ClickHouse parses a TSV insert row by row, writes nothing of an insert it
 refuses, and names the row it stopped at (`(at row N)`). So a refused batch
 is *cut*: the lines before row N are good (kept for one insert at the end),
 line N is refused with ClickHouse's own error, and the next attempt starts
-after it. Each attempt sends a window of lines, about twice the distance to
-the last refusal (growing while attempts succeed), so a dense flood never
-re-sends the whole remainder. Segments of the batch are cut concurrently,
+after it. The first attempt sends everything; later ones a window of about
+twice the distance to the last refusal (doubling while attempts succeed), so
+a dense flood never re-sends the whole remainder. Segments of the batch are cut concurrently,
 since a refusal costs a round trip. A refusal that names no row (a constraint
 checked per block) is split in halves instead.
 
@@ -28,18 +28,26 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Protocol
 
-from relay.clickhouse import ClickHouseSink, RejectedData
+from relay.clickhouse import RejectedData
 
 type Line = tuple[int, bytes]  # (outbox id, TSV line)
 
 _ROW = re.compile(r"\(at row (\d+)\)")
 # Segments of one batch cut at the same time.
 SEGMENTS: Final = 8
-# Lines in the first attempt of a segment; windows then follow the refusals.
-FIRST_WINDOW: Final = 256
-MAX_WINDOW: Final = 8192
+# Windows after a refusal at row N: 2 N lines, at least this many. A refused
+# insert writes nothing and ClickHouse stops reading at the bad row, so a
+# large first window costs little; successful ones each make a part.
+MIN_WINDOW: Final = 16
+
+
+class Sink(Protocol):
+    """Where lines go: `relay.clickhouse.ClickHouseSink`."""
+
+    async def insert(self, body: bytes) -> None:
+        """Insert a TSV body; raise `RejectedData` or `TransientError` when it is not taken."""
 
 
 def refused_row(error: RejectedData) -> int | None:
@@ -96,7 +104,7 @@ class Isolator:
 
     def __init__(
         self,
-        sink: ClickHouseSink,
+        sink: Sink,
         canary: Canary,
         *,
         deadline: float,
@@ -119,9 +127,14 @@ class Isolator:
         rest = await self._head(list(lines), outcome)
         if rest:
             size = -(-len(rest) // SEGMENTS)
-            async with asyncio.TaskGroup() as group:
-                for first in range(0, len(rest), size):
-                    group.create_task(self._cut(rest[first : first + size], outcome, good, until))
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for first in range(0, len(rest), size):
+                        group.create_task(self._cut(rest[first : first + size], outcome, good, until))
+            except ExceptionGroup as failures:
+                # One segment could not reach ClickHouse (the others were
+                # cancelled): the caller rolls back and retries as for any batch.
+                raise failures.exceptions[0] from failures
         if good:
             await self._insert_all(good, outcome)
         return outcome
@@ -131,7 +144,7 @@ class Isolator:
 
         Returns the lines still to cut. Raises `SystemicRefusal`.
         """
-        chunk = lines[:FIRST_WINDOW]
+        chunk = lines
         outcome.inserts += 1
         try:
             await self.sink.insert(b"".join(line for _, line in chunk))
@@ -175,7 +188,7 @@ class Isolator:
 
     async def _cut(self, lines: list[Line], outcome: Outcome, good: list[Line], until: float) -> None:
         position = 0
-        window = FIRST_WINDOW
+        window = len(lines)
         while position < len(lines):
             if time.monotonic() > until:
                 outcome.untouched += len(lines) - position
@@ -193,11 +206,11 @@ class Isolator:
                 good.extend(chunk[: row - 1])
                 outcome.refused.append(Refusal(chunk[row - 1][0], chunk[row - 1][1], error))
                 position += row
-                window = max(2 * row, 16)
+                window = max(2 * row, MIN_WINDOW)
             else:
                 _delivered(outcome, chunk)
                 position += len(chunk)
-                window = min(2 * window, MAX_WINDOW)
+                window *= 2
 
     async def _insert_all(self, lines: list[Line], outcome: Outcome) -> None:
         """One insert of every line found good; halves if ClickHouse refuses it after all."""
