@@ -8,9 +8,12 @@ the same paths against the real server.
 from __future__ import annotations
 
 import pytest
+from aiochclient import ChClientError
 
-from relay.clickhouse import RejectedData, TransientError
+from relay.clickhouse import RejectedData, TransientError, classify
 from relay.isolation import Canary, Isolator, Line, SystemicRefusal, refused_row
+from shared.events import Envelope, UserCreated
+from tests.support.current_clickhouse import CurrentClickHouse
 
 
 class ClickHouseLike:
@@ -122,3 +125,51 @@ async def test_clickhouse_failing_mid_isolation_raises_the_failure_not_a_group()
 
     with pytest.raises(TransientError):
         await isolator(sink).isolate(batch(5_000, bad_every=50))
+
+
+class CurrentClickHouseSink:
+    """Current ClickHouse (chdb, in process) behind the sink's interface, errors sorted as the relay does."""
+
+    def __init__(self, server: CurrentClickHouse) -> None:
+        self.server = server
+
+    async def insert(self, body: bytes) -> None:
+        try:
+            self.server.insert(body)
+        except Exception as error:  # chdb raises its own exception type with ClickHouse's message
+            raise classify(ChClientError(str(error))) from error
+
+
+def sign_ups(count: int) -> list[Line]:
+    """TSV lines as the relay renders them for a `DateTime64(6)` table."""
+    lines = []
+    for number in range(1, count + 1):
+        envelope = Envelope.wrap(
+            UserCreated(email=f"p{number}@example.com", first_name="Ada", last_name="L"), environment="Local"
+        )
+        stamp = envelope.event_date_time.strftime("%Y-%m-%d %H:%M:%S.%f")
+        line = f"{envelope.event_id}\t{envelope.event_type}\t{stamp}\tLocal\t{envelope.event_context}\t1\n"
+        lines.append((number, line.encode()))
+    return lines
+
+
+async def test_current_clickhouse_refusing_every_event_after_a_schema_change_is_systemic(
+    current_clickhouse: CurrentClickHouse,
+) -> None:
+    sink = CurrentClickHouseSink(current_clickhouse)
+    canary = Canary()
+    [(_, first)] = sign_ups(1)
+    await sink.insert(first)
+    canary.remember(first)
+    current_clickhouse.query("TRUNCATE TABLE event_log")
+    current_clickhouse.query("ALTER TABLE event_log MODIFY COLUMN event_context FixedString(4)")
+
+    with pytest.raises(SystemicRefusal) as raised:
+        await Isolator(sink, canary, deadline=30).isolate(sign_ups(20))
+
+    assert raised.value.canary
+    assert current_clickhouse.count("SELECT count() FROM event_log") == 0
+
+    current_clickhouse.query("ALTER TABLE event_log MODIFY COLUMN event_context String")
+    outcome = await Isolator(sink, canary, deadline=30).isolate(sign_ups(20))
+    assert len(outcome.delivered) == 20
