@@ -206,6 +206,7 @@ async def relay_run(
     batch_size: int,
     concurrency: int,
     archive: bool = True,
+    log_level: str = "WARNING",
 ) -> RelayRun:
     """Start the relay, commit the events, time until the outbox is empty."""
     port = free_port()
@@ -218,7 +219,7 @@ async def relay_run(
         "RELAY_CONCURRENCY": str(concurrency),
         "RELAY_HTTP_PORT": str(port),
         "RELAY_POLL_INTERVAL": "1",
-        "LOG_LEVEL": "WARNING",
+        "LOG_LEVEL": log_level,
         "DIE_HARD_ENV_FILE": os.devnull,
         "RELAY_ARCHIVE_RETENTION": "24h" if archive else "0",
     }
@@ -309,7 +310,12 @@ async def poison_flood(
         await reset_clickhouse(settings)
         await truncate(url, DEAD_LETTER_TABLE)
         run = await relay_run(
-            url, settings, envelopes, batch_size=args.batch_size, concurrency=args.concurrency
+            url,
+            settings,
+            envelopes,
+            batch_size=args.batch_size,
+            concurrency=args.concurrency,
+            log_level="ERROR",  # not a warning per dead letter
         )
         rates.append(run.events / run.seconds)
         rows, ids = await clickhouse_counts(settings)
