@@ -33,8 +33,9 @@ services: ## start PostgreSQL, Redis and ClickHouse on 127.0.0.1 unless they alr
 services-down: ## stop the services that `make services` started
 	scripts/services.sh down
 
-migrate: $(VENV)/.installed .env ## apply the Postgres migrations and the ClickHouse schema (idempotent)
+migrate: $(VENV)/.installed .env ## apply both schemas and grant the web and relay roles their rights (idempotent)
 	$(BIN)/python manage.py migrate --no-input
+	$(BIN)/python manage.py database_grants
 	$(BIN)/relay migrate
 
 run: $(VENV)/.installed .env ## run services, web, relay and Celery worker in the foreground; Ctrl-C stops them

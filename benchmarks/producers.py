@@ -203,7 +203,9 @@ async def produce(conn: asyncpg.Connection, deadline: float, *, client: int, aut
         if time.perf_counter() >= deadline:
             break
         envelope = Envelope.wrap(
-            UserCreated(email=f"user-{client}-{n}@example.com", first_name="Ada", last_name="Lovelace"),
+            UserCreated(
+                user_id=n, email=f"user-{client}-{n}@example.com", first_name="Ada", last_name="Lovelace"
+            ),
             environment=ENVIRONMENT,
         )
         await write(INSERT_SQL, *envelope.columns().values())

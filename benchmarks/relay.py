@@ -74,14 +74,17 @@ def realistic_events(count: int, *, seed: int = 7) -> list[Envelope]:
         event: Event
         if kind < 0.3:
             event = UserCreated(
-                email=email, first_name=rng.choice(FIRST_NAMES), last_name=rng.choice(LAST_NAMES)
+                user_id=number,
+                email=email,
+                first_name=rng.choice(FIRST_NAMES),
+                last_name=rng.choice(LAST_NAMES),
             )
         elif kind < 0.7:
             event = UserLoggedIn(user_id=number, ip_address=ip)
         elif kind < 0.9:
             event = UserLoggedOut(user_id=number, ip_address=ip)
         else:
-            event = UserLoginFailed(email=email, ip_address=ip)
+            event = UserLoginFailed(user_id=number, email=email, ip_address=ip)
         envelope = Envelope.wrap(event, environment="Local")
         envelopes.append(
             Envelope(

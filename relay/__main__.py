@@ -6,6 +6,7 @@ relay check      check the ClickHouse table and exit
 relay reconcile [--since DURATION]
                  compare the archive of delivered events with ClickHouse, send
                  again what ClickHouse lost; the last line printed is JSON
+relay expire     delete events older than EVENT_LOG_RETENTION_DAYS (servers without TTL)
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from shared.settings import ConfigurationError, load
 def main(argv: list[str] | None = None, *, observers: Sequence[Observer] = ()) -> int:
     """Entry point of the relay's command line; `observers` also hear what the relay does."""
     parser = argparse.ArgumentParser(prog="relay", description="Outbox relay: PostgreSQL to ClickHouse.")
-    parser.add_argument("command", nargs="?", default="run", choices=("run", "migrate", "check", "reconcile"))
+    parser.add_argument(
+        "command", nargs="?", default="run", choices=("run", "migrate", "check", "expire", "reconcile")
+    )
     parser.add_argument(
         "--since",
         type=parse_duration,
@@ -49,6 +52,8 @@ def main(argv: list[str] | None = None, *, observers: Sequence[Observer] = ()) -
     init_sentry(settings, component="relay")
     if command == "migrate":
         return uvloop.run(app.migrate(settings))
+    if command == "expire":
+        return uvloop.run(app.expire(settings))
     if command == "check":
         return uvloop.run(_check(settings))
     if command == "reconcile":

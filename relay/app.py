@@ -48,14 +48,25 @@ EXIT_MISCONFIGURED = 2
 
 
 def clickhouse_sink(
-    session: aiohttp.ClientSession, settings: RelaySettings, *, database: str | None = None
+    session: aiohttp.ClientSession,
+    settings: RelaySettings,
+    *,
+    database: str | None = None,
+    admin: bool = False,
 ) -> ClickHouseSink:
-    """A sink for the configured server (and database, unless another is named)."""
+    """A sink for the configured server (and database, unless another is named).
+
+    `admin=True` connects as the user that may change the schema; the relay
+    itself runs as a user that may only insert and read.
+    """
+    user, password = (
+        settings.clickhouse_admin if admin else (settings.clickhouse_user, settings.clickhouse_password)
+    )
     return ClickHouseSink(
         session,
         url=settings.clickhouse_url,
-        user=settings.clickhouse_user,
-        password=settings.clickhouse_password.get_secret_value(),
+        user=user,
+        password=password.get_secret_value(),
         database=database or settings.clickhouse_database,
         timeout=settings.relay_clickhouse_timeout,
     )
@@ -64,8 +75,16 @@ def clickhouse_sink(
 async def migrate(settings: RelaySettings) -> int:
     """Create `event_log` and its view unless they exist (`relay migrate`)."""
     async with aiohttp.ClientSession() as session:
-        sink = clickhouse_sink(session, settings, database="default")
-        features = await schema.apply(sink.client, settings.clickhouse_database)
+        sink = clickhouse_sink(session, settings, database="default", admin=True)
+        features = await schema.apply(
+            sink.client, settings.clickhouse_database, retention_days=settings.event_log_retention_days
+        )
+    if settings.event_log_retention_days and not features.ttl:
+        log.warning(
+            "clickhouse_retention_needs_expire",
+            retention_days=settings.event_log_retention_days,
+            advice="this server has no table TTL: run `relay expire` daily",
+        )
     log.info(
         "clickhouse_schema_applied",
         database=settings.clickhouse_database,
@@ -73,6 +92,20 @@ async def migrate(settings: RelaySettings) -> int:
         insert_deduplication=features.insert_deduplication,
         durable_insert=features.durable_insert,
     )
+    return EXIT_OK
+
+
+async def expire(settings: RelaySettings) -> int:
+    """Delete events older than `EVENT_LOG_RETENTION_DAYS` from `event_log` now (`relay expire`)."""
+    if not settings.event_log_retention_days:
+        log.info("clickhouse_retention_off")
+        return EXIT_OK
+    async with aiohttp.ClientSession() as session:
+        sink = clickhouse_sink(session, settings, database="default", admin=True)
+        await sink.client.execute(
+            schema.expire_statement(settings.clickhouse_database, settings.event_log_retention_days)
+        )
+    log.info("clickhouse_events_expired", retention_days=settings.event_log_retention_days)
     return EXIT_OK
 
 
@@ -93,7 +126,7 @@ async def reconcile(settings: RelaySettings, *, since: datetime | None) -> int:
         if shape.async_insert:
             sink.pin_synchronous_inserts()
         connection = await asyncpg.connect(
-            settings.database_url, command_timeout=settings.relay_postgres_timeout
+            settings.postgres_dsn, command_timeout=settings.relay_postgres_timeout
         )
         try:
             await reconciliation.lock(connection)  # waits while a relay is reconciling
@@ -137,7 +170,7 @@ async def run(
     # min_size=0: no connection is made here, so the HTTP endpoint comes up (and
     # reports "not ready") even while PostgreSQL is still down.
     pool = await asyncpg.create_pool(
-        settings.database_url,
+        settings.postgres_dsn,
         min_size=0,
         # one connection per forwarder, one each for the monitor, /readyz,
         # the archive's upkeep and reconciliation
@@ -182,7 +215,7 @@ async def _serve(
     doorbell = Doorbell()
     archiving = settings.relay_archive_retention > timedelta(0)
     listener = Listener(
-        dsn=settings.database_url,
+        dsn=settings.postgres_dsn,
         channel=NOTIFY_CHANNEL,
         doorbell=doorbell,
         observer=observer,

@@ -48,10 +48,32 @@ class ServerFeatures:
     insert_deduplication: bool
     # MergeTree's `fsync_after_insert`: an acknowledged part is on disk.
     durable_insert: bool = False
+    # Table TTL (ClickHouse 19.6 and later): the server drops expired rows itself.
+    ttl: bool = False
 
 
-LEGACY: Final = ServerFeatures(datetime64=False, insert_deduplication=False)
-CURRENT: Final = ServerFeatures(datetime64=True, insert_deduplication=True, durable_insert=True)
+LEGACY: Final = ServerFeatures(datetime64=False, insert_deduplication=False, ttl=False)
+CURRENT: Final = ServerFeatures(datetime64=True, insert_deduplication=True, durable_insert=True, ttl=True)
+
+
+def ttl_clause(retention_days: int) -> str:
+    """The table TTL that drops events older than the retention period."""
+    return f"TTL toDateTime(event_date_time) + INTERVAL {int(retention_days)} DAY"
+
+
+def has_retention(create_table_query: str, retention_days: int) -> bool:
+    """Whether a table's DDL (as `system.tables` shows it) already has this retention's TTL."""
+    days = int(retention_days)
+    pattern = rf"TTL toDateTime\(event_date_time\) \+ (toIntervalDay\({days}\)|INTERVAL {days} DAY)(?!\w)"
+    return re.search(pattern, create_table_query) is not None
+
+
+def expire_statement(database: str, retention_days: int) -> str:
+    """Delete events older than the retention period (for servers without TTL: `relay expire`)."""
+    return (
+        f"ALTER TABLE {database}.{EVENT_LOG_TABLE} DELETE"
+        f" WHERE event_date_time < now() - INTERVAL {int(retention_days)} DAY"
+    )
 
 
 def event_log_columns(features: ServerFeatures) -> dict[str, str]:
@@ -66,8 +88,11 @@ def event_log_columns(features: ServerFeatures) -> dict[str, str]:
     }
 
 
-def create_statements(features: ServerFeatures, database: str) -> list[str]:
-    """DDL for the database, the table and its deduplicated view, idempotent (`IF NOT EXISTS`)."""
+def create_statements(features: ServerFeatures, database: str, *, retention_days: int = 0) -> list[str]:
+    """DDL for the database, the table and its deduplicated view, idempotent (`IF NOT EXISTS`).
+
+    With `retention_days` (and a server with TTL) the table drops older events by itself.
+    """
     columns = ",\n".join(f"    {name} {kind}" for name, kind in event_log_columns(features).items())
     table_settings = []
     if features.insert_deduplication:
@@ -76,13 +101,14 @@ def create_statements(features: ServerFeatures, database: str) -> list[str]:
         # ClickHouse acknowledges an insert only once its part is on disk.
         table_settings += ["fsync_after_insert = 1", "fsync_part_directory = 1"]
     settings = f"\nSETTINGS {', '.join(table_settings)}" if table_settings else ""
+    ttl = f"\n{ttl_clause(retention_days)}" if features.ttl and retention_days else ""
     table = f"""CREATE TABLE IF NOT EXISTS {database}.{EVENT_LOG_TABLE}
 (
 {columns}
 )
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(event_date_time)
-ORDER BY (event_type, event_date_time, event_id){settings}"""
+ORDER BY (event_type, event_date_time, event_id){ttl}{settings}"""
     view = f"""CREATE VIEW IF NOT EXISTS {database}.{DEDUP_VIEW} AS
 SELECT {", ".join(EVENT_LOG_COLUMNS)}
 FROM {database}.{EVENT_LOG_TABLE} FINAL"""
@@ -136,25 +162,37 @@ async def detect_features(client: ChClient) -> ServerFeatures:
     names = {
         row["name"]
         for row in await client.fetch(
-            "SELECT name FROM system.merge_tree_settings"
-            " WHERE name IN ('non_replicated_deduplication_window', 'fsync_after_insert')"
+            "SELECT name FROM system.merge_tree_settings WHERE name IN"
+            " ('non_replicated_deduplication_window', 'fsync_after_insert', 'merge_with_ttl_timeout')"
         )
     }
     return ServerFeatures(
         datetime64=bool(datetime64),
         insert_deduplication="non_replicated_deduplication_window" in names,
         durable_insert="fsync_after_insert" in names,
+        ttl="merge_with_ttl_timeout" in names,
     )
 
 
-async def apply(client: ChClient, database: str) -> ServerFeatures:
-    """Create the database, the table and the view unless they exist.
+async def apply(client: ChClient, database: str, *, retention_days: int = 0) -> ServerFeatures:
+    """Create the database, the table and the view unless they exist; set the table's retention.
 
     `client` must not be bound to `database`, which may not exist yet.
     """
     features = await detect_features(client)
-    for statement in create_statements(features, database):
+    for statement in create_statements(features, database, retention_days=retention_days):
         await client.execute(statement)
+    if features.ttl and retention_days:
+        # A table created before (or with another period): set its TTL, only when it differs,
+        # since changing a TTL rewrites the table's parts.
+        ddl = await client.fetchval(
+            "SELECT create_table_query FROM system.tables WHERE database = {db} AND name = {table}",
+            params={"db": database, "table": EVENT_LOG_TABLE},
+        )
+        if not has_retention(str(ddl), retention_days):
+            await client.execute(
+                f"ALTER TABLE {database}.{EVENT_LOG_TABLE} MODIFY {ttl_clause(retention_days)}"
+            )
     return features
 
 

@@ -6,7 +6,7 @@ import re
 from datetime import timedelta
 from typing import Annotated
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, SecretStr
 
 from shared.settings import CommonSettings
 
@@ -51,3 +51,26 @@ class RelaySettings(CommonSettings):
     relay_archive_retention: Duration = timedelta(hours=24)
     # How often the relays compare the archive with ClickHouse; 0: never (by themselves).
     relay_reconcile_interval: Duration = timedelta(minutes=10)
+
+    # Events older than this many days leave `event_log` (ClickHouse TTL, or
+    # `relay expire` on servers without TTL); 0 keeps them forever.
+    event_log_retention_days: int = Field(default=395, ge=0)
+
+    # The relay's own PostgreSQL role (read and delete the outbox, write dead
+    # letters); unset: DATABASE_URL.
+    relay_database_url: str | None = None
+    # `relay migrate` runs DDL as this ClickHouse user; unset: CLICKHOUSE_USER.
+    clickhouse_admin_user: str | None = None
+    clickhouse_admin_password: SecretStr | None = None
+
+    @property
+    def postgres_dsn(self) -> str:
+        """Where the relay's PostgreSQL connections go, as its own role when it has one."""
+        return self.relay_database_url or self.database_url
+
+    @property
+    def clickhouse_admin(self) -> tuple[str, SecretStr]:
+        """The user and password `relay migrate` creates the schema with."""
+        if self.clickhouse_admin_user is None:
+            return self.clickhouse_user, self.clickhouse_password
+        return self.clickhouse_admin_user, self.clickhouse_admin_password or SecretStr("")

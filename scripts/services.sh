@@ -150,6 +150,23 @@ postgres_ensure_db() {
     fi
 }
 
+# The site's and the relay's own roles (least privilege): LOGIN, nothing else.
+# `manage.py database_grants` (run by `make migrate`) gives them their rights
+# on the tables; point DATABASE_URL and RELAY_DATABASE_URL at them to use them.
+PG_APP_ROLES=(diehard_web diehard_relay)
+
+postgres_ensure_roles() {
+    local role exists
+    for role in "${PG_APP_ROLES[@]}"; do
+        exists="$(pg_psql -d postgres -tA -v role="$role" <<<"SELECT 1 FROM pg_roles WHERE rolname = :'role'")"
+        if [ "$exists" != 1 ]; then
+            pg_psql -d postgres -v role="$role" \
+                <<<'CREATE ROLE :"role" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT'
+            say "postgres: created role $role"
+        fi
+    done
+}
+
 postgres_up() {
     if pg_answers; then
         say "postgres: already running on $HOST:$PG_PORT"
@@ -159,6 +176,7 @@ postgres_up() {
     fi
     postgres_ensure_access
     postgres_ensure_db
+    postgres_ensure_roles
 }
 
 postgres_down() {

@@ -45,8 +45,9 @@ class Event(BaseModel):
 
 
 class UserCreated(Event):
-    """A person signed up."""
+    """A person signed up. `user_id` finds the event again when the account is erased."""
 
+    user_id: int
     email: str
     first_name: str
     last_name: str
@@ -67,10 +68,36 @@ class UserLoggedOut(Event):
 
 
 class UserLoginFailed(Event):
-    """A sign-in attempt was refused (security audit)."""
+    """A sign-in attempt was refused (security audit).
 
-    email: str
+    For an address that belongs to an account: `user_id` and the address.
+    For any other address (a typo, someone else's, a list being tried): only
+    `email_hmac`, a keyed hash of the address as accounts compare it, so the
+    same address can be recognised across attempts but never read back.
+    """
+
+    metadata_version: ClassVar[int] = 2
+
+    user_id: int | None = None
+    email: str | None = None
+    email_hmac: str | None = None
     ip_address: str | None = None
+
+
+class UserDeleted(Event):
+    """An account was deleted. Carries nothing about whose it was."""
+
+
+class UserErased(Event):
+    """The events of a deleted account were erased everywhere they were kept.
+
+    `erasure_id` names the erasure request (kept, with no link to the person);
+    the counts say how much was erased from PostgreSQL.
+    """
+
+    erasure_id: int
+    outbox_events: int
+    dead_letters: int
 
 
 @dataclass(frozen=True, slots=True)

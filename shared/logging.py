@@ -4,16 +4,22 @@ Development (a terminal, or `LOG_FORMAT=console`) gets coloured key=value lines,
 everything else one JSON object per line with the same keys: `timestamp`,
 `level`, `logger`, `event`, plus whatever context is bound (`request_id` on the
 web site, `batch_id` in the relay). Log ids, never personal data.
+
+Tracebacks show code and line numbers but never the frames' local variables:
+those hold passwords (sign-up, sign-in), request payloads and whole batches of
+events, and a log line is read by far more people than the data it would show.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import logging.config
 import sys
 from typing import Any, Literal
 
 import structlog
+import structlog.tracebacks
 from structlog.types import Processor
 
 # Processors that run for structlog and stdlib records alike.
@@ -24,6 +30,20 @@ _SHARED: list[Processor] = [
     structlog.stdlib.ExtraAdder(),
     structlog.processors.TimeStamper(fmt="iso", utc=True),
 ]
+
+
+# Tracebacks as data (JSON) and as text (console), both without local variables.
+_EXCEPTION_AS_DICT: Processor = structlog.processors.ExceptionRenderer(
+    structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+)
+
+
+def _console_renderer() -> structlog.dev.ConsoleRenderer:
+    exception_formatter: structlog.typing.ExceptionRenderer = structlog.dev.plain_traceback
+    if importlib.util.find_spec("rich") is not None:
+        # Rich's tracebacks (the development default) show locals unless told not to.
+        exception_formatter = structlog.dev.RichTracebackFormatter(show_locals=False)
+    return structlog.dev.ConsoleRenderer(exception_formatter=exception_formatter)
 
 
 def _use_console(log_format: Literal["auto", "console", "json"]) -> bool:
@@ -37,8 +57,8 @@ def logging_config(
     use_console = _use_console(log_format)
     final: list[Processor] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
     if not use_console:
-        final.append(structlog.processors.dict_tracebacks)
-    final.append(structlog.dev.ConsoleRenderer() if use_console else structlog.processors.JSONRenderer())
+        final.append(_EXCEPTION_AS_DICT)
+    final.append(_console_renderer() if use_console else structlog.processors.JSONRenderer())
     return {
         "version": 1,
         "disable_existing_loggers": False,

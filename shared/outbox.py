@@ -58,19 +58,31 @@ RESTORE_WAKEUP_ROW: Final = (
     f"INSERT INTO {WAKEUP_TABLE} (id, notified_at) VALUES (1, '-infinity') ON CONFLICT DO NOTHING"
 )
 
+
 # How much is waiting, for how long, and how much was set aside, in one query.
 # The relay claims in id order, so the row with the smallest id is the one
 # waiting longest; `ORDER BY id LIMIT 1` reads it from the primary key index.
 # The age is PostgreSQL's `now()` minus `event_date_time`, which the web host
 # that produced the event stamped: its clock running behind or ahead of the
 # database's makes the backlog look older or younger.
-BACKLOG: Final = f"""
+def backlog_query(*, cap: int | None = None) -> str:
+    """The backlog query; with `cap`, both counts stop there (a bounded scan, whatever the backlog)."""
+
+    def counted(table: str) -> str:
+        if cap is None:
+            return f"(SELECT count(*) FROM {table})"
+        return f"(SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT {int(cap)}) AS counted)"
+
+    return f"""
     SELECT
-        (SELECT count(*) FROM {OUTBOX_TABLE}) AS pending_events,
+        {counted(OUTBOX_TABLE)} AS pending_events,
         (SELECT extract(epoch FROM now() - event_date_time) FROM {OUTBOX_TABLE} ORDER BY id LIMIT 1)
             AS oldest_pending_age_seconds,
-        (SELECT count(*) FROM {DEAD_LETTER_TABLE}) AS dead_letters
+        {counted(DEAD_LETTER_TABLE)} AS dead_letters
 """
+
+
+BACKLOG: Final = backlog_query()
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,14 +1,60 @@
-"""Sentry, switched on only when `SENTRY_CONFIG_DSN` is set."""
+"""Sentry, switched on only when `SENTRY_CONFIG_DSN` is set.
+
+What reaches Sentry is the error, its stack (code and line numbers) and the
+request's method, path and harmless headers; never a frame's local variables
+(they hold passwords, payloads and batches of events), a request body, cookies
+or who the user is. `data_collection` asks the SDK not to collect them, and
+`scrub` removes them again from every event before it leaves, so a change of
+SDK defaults cannot bring them back.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sentry_sdk
 from sentry_sdk.integrations import Integration
 
 from shared.settings import CommonSettings
+
+if TYPE_CHECKING:
+    from sentry_sdk._types import DataCollectionUserOptions, Event, Hint
+
+# Request headers worth having on an error report; all others (cookies,
+# authorization, forwarded addresses, trace baggage, ...) are left out.
+_HEADERS_KEPT = ["accept", "content-length", "content-type", "host", "user-agent"]
+
+DATA_COLLECTION: DataCollectionUserOptions = {
+    "user_info": False,
+    "cookies": {"mode": "off"},
+    "http_headers": {"request": {"mode": "allowlist", "terms": _HEADERS_KEPT}},
+    "http_bodies": [],
+    "url_query_params": {"mode": "off"},
+    "graphql": {"document": False, "variables": False},
+    "gen_ai": {"inputs": False, "outputs": False},
+    "database_query_data": False,
+    "queues": False,
+    "stack_frame_variables": False,
+}
+
+
+def scrub(event: Event, _hint: Hint) -> Event:
+    """Drop local variables, request bodies and cookies from an event, whatever collected them."""
+    request = event.get("request")
+    if isinstance(request, dict):
+        for key in ("data", "cookies", "env"):
+            request.pop(key, None)
+    for exception in (event.get("exception") or {}).get("values") or []:
+        _drop_frame_vars(exception.get("stacktrace"))
+    for thread in (event.get("threads") or {}).get("values") or []:
+        _drop_frame_vars(thread.get("stacktrace"))
+    return event
+
+
+def _drop_frame_vars(stacktrace: dict[str, Any] | None) -> None:
+    for frame in (stacktrace or {}).get("frames") or []:
+        frame.pop("vars", None)
 
 
 def init_sentry(
@@ -25,7 +71,10 @@ def init_sentry(
         dsn=settings.sentry_config_dsn,
         environment=settings.sentry_config_environment or settings.environment,
         traces_sample_rate=settings.sentry_traces_sample_rate,
-        send_default_pii=False,
+        data_collection=DATA_COLLECTION,
+        include_local_variables=False,
+        max_request_body_size="never",
+        before_send=scrub,
         integrations=list(integrations),
         server_name=component,
         **options,

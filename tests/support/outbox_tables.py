@@ -40,7 +40,9 @@ class Outbox:
         """
         envelopes = [
             Envelope.wrap(
-                UserCreated(email=f"person{n}@example.com", first_name="Ada", last_name="Lovelace"),
+                UserCreated(
+                    user_id=n, email=f"person{n}@example.com", first_name="Ada", last_name="Lovelace"
+                ),
                 environment="Local",
             )
             for n in range(count)

@@ -34,7 +34,7 @@ CONTAINER_SETTINGS = (
     "SENTRY_CONFIG_ENVIRONMENT",
     "ENVIRONMENT",
 )
-APP_SERVICES = ("migrate", "web", "relay", "worker")
+APP_SERVICES = ("migrate", "web", "relay", "worker", "beat")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(us|ms|s|m|h)")
 _UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -110,7 +110,7 @@ def test_every_long_running_service_has_a_healthcheck(services: dict[str, dict[s
         if not services[name].get("healthcheck", {}).get("test")
         or services[name]["healthcheck"].get("disable")
     )
-    assert daemons >= {"postgres", "redis", "clickhouse", "web", "relay", "worker"}
+    assert daemons >= {"postgres", "redis", "clickhouse", "web", "relay", "worker", "beat"}
     assert without == []
 
 
@@ -220,3 +220,40 @@ def test_image_build_context_leaves_dotenv_out() -> None:
     assert not any(line.startswith("!.env") for line in lines)
     copies = re.findall(r"^(?:COPY|ADD)\s.*$", DOCKERFILE.read_text(encoding="utf-8"), flags=re.MULTILINE)
     assert not [line for line in copies if re.search(r"(^|[\s/])\.env\b", line)]
+
+
+_SUBSTITUTION = re.compile(r"\$\{(?P<name>[A-Z0-9_]+)(?P<rest>[^}]*)\}")
+
+
+def test_compose_has_no_default_secret_and_refuses_to_start_without_one() -> None:
+    text = COMPOSE_FILE.read_text(encoding="utf-8")
+    secrets = {
+        match["name"]: match["rest"]
+        for match in _SUBSTITUTION.finditer(text)
+        if match["name"] == "SECRET_KEY" or "PASSWORD" in match["name"]
+    }
+    assert {"SECRET_KEY", "POSTGRES_PASSWORD", "REDIS_PASSWORD", "CLICKHOUSE_ADMIN_PASSWORD"} <= set(secrets)
+    # `${NAME:?message}` stops `docker compose up` with the message while NAME is unset or empty.
+    assert {name: rest for name, rest in secrets.items() if not rest.startswith(":?")} == {}
+
+
+def credentials(service: dict[str, Any]) -> tuple[str, str]:
+    """The PostgreSQL role and the ClickHouse user a service connects as."""
+    role = re.match(r"postgres://([^:]+):", service["environment"]["DATABASE_URL"])
+    assert role is not None
+    return role[1], service["environment"]["CLICKHOUSE_USER"]
+
+
+def test_each_process_connects_with_its_own_least_privileged_role_and_user(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    assert credentials(services["web"]) == ("diehard_web", "diehard_reader")
+    assert credentials(services["worker"]) == ("diehard_web", "diehard_reader")
+    assert credentials(services["relay"]) == ("diehard_relay", "diehard_relay")
+    # Only the one-shot migration uses the owners of the schemas.
+    assert credentials(services["migrate"])[0] == services["postgres"]["environment"]["POSTGRES_USER"]
+    assert (
+        services["migrate"]["environment"]["CLICKHOUSE_ADMIN_USER"]
+        == services["clickhouse"]["environment"]["CLICKHOUSE_USER"]
+    )
+    assert "database_grants" in " ".join(services["migrate"]["command"])

@@ -14,7 +14,7 @@ from webapp.outbox.models import DeadLetter, EventFields, OutboxEvent
 
 def test_the_envelope_carries_exactly_the_analysts_columns() -> None:
     envelope = Envelope.wrap(
-        UserCreated(email="a@example.com", first_name="A", last_name="B"), environment="Local"
+        UserCreated(user_id=1, email="a@example.com", first_name="A", last_name="B"), environment="Local"
     )
 
     assert {field.name for field in dataclasses.fields(Envelope)} == set(EVENT_LOG_COLUMNS)

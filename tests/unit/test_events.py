@@ -23,18 +23,22 @@ def test_an_event_refuses_fields_it_does_not_declare() -> None:
 
 def test_an_envelope_carries_the_type_environment_version_and_compact_json_payload() -> None:
     envelope = Envelope.wrap(
-        UserCreated(email="ada@example.com", first_name="Ada", last_name="Lovelace"), environment="Local"
+        UserCreated(user_id=7, email="ada@example.com", first_name="Ada", last_name="Lovelace"),
+        environment="Local",
     )
 
     assert envelope.event_type == "user_created"
     assert envelope.environment == "Local"
     assert envelope.metadata_version == 1
-    assert envelope.event_context == '{"email":"ada@example.com","first_name":"Ada","last_name":"Lovelace"}'
+    assert envelope.event_context == (
+        '{"user_id":7,"email":"ada@example.com","first_name":"Ada","last_name":"Lovelace"}'
+    )
 
 
 def test_an_envelope_keeps_non_ascii_text_as_it_is() -> None:
     envelope = Envelope.wrap(
-        UserCreated(email="zoe@example.com", first_name="Zoë", last_name="Żółć"), environment="Local"
+        UserCreated(user_id=7, email="zoe@example.com", first_name="Zoë", last_name="Żółć"),
+        environment="Local",
     )
 
     assert json.loads(envelope.event_context)["last_name"] == "Żółć"
@@ -42,7 +46,7 @@ def test_an_envelope_keeps_non_ascii_text_as_it_is() -> None:
 
 
 def test_every_envelope_gets_its_own_id_and_a_utc_time() -> None:
-    event = UserCreated(email="ada@example.com", first_name="Ada", last_name="Lovelace")
+    event = UserCreated(user_id=7, email="ada@example.com", first_name="Ada", last_name="Lovelace")
 
     first, second = Envelope.wrap(event, environment="Local"), Envelope.wrap(event, environment="Local")
 

@@ -26,15 +26,42 @@ class WebSettings(CommonSettings):
     email_host_user: str = ""
     email_host_password: SecretStr = SecretStr("")
     email_use_tls: bool = True
+    mail_dispatch_interval: float = Field(default=10.0, gt=0)
+
+    # The site reads ClickHouse (health probe, activity page) as a read-only
+    # user; unset: CLICKHOUSE_USER / CLICKHOUSE_PASSWORD.
+    clickhouse_reader_user: str | None = None
+    clickhouse_reader_password: SecretStr | None = None
+
+    # The worker erases deleted accounts' events from ClickHouse as this user
+    # (it needs ALTER DELETE on event_log); unset: CLICKHOUSE_USER / CLICKHOUSE_PASSWORD.
+    clickhouse_eraser_user: str | None = None
+    clickhouse_eraser_password: SecretStr | None = None
 
     health_lag_threshold_seconds: float = 60.0
     health_pending_threshold: int = 100_000
+    health_cache_seconds: float = Field(default=5.0, ge=0)
+
+    # How many reverse proxies in front of the site append to X-Forwarded-For
+    # (and set X-Forwarded-Proto). 0: none is trusted, REMOTE_ADDR is the client.
+    trusted_proxy_count: int = Field(default=0, ge=0, le=10)
+    # Callers from these networks (by client address) see /health/ in detail and /metrics.
+    internal_networks: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128"]
+    )
+
+    # Sign-in: this many failures for one account, or from one address, lock
+    # it out for the cool-off (every further try during it restarts the cool-off).
+    throttle_sign_in_failures: int = Field(default=10, ge=1)
+    throttle_sign_in_cooloff_minutes: float = Field(default=15.0, gt=0)
+    # Sign-ups per client address, as django-ratelimit's "<count>/<period>" (s, m, h, d).
+    throttle_sign_up_rate: str = Field(default="20/h", pattern=r"^\d+/\d*[smhd]$")
 
     @model_validator(mode="before")
     @classmethod
     def _split_lists(cls, data: object) -> object:
         if isinstance(data, dict):
-            for key in ("allowed_hosts", "csrf_trusted_origins"):
+            for key in ("allowed_hosts", "csrf_trusted_origins", "internal_networks"):
                 for candidate in (key, key.upper()):
                     value = data.get(candidate)
                     if isinstance(value, str):
@@ -46,6 +73,20 @@ class WebSettings(CommonSettings):
         if not self.debug:
             self.require("secret_key", "database_url", "allowed_hosts")
         return self
+
+    @property
+    def clickhouse_reader(self) -> tuple[str, SecretStr]:
+        """The user and password the site reads ClickHouse with."""
+        if self.clickhouse_reader_user is None:
+            return self.clickhouse_user, self.clickhouse_password
+        return self.clickhouse_reader_user, self.clickhouse_reader_password or SecretStr("")
+
+    @property
+    def clickhouse_eraser(self) -> tuple[str, SecretStr]:
+        """The user and password the worker erases events from ClickHouse with."""
+        if self.clickhouse_eraser_user is None:
+            return self.clickhouse_user, self.clickhouse_password
+        return self.clickhouse_eraser_user, self.clickhouse_eraser_password or SecretStr("")
 
     @cached_property
     def development_secret_key(self) -> str:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
+from prometheus_client import multiprocess
+
 from shared.logging import logging_config
 from shared.settings import load
 from webapp.config.env import WebSettings
@@ -11,3 +16,9 @@ _settings = load(WebSettings)
 logconfig_dict = logging_config(level=_settings.log_level, log_format=_settings.log_format)
 # django-structlog writes one line per request, with its request id.
 accesslog = None
+
+
+def child_exit(server: object, worker: Any) -> None:
+    """A worker's metric files are merged into the dead-worker totals when it exits."""
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]  # untyped in prometheus-client

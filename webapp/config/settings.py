@@ -6,6 +6,7 @@ settings are on and a missing required variable stops start-up with its name.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -38,9 +39,12 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_structlog",
+    "axes",
     "webapp.core",
     "webapp.health",
+    "webapp.mail",
     "webapp.outbox",
+    "webapp.privacy",
     "webapp.users",
 ]
 
@@ -54,6 +58,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_structlog.middlewares.RequestMiddleware",
+    # Last, as django-axes asks: turns a locked-out sign-in into its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "webapp.config.urls"
@@ -85,7 +91,8 @@ AUTH_USER_MODEL = "users.User"
 # Uniqueness of the e-mail is a case-insensitive constraint (users_user_email_ci_unique),
 # which this check cannot see.
 SILENCED_SYSTEM_CHECKS = ["auth.W004"]
-AUTHENTICATION_BACKENDS = ["webapp.users.backends.EmailBackend"]
+# The throttle first: a locked-out account or address is refused before any password is checked.
+AUTHENTICATION_BACKENDS = ["webapp.users.throttling.SignInThrottle", "webapp.users.backends.EmailBackend"]
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
@@ -126,9 +133,57 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Celery beat (`celery -A webapp.config beat`) sends the e-mails recorded in
+# PostgreSQL that no worker has sent yet: those of a broker outage, and retries.
+CELERY_BEAT_SCHEDULE = {
+    "mail-dispatch-pending": {
+        "task": "webapp.mail.tasks.email_dispatch_pending",
+        "schedule": ENV.mail_dispatch_interval,
+        # A tick nobody ran before the next one is worth nothing: the next sweeps anyway.
+        "options": {"expires": ENV.mail_dispatch_interval},
+    },
+    # Erasures of deleted accounts' events that no worker carried out yet.
+    "privacy-erasure-pending": {
+        "task": "webapp.privacy.tasks.erasure_run_pending",
+        "schedule": 60.0,
+        "options": {"expires": 60.0},
+    },
+}
+
+# --- Cache (Redis): the abuse throttles' counters ------------------------------
+CACHES = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": ENV.redis_url,
+        "KEY_PREFIX": "diehard",
+        # An unanswering Redis must cost a request little: the throttles then
+        # fail open (webapp/users/throttling.py) rather than refuse everyone.
+        "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
+    }
+}
+
+# --- Abuse throttles (webapp/users/throttling.py) -----------------------------
+TRUSTED_PROXY_COUNT = ENV.trusted_proxy_count
+INTERNAL_NETWORKS = ENV.internal_networks
+AXES_HANDLER = "webapp.users.throttling.FailOpenCacheHandler"
+AXES_FAILURE_LIMIT = ENV.throttle_sign_in_failures
+AXES_COOLOFF_TIME = timedelta(minutes=ENV.throttle_sign_in_cooloff_minutes)
+# Either is enough to lock: guessing many passwords for one account, or many
+# accounts from one address.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "webapp.users.throttling.axes_client_ip"
+AXES_USERNAME_CALLABLE = "webapp.users.throttling.axes_username"
+AXES_CLIENT_STR_CALLABLE = "webapp.users.throttling.axes_client_str"
+AXES_LOCKOUT_CALLABLE = "webapp.users.throttling.locked_out_response"
+AXES_VERBOSE = False
+RATELIMIT_USE_CACHE = "default"
+THROTTLE_SIGN_UP_RATE = ENV.throttle_sign_up_rate
 
 # --- E-mail -------------------------------------------------------------------
 DEFAULT_FROM_EMAIL = ENV.default_from_email
+# A mail server that stops answering must not hold a dispatcher (and the row it locked) for long.
+EMAIL_TIMEOUT = 10
 if ENV.email_host:
     EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     EMAIL_HOST = ENV.email_host
@@ -145,8 +200,11 @@ CSRF_COOKIE_HTTPONLY = False  # the HTML form reads the token from the page, not
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
-if not DEBUG:
+if TRUSTED_PROXY_COUNT:
+    # Only a proxy known to be in front (and to overwrite the header) says
+    # whether the client spoke HTTPS; without one, anyone could claim it.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+if not DEBUG:
     SECURE_SSL_REDIRECT = ENV.secure_ssl_redirect
     # Probes from inside the cluster speak plain HTTP.
     SECURE_REDIRECT_EXEMPT = [r"^health/$"]
@@ -168,7 +226,12 @@ init_sentry(ENV, component="web", integrations=[DjangoIntegration(), CeleryInteg
 # --- Health -------------------------------------------------------------------
 HEALTH_LAG_THRESHOLD_SECONDS = ENV.health_lag_threshold_seconds
 HEALTH_PENDING_THRESHOLD = ENV.health_pending_threshold
+HEALTH_CACHE_SECONDS = ENV.health_cache_seconds
 CLICKHOUSE_URL = ENV.clickhouse_url
-CLICKHOUSE_USER = ENV.clickhouse_user
-CLICKHOUSE_PASSWORD = ENV.clickhouse_password.get_secret_value()
+# The site's ClickHouse user is the read-only one (CLICKHOUSE_READER_*).
+CLICKHOUSE_USER = ENV.clickhouse_reader[0]
+CLICKHOUSE_PASSWORD = ENV.clickhouse_reader[1].get_secret_value()
+CLICKHOUSE_DATABASE = ENV.clickhouse_database
+CLICKHOUSE_ERASER_USER = ENV.clickhouse_eraser[0]
+CLICKHOUSE_ERASER_PASSWORD = ENV.clickhouse_eraser[1].get_secret_value()
 REDIS_URL = ENV.redis_url

@@ -5,7 +5,10 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
+from webapp.core.metrics import metrics
+
 urlpatterns = [
+    path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("health/", include("webapp.health.urls")),
     path("", include("webapp.users.urls")),

@@ -5,14 +5,14 @@ from __future__ import annotations
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import QuerySet
 
-from shared.outbox import BACKLOG, Backlog
+from shared.outbox import Backlog, backlog_query
 from webapp.outbox.models import DeadLetter
 
 
-def outbox_backlog(*, using: str = DEFAULT_DB_ALIAS) -> Backlog:
-    """Count pending events and dead letters and age the oldest pending event, in one query."""
+def outbox_backlog(*, cap: int | None = None, using: str = DEFAULT_DB_ALIAS) -> Backlog:
+    """Count pending events and dead letters (up to `cap`) and age the oldest pending event, in one query."""
     with connections[using].cursor() as cursor:
-        cursor.execute(BACKLOG)
+        cursor.execute(backlog_query(cap=cap))
         return Backlog.from_row(*cursor.fetchone())
 
 

@@ -17,6 +17,7 @@ from django.views.decorators.debug import sensitive_variables
 from webapp.users.forms import EMAIL_TAKEN_MESSAGE, UserCreateForm
 from webapp.users.models import User
 from webapp.users.services import EmailTaken, user_create
+from webapp.users.throttling import sign_up_retry_after, too_many_sign_ups_message
 
 JSON_CONTENT_TYPE = "application/json"
 
@@ -49,6 +50,12 @@ def user_create_api(request: HttpRequest) -> JsonResponse:
 def _create_user(request: HttpRequest) -> User:
     if request.method != "POST":
         raise _Refused(405, {NON_FIELD_ERRORS: ["Use POST."]}, headers={"Allow": "POST"})
+    if (retry_after := sign_up_retry_after(request)) is not None:
+        raise _Refused(
+            429,
+            {NON_FIELD_ERRORS: [too_many_sign_ups_message(retry_after)]},
+            headers={"Retry-After": str(retry_after)},
+        )
     if (request.content_type or "").lower() != JSON_CONTENT_TYPE:
         raise _Refused(415, {NON_FIELD_ERRORS: [f"Send a JSON body with Content-Type: {JSON_CONTENT_TYPE}."]})
     payload = _json_object(request.body)

@@ -9,6 +9,8 @@ from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 
+from webapp.users.models import InvalidEmail, canonical_email
+
 # Shown on the e-mail field (HTML) or under "email" (API) when `EmailTaken` is raised.
 EMAIL_TAKEN_MESSAGE = "An account with this e-mail address already exists."
 
@@ -31,7 +33,19 @@ class _StringField(_StringOnly, forms.CharField):
 
 
 class _EmailField(_StringOnly, forms.EmailField):
-    pass
+    """An e-mail address, refused unless it has the canonical form accounts are compared in."""
+
+    def validate(self, value: Any) -> None:
+        super().validate(value)
+        if value in self.empty_values:
+            return
+        try:
+            canonical_email(value)
+        except InvalidEmail as error:
+            raise ValidationError(
+                "Enter an address whose part before the @ uses plain ASCII letters, digits or punctuation.",
+                code="invalid_characters",
+            ) from error
 
 
 class UserCreateForm(forms.Form):

@@ -2,7 +2,8 @@
 
 Every write publishes its event through `EventLogClient` inside the same
 `transaction.atomic()` as the change it describes, so the two commit or roll
-back together. Side effects outside the database (e-mail) wait for the commit.
+back together. E-mail is recorded the same way (`webapp.mail`) and sent after
+the commit, so no outage of the broker or the mail server can fail a sign-up.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ import structlog
 from django.contrib.auth.password_validation import validate_password
 from django.db import IntegrityError, transaction
 
-from shared.events import UserCreated, UserLoggedIn, UserLoggedOut, UserLoginFailed
+from shared.events import UserCreated, UserDeleted, UserLoggedIn, UserLoggedOut, UserLoginFailed
+from webapp.mail.services import email_enqueue
 from webapp.outbox.client import EventLogClient
+from webapp.privacy.models import ErasureRequest
+from webapp.privacy.services import erasure_request
 from webapp.users.models import User
-from webapp.users.selectors import user_email_taken
-from webapp.users.tasks import send_welcome_email
+from webapp.users.selectors import email_pseudonym, user_email_taken, user_for_address
 
 logger = structlog.get_logger(__name__)
 
@@ -32,7 +35,8 @@ def user_create(*, email: str, password: str, first_name: str, last_name: str) -
 
     Raises `django.core.exceptions.ValidationError` when the password validators
     reject the password and `EmailTaken` when the e-mail address is in use; in
-    both cases nothing is written. The welcome e-mail is enqueued after commit.
+    both cases nothing is written. The welcome e-mail is recorded with the user
+    and sent after commit.
     """
     user = User(email=User.objects.normalize_email(email), first_name=first_name, last_name=last_name)
     # With the user instance, so a password resembling the name or the address is refused.
@@ -47,11 +51,13 @@ def user_create(*, email: str, password: str, first_name: str, last_name: str) -
         with transaction.atomic():
             user.save()
             EventLogClient.from_settings().publish(
-                UserCreated(email=user.email, first_name=user.first_name, last_name=user.last_name)
+                UserCreated(
+                    user_id=user.pk, email=user.email, first_name=user.first_name, last_name=user.last_name
+                )
             )
-            # Registered inside the block so a rollback discards it; it runs only
-            # once the outermost transaction has committed.
-            send_welcome_email.delay_on_commit(user.pk)  # type: ignore[attr-defined]  # celery-types lacks Celery 5.4's delay_on_commit
+            # Recorded with the user: sent once the sign-up has committed, and
+            # still sent later if the broker or the mail server is down now.
+            _welcome_email_enqueue(user)
     except IntegrityError as error:
         if not _violates(error, EMAIL_UNIQUE_CONSTRAINT):
             raise
@@ -59,6 +65,43 @@ def user_create(*, email: str, password: str, first_name: str, last_name: str) -
         raise EmailTaken("a user with this e-mail address already exists") from error
     logger.info("user_created", user_id=user.pk)
     return user
+
+
+WELCOME_SUBJECT = "Welcome to Die Hard"
+WELCOME_BODY = """Hello {first_name},
+
+your account is ready. Sign in with this e-mail address whenever you like.
+
+The Die Hard team
+"""
+
+
+def _welcome_email_enqueue(user: User) -> None:
+    email_enqueue(
+        user=user,
+        to=user.email,
+        subject=WELCOME_SUBJECT,
+        body=WELCOME_BODY.format(first_name=user.first_name or "there"),
+    )
+
+
+def user_delete(*, user: User) -> ErasureRequest:
+    """Delete an account and everything the site keeps about it.
+
+    In one transaction: the user (and with it the e-mail still waiting for
+    it), a `user_deleted` event that says nothing about whose account it was,
+    and an erasure request. After the commit the request is carried out: every
+    event about the account is erased from the outbox, the dead letters and
+    ClickHouse, and that is recorded as a `user_erased` event, again without
+    personal data (see `webapp.privacy.services`).
+    """
+    user_id = user.pk
+    with transaction.atomic():
+        request = erasure_request(user_id=user_id)
+        user.delete()
+        EventLogClient.from_settings().publish(UserDeleted())
+    logger.info("user_deleted", user_id=user_id, erasure_id=request.pk)
+    return request
 
 
 def user_login_audit(*, user: User, ip_address: str | None) -> None:
@@ -76,10 +119,20 @@ def user_logout_audit(*, user: User, ip_address: str | None) -> None:
 
 
 def user_login_failure_audit(*, email: str, ip_address: str | None) -> None:
-    """Record for the security audit that a sign-in attempt for an e-mail address was refused."""
+    """Record for the security audit that a sign-in attempt for an e-mail address was refused.
+
+    The typed address is kept only when it is an account's; any other address
+    is kept as a keyed hash (`email_hmac`), which tells attempts on the same
+    address apart without revealing it.
+    """
+    account = user_for_address(email=email)
+    if account is not None:
+        event = UserLoginFailed(user_id=account.pk, email=account.email, ip_address=ip_address)
+    else:
+        event = UserLoginFailed(email_hmac=email_pseudonym(email), ip_address=ip_address)
     # A failed sign-in changes nothing else, so the event has a transaction of its own.
     with transaction.atomic():
-        EventLogClient.from_settings().publish(UserLoginFailed(email=email, ip_address=ip_address))
+        EventLogClient.from_settings().publish(event)
     # The address typed may belong to nobody, or to someone else: it stays out of the logs.
     logger.info("user_login_failed")
 

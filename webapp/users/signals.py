@@ -8,18 +8,10 @@ from django.contrib.auth.signals import user_logged_in, user_logged_out, user_lo
 from django.dispatch import receiver
 from django.http import HttpRequest
 
+from webapp.core.clients import client_ip
 from webapp.users.models import User
 from webapp.users.services import user_login_audit, user_login_failure_audit, user_logout_audit
-
-
-def client_ip(request: HttpRequest | None) -> str | None:
-    """The address the request came from, as the server saw it."""
-    if request is None:
-        return None
-    # REMOTE_ADDR is set by the server, not by the client. X-Forwarded-For can
-    # be written by anyone, so it is only worth reading once a trusted proxy in
-    # front of the site is known to overwrite it; none is assumed here.
-    return request.META.get("REMOTE_ADDR") or None
+from webapp.users.throttling import was_throttled
 
 
 @receiver(user_logged_in, dispatch_uid="users.audit_login")
@@ -39,6 +31,10 @@ def _audit_logout(*, request: HttpRequest | None, user: User | None, **_: Any) -
 def _audit_login_failure(
     *, credentials: dict[str, Any], request: HttpRequest | None = None, **_: Any
 ) -> None:
+    # A try the throttle refused checked no password: it is counted in
+    # web_throttled_requests_total, not written as one event per try.
+    if was_throttled(request):
+        return
     # Only the login name is read: the credentials also carry the password
     # (masked by Django, but never kept or logged here either way).
     email = credentials.get(User.USERNAME_FIELD) or credentials.get("username") or ""

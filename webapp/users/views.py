@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from webapp.users.forms import EMAIL_TAKEN_MESSAGE, SignInForm, UserCreateForm
 from webapp.users.services import EmailTaken, user_create
+from webapp.users.throttling import sign_up_retry_after, too_many_sign_ups_message
 
 
 @require_GET
@@ -30,6 +31,11 @@ def register(request: HttpRequest) -> HttpResponse:
     """The sign-up page: a valid form creates the account, signs the person in and goes home."""
     if request.user.is_authenticated:
         return redirect("users:home")
+    if request.method == "POST" and (retry_after := sign_up_retry_after(request)) is not None:
+        context = {"form": UserCreateForm(), "throttled": too_many_sign_ups_message(retry_after)}
+        response = render(request, "users/register.html", context, status=429)
+        response["Retry-After"] = str(retry_after)
+        return response
     form = UserCreateForm(request.POST if request.method == "POST" else None)
     if form.is_valid():
         try:
@@ -40,7 +46,7 @@ def register(request: HttpRequest) -> HttpResponse:
             # The service's validation error is about the password (Django's validators).
             form.add_error("password", error)
         else:
-            login(request, user)
+            login(request, user, backend="webapp.users.backends.EmailBackend")
             messages.success(request, "Welcome! Your account is ready.")
             return redirect("users:home")
     return render(request, "users/register.html", {"form": form})

@@ -120,7 +120,9 @@ def write_events(outbox: Outbox, count: int, *, poison_every: int) -> list[str]:
     ):
         for number in range(count):
             envelope = Envelope.wrap(
-                UserCreated(email=f"person{number}@example.com", first_name="Ada", last_name="L"),
+                UserCreated(
+                    user_id=number, email=f"person{number}@example.com", first_name="Ada", last_name="L"
+                ),
                 environment="Local",
             )
             bad = number % poison_every == poison_every // 2

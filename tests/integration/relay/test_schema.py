@@ -8,12 +8,18 @@ same DDL and the exact insert bodies the relay sends.
 from __future__ import annotations
 
 import asyncio
+import uuid
+from urllib.parse import urlsplit
 
 import asyncpg
 
+from relay import app
 from relay.outbox import OutboxQueries, take_batch
+from relay.settings import RelaySettings
+from tests.support.clickhouse import ClickHouse
 from tests.support.current_clickhouse import CurrentClickHouse
 from tests.support.outbox_tables import Outbox
+from tests.support.waiting import wait_until
 
 
 def relay_bodies(outbox: Outbox, *, precision: int, batch_size: int) -> list[bytes]:
@@ -75,3 +81,27 @@ def test_current_clickhouse_hides_redelivered_events_in_the_deduplicated_view(
 
     assert current_clickhouse.count("SELECT count() FROM event_log") == 45
     assert current_clickhouse.count("SELECT count() FROM event_log_dedup") == 30
+
+
+def test_relay_expire_deletes_events_past_the_retention_period_on_the_legacy_server(
+    clickhouse: ClickHouse,
+) -> None:
+    clickhouse.query(
+        "INSERT INTO event_log VALUES"
+        f" ('{uuid.uuid4()}', 'user_created', now() - INTERVAL 40 DAY, 'Local', '{{}}', 1),"
+        f" ('{uuid.uuid4()}', 'user_created', now() - INTERVAL 1 DAY, 'Local', '{{}}', 1)"
+    )
+    address = urlsplit(clickhouse.url)
+    settings = RelaySettings(
+        _env_file=None,
+        clickhouse_host=address.hostname or "127.0.0.1",
+        clickhouse_port=address.port or 8123,
+        clickhouse_user=clickhouse.user,
+        clickhouse_database=clickhouse.database,
+        event_log_retention_days=30,
+    )
+
+    assert asyncio.run(app.expire(settings)) == app.EXIT_OK
+
+    # A mutation: ClickHouse applies it in the background, shortly.
+    wait_until(lambda: clickhouse.value("SELECT count() FROM event_log") == "1", timeout=30)

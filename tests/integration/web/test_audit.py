@@ -43,15 +43,33 @@ def test_signing_in_matches_the_email_case_insensitively(client: Client) -> None
     assert written.context(OutboxEvent.objects.get()) == {"user_id": user.pk, "ip_address": "127.0.0.1"}
 
 
-def test_a_refused_sign_in_writes_user_login_failed_with_the_email_and_ip(client: Client) -> None:
+def test_a_refused_sign_in_to_an_account_writes_its_id_address_and_ip(client: Client) -> None:
     user = UserFactory.create()
 
-    response = client.post(LOGIN_URL, {"username": user.email, "password": WRONG_PASSWORD})
+    response = client.post(LOGIN_URL, {"username": user.email.upper(), "password": WRONG_PASSWORD})
 
     assert response.status_code == 200
     [event] = written.events()
     assert event.event_type == "user_login_failed"
-    assert written.context(event) == {"email": user.email, "ip_address": "127.0.0.1"}
+    assert event.metadata_version == 2
+    assert written.context(event) == {
+        "user_id": user.pk,
+        "email": user.email,
+        "email_hmac": None,
+        "ip_address": "127.0.0.1",
+    }
+
+
+def test_a_refused_sign_in_with_an_unknown_address_keeps_only_a_keyed_hash_of_it(client: Client) -> None:
+    for spelling in ("nobody@example.com", "Nobody@EXAMPLE.com"):
+        client.post(LOGIN_URL, {"username": spelling, "password": WRONG_PASSWORD})
+
+    first, second = (written.context(event) for event in written.events("user_login_failed"))
+    assert "nobody" not in written.context_text(written.events()[0]).lower()
+    assert (first["user_id"], first["email"]) == (None, None)
+    assert len(first["email_hmac"]) == 64
+    # One address, however typed, is recognisable across attempts without being readable.
+    assert first["email_hmac"] == second["email_hmac"]
 
 
 def test_a_refused_sign_in_keeps_the_password_out_of_the_event(client: Client) -> None:

@@ -32,7 +32,8 @@ def test_serve_in_production_mode_answers_through_gunicorn(tmp_path: Path) -> No
         [sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
         cwd=ROOT,
         # Gunicorn's control socket goes under XDG_RUNTIME_DIR: keep it private to this test.
-        env=production_env(HOME=str(tmp_path), XDG_RUNTIME_DIR=str(tmp_path)),
+        # Behind one trusted proxy, which says the client spoke HTTPS.
+        env=production_env(HOME=str(tmp_path), XDG_RUNTIME_DIR=str(tmp_path), TRUSTED_PROXY_COUNT="1"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -50,6 +51,10 @@ def test_serve_in_production_mode_answers_through_gunicorn(tmp_path: Path) -> No
         status, body = answer
         assert status == 200
         assert "You are not signed in" in body
+        # Every worker's metrics, added up from the multiprocess directory serve set up.
+        status, body = get(f"{url}metrics", headers=headers)
+        assert status == 200
+        assert "web_throttled_requests_total" in body
     finally:
         # The pid we started is gunicorn's master now (the command exec'd it).
         process.send_signal(signal.SIGTERM)

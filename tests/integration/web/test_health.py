@@ -6,6 +6,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
+import psycopg
 import pytest
 from django.db import connections, transaction
 from django.test import Client
@@ -13,6 +14,8 @@ from django.utils import timezone
 from pytest_django import Settings
 
 from shared.events import UserCreated
+from shared.outbox import OUTBOX_TABLE
+from tests.integration.web.factories import UserFactory
 from tests.support.waiting import free_port
 from webapp.outbox.client import EventLogClient
 from webapp.outbox.models import OutboxEvent
@@ -24,7 +27,7 @@ def sign_up_events(count: int) -> None:
     """Publish `count` sign-up events and commit them, as the site does."""
     with transaction.atomic():
         EventLogClient.from_settings().publish_all(
-            UserCreated(email=f"person{n}@example.com", first_name="Ada", last_name="Lovelace")
+            UserCreated(user_id=n, email=f"person{n}@example.com", first_name="Ada", last_name="Lovelace")
             for n in range(count)
         )
 
@@ -82,7 +85,10 @@ def test_health_is_never_cached(client: Client) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_pending_events_show_with_an_age_that_grows_while_no_relay_runs(client: Client) -> None:
+def test_pending_events_show_with_an_age_that_grows_while_no_relay_runs(
+    client: Client, settings: Settings
+) -> None:
+    settings.HEALTH_CACHE_SECONDS = 0
     sign_up_events(3)
 
     first = health(client)["relay"]
@@ -155,3 +161,79 @@ def test_a_silent_postgres_makes_the_site_down_with_503(
     assert body["status"] == "down"
     assert body["dependencies"]["postgres"] == {"status": "unavailable"}
     assert body["relay"] == {"status": "unavailable"}
+
+
+@pytest.mark.django_db
+def test_a_public_caller_gets_the_status_word_only(client: Client) -> None:
+    response = Client(REMOTE_ADDR="203.0.113.7").get(HEALTH_URL)
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+@pytest.mark.django_db
+def test_staff_get_the_detail_from_anywhere() -> None:
+    staff = UserFactory.create(is_staff=True)
+    client = Client(REMOTE_ADDR="203.0.113.7")
+    client.force_login(staff)
+
+    body = client.get(HEALTH_URL).json()
+
+    assert body["dependencies"]["postgres"] == {"status": "ok"}
+    assert body["relay"]["pending_events"] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_callers_within_the_cache_window_share_one_round_of_probes(
+    client: Client, settings: Settings
+) -> None:
+    settings.HEALTH_CACHE_SECONDS = 0.5
+    first = health(client)
+    sign_up_events(3)
+
+    cached = health(client)
+    time.sleep(0.6)
+    fresh = health(client)
+
+    assert first["relay"]["pending_events"] == cached["relay"]["pending_events"] == 0
+    assert cached["checked_at"] == first["checked_at"]
+    assert fresh["relay"]["pending_events"] == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_backlog_is_counted_only_just_past_the_threshold(client: Client, settings: Settings) -> None:
+    settings.HEALTH_PENDING_THRESHOLD = 4
+    sign_up_events(20)
+
+    assert health(client)["relay"]["pending_events"] == 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_blocked_outbox_query_is_cancelled_by_the_server_not_left_running(client: Client) -> None:
+    # Another session holds the outbox exclusively, as a long migration would.
+    with psycopg.connect(**connection_kwargs()) as locker:
+        locker.execute(f"LOCK TABLE {OUTBOX_TABLE} IN ACCESS EXCLUSIVE MODE")
+
+        body = health(client)
+
+        with psycopg.connect(**connection_kwargs(), autocommit=True) as observer:
+            waiting = observer.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE %s AND state = 'active'"
+                " AND pid <> pg_backend_pid()",
+                (f"%FROM {OUTBOX_TABLE} LIMIT%",),
+            ).fetchone()
+    assert body["relay"]["status"] in ("timeout", "unavailable")
+    assert body["dependencies"]["postgres"] == {"status": "ok"}
+    assert waiting == (0,)
+
+
+def connection_kwargs() -> dict[str, Any]:
+    """How to open a session of our own on the test database."""
+    settings = connections["default"].settings_dict
+    return {
+        "host": settings["HOST"],
+        "port": settings["PORT"] or 5432,
+        "user": settings["USER"],
+        "password": settings["PASSWORD"] or None,
+        "dbname": settings["NAME"],
+    }

@@ -6,14 +6,14 @@ from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
-from pytest_django import DjangoCaptureOnCommitCallbacks
 
 from shared.events import Event, UserCreated
 from tests.integration.web import written
 from tests.integration.web.factories import SignUpFactory, UserFactory
+from webapp.mail.models import OutgoingEmail
 from webapp.outbox.client import EventLogClient, TransactionRequired
 from webapp.outbox.models import OutboxEvent
-from webapp.users import services, tasks
+from webapp.users import services
 from webapp.users.models import User
 from webapp.users.services import EmailTaken, user_create
 
@@ -22,16 +22,8 @@ class Boom(Exception):
     """Raised by a test after the event is written."""
 
 
-@pytest.fixture
-def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Ids the welcome e-mail task was enqueued for (nothing reaches a broker)."""
-    calls: list[int] = []
-    monkeypatch.setattr(tasks.send_welcome_email, "delay", calls.append)
-    return calls
-
-
 @pytest.mark.django_db
-def test_the_password_is_hashed_with_argon2(enqueued: list[int]) -> None:
+def test_the_password_is_hashed_with_argon2() -> None:
     data = SignUpFactory.build()
 
     user = user_create(**data)
@@ -41,14 +33,14 @@ def test_the_password_is_hashed_with_argon2(enqueued: list[int]) -> None:
 
 
 @pytest.mark.django_db
-def test_the_email_domain_is_lowercased_and_the_local_part_kept(enqueued: list[int]) -> None:
+def test_the_email_domain_is_lowercased_and_the_local_part_kept() -> None:
     user = user_create(**SignUpFactory.build(email="Jane.Doe@Example.COM"))
 
     assert user.email == "Jane.Doe@example.com"
 
 
 @pytest.mark.django_db
-def test_a_taken_email_raises_email_taken(enqueued: list[int]) -> None:
+def test_a_taken_email_raises_email_taken() -> None:
     UserFactory.create(email="taken@example.com")
 
     with pytest.raises(EmailTaken):
@@ -57,7 +49,7 @@ def test_a_taken_email_raises_email_taken(enqueued: list[int]) -> None:
 
 @pytest.mark.django_db
 def test_a_sign_up_racing_another_for_the_same_email_is_refused_by_the_constraint(
-    monkeypatch: pytest.MonkeyPatch, enqueued: list[int]
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     UserFactory.create(email="raced@example.com")
     # As if the other sign-up committed between our check and our INSERT.
@@ -71,7 +63,7 @@ def test_a_sign_up_racing_another_for_the_same_email_is_refused_by_the_constrain
 
 
 @pytest.mark.django_db
-def test_a_weak_password_raises_a_validation_error_and_writes_nothing(enqueued: list[int]) -> None:
+def test_a_weak_password_raises_a_validation_error_and_writes_nothing() -> None:
     with pytest.raises(ValidationError):
         user_create(**SignUpFactory.build(password="abc"))
 
@@ -81,7 +73,7 @@ def test_a_weak_password_raises_a_validation_error_and_writes_nothing(enqueued: 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_failure_after_the_event_is_written_rolls_back_the_user_and_the_event(
-    monkeypatch: pytest.MonkeyPatch, enqueued: list[int]
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     publish = EventLogClient.publish
 
@@ -97,11 +89,11 @@ def test_a_failure_after_the_event_is_written_rolls_back_the_user_and_the_event(
 
     assert not User.objects.exists()
     assert not OutboxEvent.objects.exists()
-    assert enqueued == []
+    assert not OutgoingEmail.objects.exists()
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_committed_sign_up_keeps_the_user_and_the_event(enqueued: list[int]) -> None:
+def test_a_committed_sign_up_keeps_the_user_and_the_event() -> None:
     user = user_create(**SignUpFactory.build())
 
     assert User.objects.filter(pk=user.pk).exists()
@@ -113,31 +105,6 @@ def test_publishing_outside_a_transaction_is_refused() -> None:
     client = EventLogClient.from_settings()
 
     with pytest.raises(TransactionRequired):
-        client.publish(UserCreated(email="a@example.com", first_name="A", last_name="B"))
+        client.publish(UserCreated(user_id=1, email="a@example.com", first_name="A", last_name="B"))
 
     assert not OutboxEvent.objects.exists()
-
-
-@pytest.mark.django_db
-def test_the_welcome_email_is_enqueued_only_after_the_sign_up_commits(
-    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks, enqueued: list[int]
-) -> None:
-    with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        user = user_create(**SignUpFactory.build())
-        assert enqueued == []
-
-    assert len(callbacks) == 1
-    assert enqueued == [user.pk]
-
-
-@pytest.mark.django_db
-def test_a_refused_sign_up_enqueues_no_welcome_email(
-    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks, enqueued: list[int]
-) -> None:
-    UserFactory.create(email="taken@example.com")
-
-    with django_capture_on_commit_callbacks(execute=True) as callbacks, pytest.raises(EmailTaken):
-        user_create(**SignUpFactory.build(email="taken@example.com"))
-
-    assert callbacks == []
-    assert enqueued == []

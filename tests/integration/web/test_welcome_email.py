@@ -1,142 +1,159 @@
-"""The welcome e-mail: sent by a Celery task, enqueued once the sign-up has committed."""
+"""The welcome e-mail: recorded with the sign-up, sent after commit, even across a Redis outage."""
 
 from __future__ import annotations
 
-import smtplib
+import json
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from pathlib import Path
 
 import pytest
-import redis
 from celery import Celery
 from celery.contrib.testing.app import TestApp, setup_default_app
 from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 from django.core import mail
+from django.test import Client
+from pytest_django import DjangoCaptureOnCommitCallbacks
 
-from tests.integration.web.factories import SignUpFactory, UserFactory
-from webapp.users import tasks
-from webapp.users.services import user_create
-from webapp.users.tasks import send_welcome_email
-
-# A Redis database the developer's worker never reads, and a queue of our own in it.
-TEST_REDIS_DB = 15
-
-
-def private_broker_url() -> str:
-    """The configured Redis, with the test-only database number."""
-    parts = urlsplit(settings.REDIS_URL)
-    return urlunsplit(parts._replace(path=f"/{TEST_REDIS_DB}"))
+from tests.integration.web.factories import SignUpFactory
+from tests.support.waiting import RedisServer, wait_until
+from webapp.core.broker import broker_gate
+from webapp.mail.models import OutgoingEmail
+from webapp.mail.tasks import email_dispatch_pending
+from webapp.users import services
+from webapp.users.models import User
+from webapp.users.services import EmailTaken, user_create
 
 
 @pytest.mark.django_db
-def test_the_welcome_email_goes_to_the_user_in_plain_text(mailoutbox: list[mail.EmailMessage]) -> None:
-    user = UserFactory.create(first_name="Holly")
+def test_the_welcome_email_is_recorded_in_the_sign_up_transaction() -> None:
+    user = user_create(**SignUpFactory.build(first_name="Holly"))
 
-    send_welcome_email(user.pk)
-
-    [message] = mailoutbox
-    assert message.to == [user.email]
-    assert message.subject == tasks.WELCOME_SUBJECT
-    assert "Hello Holly," in message.body
-    assert message.content_subtype == "plain"
-    assert not getattr(message, "alternatives", [])  # no HTML part
+    [email] = OutgoingEmail.objects.all()
+    assert (email.user_id, email.to, email.subject) == (user.pk, user.email, services.WELCOME_SUBJECT)
+    assert email.body.startswith("Hello Holly,")
 
 
 @pytest.mark.django_db
-def test_the_welcome_email_is_skipped_for_a_deleted_user(mailoutbox: list[mail.EmailMessage]) -> None:
-    user = UserFactory.create()
-    user_id = user.pk
-    user.delete()
-
-    send_welcome_email(user_id)
-
-    assert mailoutbox == []
-
-
-@pytest.mark.django_db
-def test_the_welcome_email_is_retried_after_an_smtp_error(
-    monkeypatch: pytest.MonkeyPatch, mailoutbox: list[mail.EmailMessage]
+def test_a_refused_sign_up_records_no_welcome_email(
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
 ) -> None:
-    user = UserFactory.create()
-    real_send_mail = mail.send_mail
-    attempts: list[int] = []
+    user_create(**SignUpFactory.build(email="taken@example.com"))
+    OutgoingEmail.objects.all().delete()
 
-    def flaky_send_mail(**kwargs: Any) -> int:
-        attempts.append(1)
-        if len(attempts) == 1:
-            raise smtplib.SMTPServerDisconnected("connection unexpectedly closed")
-        return real_send_mail(**kwargs)
+    with django_capture_on_commit_callbacks() as callbacks, pytest.raises(EmailTaken):
+        user_create(**SignUpFactory.build(email="taken@example.com"))
 
-    monkeypatch.setattr(tasks, "send_mail", flaky_send_mail)
-
-    # Run in this process; Celery then retries at once instead of after the backoff.
-    result = send_welcome_email.apply(args=(user.pk,))
-
-    assert result.successful()
-    assert len(attempts) == 2
-    assert len(mailoutbox) == 1
+    assert callbacks == []
+    assert not OutgoingEmail.objects.exists()
 
 
 @pytest.mark.django_db
-def test_an_address_the_mail_server_refuses_is_not_retried(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+def test_a_worker_is_asked_to_send_it_only_after_the_sign_up_commits(
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
 ) -> None:
-    user = UserFactory.create()
-    attempts: list[int] = []
+    with django_capture_on_commit_callbacks() as callbacks:
+        user_create(**SignUpFactory.build())
 
-    def refusing_send_mail(**kwargs: Any) -> int:
-        attempts.append(1)
-        raise smtplib.SMTPRecipientsRefused({user.email: (550, b"no such mailbox")})
+    assert len(callbacks) == 1
 
-    monkeypatch.setattr(tasks, "send_mail", refusing_send_mail)
 
-    result = send_welcome_email.apply(args=(user.pk,))
-
-    assert result.successful()
-    assert attempts == [1]
-    assert user.email not in caplog.text
+def test_celery_beat_sweeps_the_recorded_emails_every_few_seconds() -> None:
+    [entry] = [
+        entry
+        for entry in settings.CELERY_BEAT_SCHEDULE.values()
+        if entry["task"] == email_dispatch_pending.name
+    ]
+    schedule = entry["schedule"]
+    assert isinstance(schedule, float)
+    assert 0 < schedule <= 60
 
 
 @pytest.fixture
-def celery_worker() -> Iterator[Celery]:
-    """A real Celery worker, in a thread of this process, on a private queue in Redis."""
-    queue = f"tests-web-{uuid.uuid4().hex}"
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private Redis that the test may stop; stopped in any case at the end."""
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def celery_app(redis_server: RedisServer) -> Iterator[Celery]:
+    """The site's tasks bound to a Celery app whose broker is the private Redis."""
     app = TestApp(
         name="die-hard-tests",
-        broker=private_broker_url(),
+        broker=redis_server.url,
         config={
-            "task_default_queue": queue,
+            "task_default_queue": f"tests-web-{uuid.uuid4().hex}",
             "task_ignore_result": True,
             "broker_connection_retry_on_startup": True,
-            # No broadcast (pidbox) queue: nothing left behind in Redis but our own queue.
             "worker_enable_remote_control": False,
         },
     )
+    broker_gate.reset()
     try:
-        with setup_default_app(app), start_worker(app, pool="solo", perform_ping_check=False):
+        with setup_default_app(app):
             yield app
     finally:
-        with redis.Redis.from_url(private_broker_url()) as client:
-            for key in client.scan_iter(f"*{queue}*"):
-                client.delete(key)
+        broker_gate.reset()
+
+
+def sent_to(mailoutbox: list[mail.EmailMessage], address: str) -> list[mail.EmailMessage]:
+    return [message for message in mailoutbox if message.to == [address]]
 
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_a_real_worker_sends_the_welcome_email_after_sign_up(
-    celery_worker: Celery, mailoutbox: list[mail.EmailMessage]
+def test_a_real_worker_sends_the_welcome_email_right_after_sign_up(
+    celery_app: Celery, mailoutbox: list[mail.EmailMessage]
 ) -> None:
     data = SignUpFactory.build()
 
-    user_create(**data)
+    with start_worker(celery_app, pool="solo", perform_ping_check=False):
+        user_create(**data)
+        wait_until(lambda: sent_to(mailoutbox, data["email"]), timeout=30)
 
-    deadline = time.monotonic() + 30
-    while not mailoutbox and time.monotonic() < deadline:
-        time.sleep(0.05)
     [message] = mailoutbox
-    assert message.to == [data["email"]]
-    assert message.subject == tasks.WELCOME_SUBJECT
+    assert message.subject == services.WELCOME_SUBJECT
+    assert not OutgoingEmail.objects.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_with_redis_down_sign_up_succeeds_and_the_email_is_sent_once_redis_is_back(
+    redis_server: RedisServer, celery_app: Celery, mailoutbox: list[mail.EmailMessage]
+) -> None:
+    api_sign_up, form_sign_up = SignUpFactory.build(), SignUpFactory.build()
+    redis_server.stop()
+
+    started = time.monotonic()
+    api_response = Client().post("/api/users/", json.dumps(api_sign_up), content_type="application/json")
+    form_response = Client().post("/accounts/register/", form_sign_up)
+    elapsed = time.monotonic() - started
+
+    assert api_response.status_code == 201
+    assert form_response.status_code == 302
+    assert form_response["Location"] == "/"
+    assert User.objects.count() == 2
+    assert OutgoingEmail.objects.count() == 2
+    assert mailoutbox == []
+    # One bounded attempt at the broker, then the site stops asking for a while.
+    assert elapsed < 10
+
+    redis_server.start()
+    with start_worker(celery_app, pool="solo", perform_ping_check=False):
+        # What Celery beat sends every MAIL_DISPATCH_INTERVAL seconds, twice.
+        email_dispatch_pending.delay()
+        wait_until(lambda: not OutgoingEmail.objects.exists(), timeout=30)
+        email_dispatch_pending.delay()
+        wait_until(lambda: len(mailoutbox) >= 2, timeout=30)
+        time.sleep(0.5)
+
+    assert len(sent_to(mailoutbox, api_sign_up["email"])) == 1
+    assert len(sent_to(mailoutbox, form_sign_up["email"])) == 1
+    assert len(mailoutbox) == 2

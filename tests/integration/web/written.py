@@ -48,6 +48,7 @@ def assert_user_created(event: OutboxEvent, sign_up: dict[str, Any]) -> None:
     assert event.environment == "Local"
     assert event.metadata_version == 1
     assert context(event) == {
+        "user_id": context(event)["user_id"],
         "email": sign_up["email"],
         "first_name": sign_up["first_name"],
         "last_name": sign_up["last_name"],

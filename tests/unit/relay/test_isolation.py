@@ -145,7 +145,8 @@ def sign_ups(count: int) -> list[Line]:
     lines = []
     for number in range(1, count + 1):
         envelope = Envelope.wrap(
-            UserCreated(email=f"p{number}@example.com", first_name="Ada", last_name="L"), environment="Local"
+            UserCreated(user_id=number, email=f"p{number}@example.com", first_name="Ada", last_name="L"),
+            environment="Local",
         )
         stamp = envelope.event_date_time.strftime("%Y-%m-%d %H:%M:%S.%f")
         line = f"{envelope.event_id}\t{envelope.event_type}\t{stamp}\tLocal\t{envelope.event_context}\t1\n"

@@ -5,9 +5,13 @@ Current ClickHouse runs here in-process (chdb); the columns check needs no serve
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 
-from relay.schema import CURRENT, LEGACY, SchemaError, check_columns, create_statements
+from relay.schema import CURRENT, LEGACY, SchemaError, check_columns, create_statements, has_retention
 from tests.support.current_clickhouse import CurrentClickHouse
 
 
@@ -79,3 +83,49 @@ def _columns(**overrides: str) -> dict[str, str]:
         "event_context": "String",
         "metadata_version": "UInt64",
     } | overrides
+
+
+@pytest.fixture
+def retaining_clickhouse() -> Iterator[Any]:
+    """A chdb session whose `event_log` keeps events for 30 days."""
+    from chdb.session import Session
+
+    with tempfile.TemporaryDirectory() as path:
+        session = Session(path)
+        for statement in create_statements(CURRENT, "analytics", retention_days=30):
+            session.query(statement)
+        yield session
+        session.close()
+
+
+def test_current_clickhouse_drops_events_past_the_retention_period_by_itself(
+    retaining_clickhouse: Any,
+) -> None:
+    retaining_clickhouse.query(
+        "INSERT INTO analytics.event_log VALUES"
+        " (generateUUIDv4(), 'user_created', now64(6) - INTERVAL 40 DAY, 'Local', '{}', 1),"
+        " (generateUUIDv4(), 'user_created', now64(6) - INTERVAL 1 DAY, 'Local', '{}', 1)"
+    )
+    retaining_clickhouse.query("OPTIMIZE TABLE analytics.event_log FINAL")
+
+    assert str(retaining_clickhouse.query("SELECT count() FROM analytics.event_log", "TSV")).strip() == "1"
+
+
+def test_an_existing_ttl_is_recognised_as_the_server_prints_it(retaining_clickhouse: Any) -> None:
+    ddl = str(
+        retaining_clickhouse.query(
+            "SELECT create_table_query FROM system.tables"
+            " WHERE database = 'analytics' AND name = 'event_log'",
+            "TSV",
+        )
+    )
+
+    assert has_retention(ddl, 30)
+    assert not has_retention(ddl, 3)
+    assert not has_retention(ddl, 300)
+
+
+def test_legacy_clickhouse_has_no_ttl_so_the_table_is_created_without_one() -> None:
+    ddl = "\n".join(create_statements(LEGACY, "analytics", retention_days=30))
+
+    assert "TTL" not in ddl

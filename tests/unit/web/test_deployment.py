@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -61,15 +62,42 @@ def test_serve_replaces_itself_with_gunicorn_when_debug_is_off(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings.DEBUG = False
-    execs: list[tuple[str, list[str]]] = []
-    monkeypatch.setattr("os.execvp", lambda file, argv: execs.append((file, argv)))
+    execs: list[tuple[str, list[str], dict[str, str]]] = []
+    monkeypatch.setattr("os.execvpe", lambda file, argv, env: execs.append((file, argv, env)))
 
     call_command("serve", "--workers", "3", "--threads", "2", skip_checks=True)
 
-    [(file, argv)] = execs
+    [(file, argv, env)] = execs
     assert file == sys.executable
     assert argv[:4] == [sys.executable, "-m", "gunicorn", "webapp.config.wsgi:application"]
     assert argv[argv.index("--bind") + 1] == "127.0.0.1:8000"
     assert argv[argv.index("--workers") + 1] == "3"
     assert argv[argv.index("--threads") + 1] == "2"
     assert "--access-logfile" not in argv
+    # gunicorn's workers share their metrics through a fresh directory of files.
+    assert Path(env["PROMETHEUS_MULTIPROC_DIR"]).is_dir()
+    assert not any(Path(env["PROMETHEUS_MULTIPROC_DIR"]).iterdir())
+
+
+def proxy_ssl_header(**env: str) -> str:
+    """What `SECURE_PROXY_SSL_HEADER` is in a fresh production-mode process with this environment."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django.conf import settings;"
+            " print(getattr(settings, 'SECURE_PROXY_SSL_HEADER', None))",
+        ],
+        cwd=ROOT,
+        env=production_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+def test_x_forwarded_proto_is_ignored_unless_a_proxy_is_trusted() -> None:
+    assert proxy_ssl_header() == "None"
+    assert proxy_ssl_header(TRUSTED_PROXY_COUNT="1") == "('HTTP_X_FORWARDED_PROTO', 'https')"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from argparse import ArgumentParser
 from typing import Any
 
@@ -77,7 +78,10 @@ class Command(BaseCommand):
         workers = workers or default_workers()
         logger.info("web_serving", server="gunicorn", bind=bind, workers=workers, threads=threads)
         argv = gunicorn_argv(bind=bind, workers=workers, threads=threads)
+        # Each worker keeps its metrics in files here; /metrics adds them up.
+        # A fresh directory per start, so counters of an earlier run do not linger.
+        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="die-hard-web-metrics-")}
         sys.stdout.flush()
         sys.stderr.flush()
         # Replace this process, so signals from the supervisor reach gunicorn's master directly.
-        os.execvp(argv[0], argv)  # noqa: S606  (a fixed command line, no shell)
+        os.execvpe(argv[0], argv, env)  # noqa: S606  (a fixed command line, no shell)

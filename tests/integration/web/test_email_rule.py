@@ -1,0 +1,118 @@
+"""One e-mail rule: sign-up, the "taken" check and sign-in compare addresses as the unique index does."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.db import connection
+from django.test import Client
+
+from tests.integration.web.factories import STRONG_PASSWORD, SignUpFactory, UserFactory
+from webapp.users.models import InvalidEmail, User, canonical_email, email_matches
+
+pytestmark = pytest.mark.django_db
+
+LONG_S = "\u017f"  # upper-cases to "S"
+DOTLESS_I = "\u0131"  # upper-cases to "I"
+
+
+def sign_in(client: Client, email: str, password: str = STRONG_PASSWORD) -> int:
+    return client.post("/accounts/login/", {"username": email, "password": password}).status_code
+
+
+def api_sign_up(client: Client, email: str) -> tuple[int, dict[str, object]]:
+    response = client.post(
+        "/api/users/", json.dumps(SignUpFactory.build(email=email)), content_type="application/json"
+    )
+    return response.status_code, response.json()
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored"),
+    [
+        ("Jane.Doe@Example.COM", "Jane.Doe@example.com"),
+        ("  ada@example.com ", "ada@example.com"),
+        ("ana@b\u00fccher.example", "ana@xn--bcher-kva.example"),
+        # NFKC folds compatibility forms (a full-width "A", the long s) into plain ones.
+        ("\uff21da@example.com", "Ada@example.com"),
+        (f"{LONG_S}am@example.com", "sam@example.com"),
+    ],
+)
+def test_addresses_are_stored_in_one_canonical_ascii_form(typed: str, stored: str) -> None:
+    assert canonical_email(typed) == stored
+
+
+@pytest.mark.parametrize("typed", [f"b{DOTLESS_I}ll@example.com", "no-at-sign", "@example.com"])
+def test_an_address_with_no_canonical_form_is_refused(typed: str) -> None:
+    with pytest.raises(InvalidEmail):
+        canonical_email(typed)
+
+
+def test_a_look_alike_that_folds_to_an_existing_address_is_that_address_and_taken(client: Client) -> None:
+    UserFactory.create(email="sam@example.com")
+
+    status, _ = api_sign_up(client, f"{LONG_S}am@example.com")
+
+    assert status == 409
+    assert User.objects.count() == 1
+
+
+def test_a_look_alike_that_folds_to_nothing_plain_is_refused_with_a_reason(client: Client) -> None:
+    UserFactory.create(email="bill@example.com")
+
+    status, body = api_sign_up(client, f"b{DOTLESS_I}ll@example.com")
+
+    assert status == 400
+    assert "plain ASCII" in body["errors"]["email"][0]  # type: ignore[index]
+    assert User.objects.count() == 1
+
+
+def test_the_same_address_in_other_case_is_taken(client: Client) -> None:
+    UserFactory.create(email="sam@example.com")
+
+    status, _ = api_sign_up(client, "SAM@Example.com")
+
+    assert status == 409
+
+
+def test_the_form_explains_why_a_look_alike_address_is_refused(client: Client) -> None:
+    response = client.post("/accounts/register/", SignUpFactory.build(email=f"b{DOTLESS_I}ll@example.com"))
+
+    assert response.status_code == 200
+    assert "plain ASCII" in response.content.decode()
+    assert not User.objects.exists()
+
+
+def test_a_look_alike_account_from_before_the_rule_cannot_break_its_twins_sign_in(client: Client) -> None:
+    victim = UserFactory.create(email="sam@example.com")
+    # Rows written before the rule existed, straight into the table: the
+    # database's upper() folds both to SAM@EXAMPLE.COM, its lower() does not.
+    User.objects.bulk_create([User(email=f"{LONG_S}am@example.com", password=victim.password)])
+
+    assert sign_in(client, "sam@example.com") == 302
+    assert client.session["_auth_user_id"] == str(victim.pk)
+
+
+def test_typing_a_look_alike_at_sign_in_is_an_ordinary_refusal(client: Client) -> None:
+    UserFactory.create(email="bill@example.com")
+
+    assert sign_in(client, f"b{DOTLESS_I}ll@example.com") == 200
+    assert "_auth_user_id" not in client.session
+
+
+def test_sign_in_matches_the_address_whatever_its_case(client: Client) -> None:
+    user = UserFactory.create(email="Mixed.Case@example.com")
+
+    assert sign_in(client, "mixed.case@EXAMPLE.com") == 302
+    assert client.session["_auth_user_id"] == str(user.pk)
+
+
+def test_the_sign_in_lookup_is_served_by_the_unique_index() -> None:
+    UserFactory.create_batch(3)
+    with connection.cursor() as cursor:
+        # A three-row table is scanned whatever the indexes; forbid that to see the plan's choice.
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        plan = User.objects.filter(email_matches("person1@example.com")).explain()
+
+    assert "users_user_email_ci_unique" in plan

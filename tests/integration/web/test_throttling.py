@@ -1,0 +1,224 @@
+"""Abuse throttles: sign-in lock-out per account and per address, sign-up rate per address."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import pytest
+from axes.handlers.proxy import AxesProxyHandler
+from django.core.management import call_command
+from django.test import Client
+from prometheus_client import REGISTRY
+from pytest_django import Settings
+
+from tests.integration.web import written
+from tests.integration.web.factories import STRONG_PASSWORD, SignUpFactory, UserFactory
+from tests.support.waiting import free_port
+
+if TYPE_CHECKING:
+    # The test client's response (with `.json()`); django-stubs names it only privately.
+    from django.test.client import _MonkeyPatchedWSGIResponse as TestResponse
+
+pytestmark = pytest.mark.django_db
+
+LIMIT = 3
+COOL_OFF = timedelta(minutes=15)
+WRONG = "not-the-Password-41"
+
+
+@pytest.fixture(autouse=True)
+def _small_limits(settings: Settings) -> None:
+    settings.AXES_FAILURE_LIMIT = LIMIT
+    settings.AXES_COOLOFF_TIME = COOL_OFF
+    # An hour's window: a window ending mid-test (which resets the count) is then rare.
+    settings.THROTTLE_SIGN_UP_RATE = "2/h"
+
+
+def client_from(address: str) -> Client:
+    return Client(REMOTE_ADDR=address)
+
+
+def sign_in(client: Client, email: str, password: str) -> int:
+    return client.post("/accounts/login/", {"username": email, "password": password}).status_code
+
+
+def api_sign_up(client: Client) -> TestResponse:
+    return client.post("/api/users/", json.dumps(SignUpFactory.build()), content_type="application/json")
+
+
+def throttled(action: str) -> float:
+    return REGISTRY.get_sample_value("web_throttled_requests_total", {"action": action}) or 0.0
+
+
+def fail_until_locked(email: str, clients: Callable[[int], Client]) -> None:
+    for attempt in range(LIMIT - 1):
+        assert sign_in(clients(attempt), email, WRONG) == 200
+    # The failure that reaches the limit is refused with the lock-out page already.
+    assert sign_in(clients(LIMIT - 1), email, WRONG) == 429
+
+
+def test_an_account_is_locked_after_repeated_failures_even_from_many_addresses() -> None:
+    user = UserFactory.create()
+    fail_until_locked(user.email, lambda n: client_from(f"198.51.100.{n + 1}"))
+
+    response = client_from("203.0.113.7").post(
+        "/accounts/login/", {"username": user.email, "password": STRONG_PASSWORD}
+    )
+
+    assert response.status_code == 429
+    assert response["Retry-After"] == str(int(COOL_OFF.total_seconds()))
+    assert "Too many failed sign-ins" in response.content.decode()
+    assert "15 minutes" in response.content.decode()
+    assert "_auth_user_id" not in response.client.session
+
+
+def test_an_address_is_locked_after_failures_on_many_accounts() -> None:
+    users = UserFactory.create_batch(LIMIT + 1)
+    attacker = client_from("198.51.100.9")
+    for user in users[: LIMIT - 1]:
+        assert sign_in(attacker, user.email, WRONG) == 200
+    assert sign_in(attacker, users[LIMIT - 1].email, WRONG) == 429
+
+    assert sign_in(attacker, users[LIMIT].email, STRONG_PASSWORD) == 429
+    assert sign_in(client_from("203.0.113.7"), users[LIMIT].email, STRONG_PASSWORD) == 302
+
+
+def test_the_case_of_the_address_does_not_reset_the_count() -> None:
+    user = UserFactory.create(email="holly@example.com")
+    spellings = ["holly@example.com", "HOLLY@example.com", "Holly@EXAMPLE.com"]
+
+    fail_until_locked(user.email, lambda n: client_from(f"198.51.100.{n + 1}"))
+    for spelling in spellings:
+        assert sign_in(client_from("203.0.113.7"), spelling, STRONG_PASSWORD) == 429
+
+
+def test_a_successful_sign_in_clears_the_failures_before_it() -> None:
+    user = UserFactory.create()
+    client = client_from("198.51.100.1")
+    for _ in range(LIMIT - 1):
+        sign_in(client, user.email, WRONG)
+
+    assert sign_in(client, user.email, STRONG_PASSWORD) == 302
+    for _ in range(LIMIT - 1):
+        assert sign_in(client_from("198.51.100.1"), user.email, WRONG) == 200
+
+
+def test_refused_tries_during_a_lock_out_are_counted_not_written_as_events() -> None:
+    user = UserFactory.create()
+    fail_until_locked(user.email, lambda n: client_from("198.51.100.1"))
+    before = throttled("sign_in")
+
+    for _ in range(5):
+        assert sign_in(client_from("198.51.100.1"), user.email, WRONG) == 429
+
+    assert throttled("sign_in") == before + 5
+    assert len(written.events("user_login_failed")) == LIMIT
+
+
+def test_the_admin_sign_in_is_locked_out_the_same_way() -> None:
+    staff = UserFactory.create(is_staff=True, is_superuser=True)
+    client = client_from("198.51.100.1")
+    for _ in range(LIMIT):
+        client.post("/admin/login/", {"username": staff.email, "password": WRONG})
+
+    response = client.post("/admin/login/", {"username": staff.email, "password": STRONG_PASSWORD})
+
+    assert response.status_code == 429
+    assert "Retry-After" in response
+
+
+def test_an_operator_unlocks_an_account_with_axes_reset_username() -> None:
+    user = UserFactory.create(email="Holly@example.com")
+    fail_until_locked("HOLLY@EXAMPLE.COM", lambda n: client_from(f"198.51.100.{n + 1}"))
+
+    call_command("sign_in_unlock", "holly@Example.com")
+
+    assert sign_in(client_from("203.0.113.7"), user.email, STRONG_PASSWORD) == 302
+
+
+def test_sign_ups_from_one_address_are_limited_with_429_and_retry_after() -> None:
+    client = client_from("198.51.100.1")
+    for _ in range(2):
+        response = client.post(
+            "/api/users/", json.dumps(SignUpFactory.build()), content_type="application/json"
+        )
+        assert response.status_code == 201
+    before = throttled("sign_up")
+
+    response = api_sign_up(client)
+
+    assert response.status_code == 429
+    assert 1 <= int(response["Retry-After"]) <= 3600
+    assert "Too many sign-ups" in response.json()["errors"]["__all__"][0]
+    assert throttled("sign_up") == before + 1
+    other = client_from("203.0.113.7").post(
+        "/api/users/", json.dumps(SignUpFactory.build()), content_type="application/json"
+    )
+    assert other.status_code == 201
+
+
+def test_the_sign_up_form_is_limited_the_same_way() -> None:
+    client = client_from("198.51.100.1")
+    for _ in range(2):
+        api_sign_up(client)
+
+    response = client.post("/accounts/register/", SignUpFactory.build())
+
+    assert response.status_code == 429
+    assert "Retry-After" in response
+    assert "Too many sign-ups" in response.content.decode()
+
+
+def test_behind_a_trusted_proxy_the_forwarded_address_is_the_one_limited(settings: Settings) -> None:
+    settings.TRUSTED_PROXY_COUNT = 1
+    proxy = "10.0.0.2"
+
+    def through_proxy(client_address: str) -> Client:
+        # The client claims an address; the proxy appends the one it really saw.
+        return Client(REMOTE_ADDR=proxy, HTTP_X_FORWARDED_FOR=f"192.0.2.1, {client_address}")
+
+    for _ in range(2):
+        assert (
+            through_proxy("198.51.100.1")
+            .post("/api/users/", json.dumps(SignUpFactory.build()), content_type="application/json")
+            .status_code
+            == 201
+        )
+
+    limited = through_proxy("198.51.100.1").post(
+        "/api/users/", json.dumps(SignUpFactory.build()), content_type="application/json"
+    )
+    other = through_proxy("198.51.100.2").post(
+        "/api/users/", json.dumps(SignUpFactory.build()), content_type="application/json"
+    )
+    assert (limited.status_code, other.status_code) == (429, 201)
+
+
+@pytest.fixture
+def redis_unreachable(settings: Settings) -> Iterator[None]:
+    """The site's cache points at a port nobody listens on, until the test ends."""
+    original = settings.CACHES
+    settings.CACHES = {"default": {**original["default"], "LOCATION": f"redis://127.0.0.1:{free_port()}/0"}}
+    # django-axes keeps the cache it was built with: build it again on the new one.
+    AxesProxyHandler.get_implementation(force=True)
+    yield
+    settings.CACHES = original
+    AxesProxyHandler.get_implementation(force=True)
+
+
+@pytest.mark.usefixtures("redis_unreachable")
+def test_with_redis_down_the_throttles_fail_open() -> None:
+    user = UserFactory.create()
+    client = client_from("198.51.100.1")
+
+    for _ in range(LIMIT + 2):
+        assert sign_in(client, user.email, WRONG) == 200
+    assert sign_in(client, user.email, STRONG_PASSWORD) == 302
+    for _ in range(3):
+        response = client.post(
+            "/api/users/", json.dumps(SignUpFactory.build()), content_type="application/json"
+        )
+        assert response.status_code == 201

@@ -1,0 +1,111 @@
+"""Erasure: what `webapp.users.services.user_delete` records, and carrying it out.
+
+`erasure_request` is written in the account's deletion transaction, so a
+deleted account always leaves a request behind. It is carried out after the
+commit (a task asked for at once, and Celery beat's sweep for anything left):
+in one transaction, with the request locked, the account's events are deleted
+from the outbox and the dead letters, ClickHouse is told to delete them from
+`event_log`, and the request is closed with a `user_erased` event that names
+neither the person nor the account. Deleting the outbox rows first waits for
+any relay batch holding them, so nothing about the account can reach
+ClickHouse after its erasure there.
+"""
+
+from __future__ import annotations
+
+import http.client
+import random
+from datetime import timedelta
+from functools import partial
+from typing import Final
+
+import structlog
+from django.db import connection, transaction
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from shared.events import UserErased
+from shared.outbox import DEAD_LETTER_TABLE, OUTBOX_TABLE
+from webapp.core.broker import send_soon
+from webapp.outbox.client import EventLogClient
+from webapp.privacy.clickhouse import ClickHouseRefused, erase_user_events
+from webapp.privacy.models import ErasureRequest
+
+logger = structlog.get_logger(__name__)
+
+_BACKOFF_FIRST: Final = timedelta(seconds=30)
+_BACKOFF_MAX: Final = timedelta(hours=1)
+# Events about an account carry `"user_id":N` in their payload (see shared.events).
+_ERASE = "DELETE FROM {table} WHERE event_context::jsonb -> 'user_id' = to_jsonb(%s::bigint)"
+
+
+def erasure_request(*, user_id: int) -> ErasureRequest:
+    """Record, in the current transaction, that this account's events are to be erased after commit."""
+    request = ErasureRequest.objects.create(user_id=user_id)
+    transaction.on_commit(partial(_request_processing, request.pk), robust=True)
+    return request
+
+
+def erasure_process(*, request_id: int) -> bool:
+    """Carry out one pending, due request unless another process is at it; whether it was completed."""
+    try:
+        with transaction.atomic():
+            request = (
+                ErasureRequest.objects.select_for_update(skip_locked=True)
+                .filter(pk=request_id, completed_at=None, next_attempt_at__lte=Now())
+                .first()
+            )
+            if request is None:
+                return False
+            _erase(request)
+    except (ClickHouseRefused, OSError, http.client.HTTPException) as error:
+        _defer(request_id, error)
+        return False
+    logger.info("user_erased", erasure_id=request_id)
+    return True
+
+
+def erasure_process_due(*, limit: int = 20) -> int:
+    """Carry out up to `limit` due requests, oldest first; how many were completed."""
+    due = list(
+        ErasureRequest.objects.filter(completed_at=None, next_attempt_at__lte=Now())
+        .order_by("next_attempt_at", "id")
+        .values_list("pk", flat=True)[:limit]
+    )
+    return sum(erasure_process(request_id=pk) for pk in due)
+
+
+def _erase(request: ErasureRequest) -> None:
+    assert request.user_id is not None
+    with connection.cursor() as cursor:
+        cursor.execute(_ERASE.format(table=OUTBOX_TABLE), [request.user_id])
+        outbox_events = cursor.rowcount
+        cursor.execute(_ERASE.format(table=DEAD_LETTER_TABLE), [request.user_id])
+        dead_letters = cursor.rowcount
+    erase_user_events(user_id=request.user_id)
+    request.user_id = None
+    request.completed_at = timezone.now()
+    request.outbox_events += outbox_events
+    request.dead_letters += dead_letters
+    request.save(update_fields=["user_id", "completed_at", "outbox_events", "dead_letters"])
+    EventLogClient.from_settings().publish(
+        UserErased(erasure_id=request.pk, outbox_events=outbox_events, dead_letters=dead_letters)
+    )
+
+
+def _defer(request_id: int, error: BaseException) -> None:
+    request = ErasureRequest.objects.get(pk=request_id)
+    request.attempts += 1
+    request.last_error = type(error).__name__
+    ceiling = min(_BACKOFF_FIRST * 2 ** min(request.attempts - 1, 20), _BACKOFF_MAX)
+    request.next_attempt_at = timezone.now() + max(ceiling * random.random(), _BACKOFF_FIRST / 2)  # noqa: S311
+    request.save(update_fields=["attempts", "last_error", "next_attempt_at"])
+    logger.warning(
+        "erasure_deferred", erasure_id=request_id, attempts=request.attempts, error_kind=request.last_error
+    )
+
+
+def _request_processing(request_id: int) -> None:
+    from webapp.privacy.tasks import erasure_run
+
+    send_soon(erasure_run, request_id)

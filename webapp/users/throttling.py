@@ -1,0 +1,172 @@
+"""Abuse throttles: sign-in lock-out (django-axes) and sign-up rate (django-ratelimit), on Redis.
+
+Sign-in: django-axes counts failures per account and per client address in
+the cache; at `THROTTLE_SIGN_IN_FAILURES` it locks that account or address out
+for `THROTTLE_SIGN_IN_COOLOFF_MINUTES`, on the site's form and the admin's
+alike, and answers 429 with `Retry-After`. A refused attempt during a lock-out
+is counted in `web_throttled_requests_total`, not written as an event.
+
+Sign-up: django-ratelimit counts sign-ups per client address in a fixed window
+(`THROTTLE_SIGN_UP_RATE`); past it, the form and the API answer 429 with
+`Retry-After`.
+
+Both fail open: while Redis does not answer, nothing is throttled (and
+`throttle_unavailable` is logged), rather than every sign-in and sign-up refused.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import structlog
+from axes.backends import AxesStandaloneBackend
+from axes.exceptions import AxesBackendPermissionDenied
+from axes.handlers.cache import AxesCacheHandler
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django_ratelimit.core import get_usage
+from redis.exceptions import RedisError
+
+from webapp.core.clients import client_ip
+from webapp.core.metrics import THROTTLED
+from webapp.users.models import InvalidEmail, canonical_email
+
+logger = structlog.get_logger(__name__)
+
+LOCKED_OUT_TEMPLATE = "users/locked_out.html"
+
+
+class FailOpenCacheHandler(AxesCacheHandler):
+    """django-axes' cache handler, letting sign-ins through unthrottled while Redis does not answer."""
+
+    def get_failures(self, request: HttpRequest, credentials: dict[str, Any] | None = None) -> int:
+        try:
+            return int(super().get_failures(request, credentials))
+        except RedisError as error:
+            _throttle_unavailable("sign_in", error)
+            return 0
+
+    def user_login_failed(
+        self, sender: object, credentials: dict[str, Any], request: HttpRequest | None = None, **kwargs: Any
+    ) -> None:
+        try:
+            super().user_login_failed(sender, credentials, request, **kwargs)
+        except RedisError as error:
+            _throttle_unavailable("sign_in", error)
+
+    def user_logged_in(self, sender: object, request: HttpRequest, user: Any, **kwargs: Any) -> None:
+        try:
+            super().user_logged_in(sender, request, user, **kwargs)
+        except RedisError as error:
+            _throttle_unavailable("sign_in", error)
+
+
+def _throttle_unavailable(action: str, error: Exception) -> None:
+    logger.warning("throttle_unavailable", action=action, error_kind=type(error).__name__)
+
+
+class SignInThrottle(AxesStandaloneBackend):
+    """django-axes' gate in front of the site's authentication backend, marking what it refuses.
+
+    A refused try still makes Django send `user_login_failed` (django-axes
+    counts it there); the mark tells the audit receiver that nothing was
+    checked, so the try is counted in a metric instead of written as an event.
+    """
+
+    def authenticate(
+        self,
+        request: HttpRequest | None,
+        username: str | None = None,
+        password: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        try:
+            super().authenticate(request, username=username, password=password, **kwargs)
+        except AxesBackendPermissionDenied:
+            assert request is not None  # django-axes refuses to work without one
+            request.sign_in_throttled = True  # type: ignore[attr-defined]
+            THROTTLED.labels(action="sign_in").inc()
+            raise
+
+
+def was_throttled(request: HttpRequest | None) -> bool:
+    """Whether the sign-in throttle refused this request without checking the password."""
+    return bool(getattr(request, "sign_in_throttled", False))
+
+
+def cool_off_seconds() -> int:
+    """How long a lock-out lasts after the last refused try."""
+    return math.ceil(settings.AXES_COOLOFF_TIME.total_seconds())
+
+
+def axes_client_ip(request: HttpRequest) -> str | None:
+    """The address django-axes counts failures by: the site's own idea of the client's."""
+    return client_ip(request)
+
+
+def account_key(address: str) -> str:
+    """An address folded as accounts are compared: every spelling of one account gives one key."""
+    try:
+        return canonical_email(address).lower()
+    except InvalidEmail:
+        return address.strip().lower()
+
+
+def axes_username(request: HttpRequest, credentials: dict[str, Any] | None) -> str | None:
+    """The account django-axes counts failures for, folded as accounts are compared."""
+    username = (credentials or {}).get("username")
+    if username is None:
+        username = request.POST.get("username")
+    return account_key(str(username)) if username else None
+
+
+def axes_client_str(
+    username: str | None, ip_address: str | None, user_agent: str | None, path_info: str, request: HttpRequest
+) -> str:
+    """What django-axes writes in its log lines about a client: the path only, no personal data."""
+    return f"{{path_info: {path_info!r}}}"
+
+
+def locked_out_response(
+    request: HttpRequest,
+    original_response: HttpResponse | None = None,
+    credentials: dict[str, Any] | None = None,
+) -> HttpResponse:
+    """429 with `Retry-After` and a page that says what happened and for how long."""
+    seconds = cool_off_seconds()
+    response = TemplateResponse(
+        request,
+        LOCKED_OUT_TEMPLATE,
+        {"minutes": math.ceil(seconds / 60)},
+        status=429,
+        headers={"Retry-After": str(seconds)},
+    )
+    return response.render()
+
+
+def too_many_sign_ups_message(retry_after: int) -> str:
+    """What a throttled sign-up is told."""
+    minutes = math.ceil(retry_after / 60)
+    return f"Too many sign-ups from your network. Try again in {minutes} minute{'s' if minutes != 1 else ''}."
+
+
+def sign_up_retry_after(request: HttpRequest) -> int | None:
+    """Count this sign-up against its address; the seconds to wait if it is over the rate, else None."""
+    try:
+        usage = get_usage(
+            request,
+            group="sign_up",
+            key=lambda _group, request: client_ip(request) or "",
+            rate=settings.THROTTLE_SIGN_UP_RATE,
+            method="POST",
+            increment=True,
+        )
+    except RedisError as error:
+        _throttle_unavailable("sign_up", error)
+        return None
+    if usage is None or not usage["should_limit"]:
+        return None
+    THROTTLED.labels(action="sign_up").inc()
+    return max(int(usage["time_left"]), 1)
