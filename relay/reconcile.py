@@ -37,13 +37,11 @@ from relay.metrics import RelayMetrics
 from relay.outbox import POSTGRES_ERRORS, Connection
 from relay.status import RelayStatus
 from relay.waits import sleep_unless
-from shared.outbox import ARCHIVE_TABLE
+from shared.outbox import ARCHIVE_TABLE, RECONCILE_LOCK
 
 log = structlog.get_logger("relay.reconcile")
 
 BUCKET: Final = timedelta(hours=1)
-# Session advisory lock: one reconciliation at a time across every relay.
-RECONCILE_LOCK: Final = 0x64_68_72_63  # "dhrc"
 # Reconciliation reads whole hours on both sides: give its queries more time
 # than a batch insert gets.
 QUERY_TIMEOUT: Final = 120.0

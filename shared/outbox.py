@@ -18,6 +18,10 @@ WAKEUP_TABLE: Final = "event_outbox_wakeup"
 # whole partitions (`<table>_pYYYYMMDDHH`); rows no partition covers land in
 # the default partition (`<table>_default`).
 ARCHIVE_TABLE: Final = "event_outbox_delivered"
+# PostgreSQL advisory lock key held while the relay reconciles the archive with
+# ClickHouse (it re-sends what ClickHouse lacks). Erasing an account's events
+# takes it too, so a reconciliation never re-sends what was just erased.
+RECONCILE_LOCK: Final = 0x64_68_72_63
 
 # The channel the outbox trigger notifies. Notifications are hints: the relay
 # also polls, so a lost or debounced notification delays, never loses, an event.
