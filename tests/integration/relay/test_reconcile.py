@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from relay import archive, reconcile
-from shared.outbox import ARCHIVE_TABLE
+from relay import archive
+from shared.outbox import ARCHIVE_TABLE, RECONCILE_LOCK
 from tests.support.clickhouse import ClickHouse
 from tests.support.outbox_tables import Outbox
 from tests.support.relays import (
@@ -150,7 +150,7 @@ def test_running_relays_reconcile_by_themselves_one_at_a_time(
 
     with outbox.connect() as holder:
         # Someone else reconciles: the relays skip their turns and repair nothing.
-        locked = holder.execute("SELECT pg_try_advisory_lock(%s)", (reconcile.RECONCILE_LOCK,)).fetchone()
+        locked = holder.execute("SELECT pg_try_advisory_lock(%s)", (RECONCILE_LOCK,)).fetchone()
         assert locked == (True,)
         relays = [start_relay(reconcile_interval="0.5") for _ in range(2)]
         wait_until(lambda: all(relay.log_events("reconcile_skipped") for relay in relays), timeout=15)
