@@ -154,19 +154,13 @@ async def estimated_rows(connection: Connection) -> int:
     return int(await connection.fetchval(ESTIMATE_ROWS))
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ArchiveKeeper:
     """Looks after the archive's partitions every few minutes while the relay runs."""
 
-    def __init__(
-        self,
-        *,
-        pool: asyncpg.Pool,
-        retention: timedelta,
-        interval: float = MAINTENANCE_INTERVAL,
-    ) -> None:
-        self.pool = pool
-        self.retention = retention
-        self.interval = interval
+    pool: asyncpg.Pool
+    retention: timedelta
+    interval: float = MAINTENANCE_INTERVAL
 
     async def run(self, stop: asyncio.Event) -> None:
         """Maintain every `interval` seconds until `stop` is set (the first round is the caller's)."""

@@ -160,16 +160,14 @@ class Report:
         }
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Reconciliation:
     """Compares the archive with `event_log` and repairs what ClickHouse lost."""
 
-    def __init__(
-        self, *, connection: Connection, sink: ClickHouseSink, precision: int, batch_size: int
-    ) -> None:
-        self.connection = connection
-        self.sink = sink
-        self.precision = precision
-        self.batch_size = batch_size
+    connection: Connection
+    sink: ClickHouseSink
+    precision: int
+    batch_size: int
 
     async def run(self, *, since: datetime | None = None, now: datetime | None = None) -> Report:
         """Check the closed hours from `since` (default: all the archive covers) and repair them."""
@@ -324,27 +322,17 @@ async def unlock(connection: Connection) -> None:
     await connection.execute("SELECT pg_advisory_unlock($1)", RECONCILE_LOCK)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Reconciler:
     """Runs a reconciliation every `interval` while the relay runs; one relay at a time."""
 
-    def __init__(
-        self,
-        *,
-        pool: asyncpg.Pool,
-        sink: ClickHouseSink,
-        precision: int,
-        batch_size: int,
-        interval: float,
-        metrics: RelayMetrics,
-        status: RelayStatus,
-    ) -> None:
-        self.pool = pool
-        self.sink = sink
-        self.precision = precision
-        self.batch_size = batch_size
-        self.interval = interval
-        self.metrics = metrics
-        self.status = status
+    pool: asyncpg.Pool
+    sink: ClickHouseSink
+    precision: int
+    batch_size: int
+    interval: float
+    metrics: RelayMetrics
+    status: RelayStatus
 
     async def run(self, stop: asyncio.Event) -> None:
         """Reconcile every `interval` seconds until `stop` is set."""
