@@ -9,7 +9,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help install services services-down migrate run test test-unit lint format bench bench-producers clean
+.PHONY: help install services services-down migrate run test test-unit lint format bench bench-guard chaos soak clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -64,9 +64,33 @@ format: $(VENV)/.installed ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: $(VENV)/.installed .env services ## relay throughput vs a raw Postgres drain, and the producer cost of the wake-up
-	$(BIN)/python -m benchmarks.producers
-	$(BIN)/python -m benchmarks.relay
+# `make bench` writes each benchmark's JSON line here, then draws the charts
+# (docs/img/) and the results section of docs/BENCHMARKS.md from them.
+BENCH_RESULTS ?= docs/results
+
+bench: $(VENV)/.installed .env services ## latency under steady traffic, throughput and scale-out, the archive's and poison's cost, producer cost; charts into docs/img/
+	$(BIN)/python -m benchmarks.producers --json $(BENCH_RESULTS)/producers.json
+	$(BIN)/python -m benchmarks.relay --json $(BENCH_RESULTS)/relay.json
+	$(BIN)/python -m benchmarks.completeness --json $(BENCH_RESULTS)/completeness.json
+	$(BIN)/python -m benchmarks.latency --json $(BENCH_RESULTS)/latency.json
+	$(BIN)/python -m benchmarks.report $(BENCH_RESULTS)
+
+# Floors far below today's ratios (producers 0.9, relay 0.85-0.95 of the drain):
+# a change that halves either fails, machine noise does not.
+bench-guard: $(VENV)/.installed .env services ## a short benchmark that fails when throughput ratios collapse (CI)
+	$(BIN)/python -m benchmarks.producers --seconds 6 --slice 0.5 --min-ratio 0.6
+	$(BIN)/python -m benchmarks.relay --events 50000 --rounds 3 --relays 1 --no-naive --min-ratio 0.5
+
+# The chaos suite and the soak start servers of their own (a scratch PostgreSQL
+# cluster, a private ClickHouse, a TCP proxy) on free ports; they never touch
+# the services above, and stop everything they started, even when interrupted.
+chaos: $(VENV)/.installed ## fault scenarios with Jepsen-style accounting; last line JSON, non-zero on any loss
+	scripts/clickhouse.sh install
+	$(BIN)/python -m tests.chaos $(CHAOS_ARGS)
+
+soak: $(VENV)/.installed ## >= 1M events over >= 20 min with random faults; lag, backlog and RSS over time, a PNG plot
+	scripts/clickhouse.sh install
+	$(BIN)/python -m tests.chaos.soak $(SOAK_ARGS)
 
 clean: ## remove the virtualenv and the tools (data under .services is kept)
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache .mypy_cache

@@ -34,14 +34,17 @@ import contextlib
 import itertools
 import json
 import statistics
+import sys
 import time
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import asyncpg
 import uvloop
 
+from benchmarks.machine import Machine
 from benchmarks.scratch import drop_database, migrate, recreate_database
 from shared.events import Envelope, UserCreated
 from shared.outbox import EVENT_LOG_COLUMNS, NOTIFY_CHANNEL, NOTIFY_DEBOUNCE_MS, OUTBOX_TABLE, WAKEUP_TABLE
@@ -350,6 +353,13 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="one bare INSERT per transaction (the harshest case) instead of BEGIN; INSERT; COMMIT",
     )
+    parser.add_argument(
+        "--min-ratio",
+        type=float,
+        default=0.0,
+        help="exit 1 when the debounced wake-up keeps less than this share of the rate (a regression guard)",
+    )
+    parser.add_argument("--json", type=Path, help="also write the JSON line to this file")
     args = parser.parse_args(argv)
     workload = Workload(
         clients=args.clients, seconds=args.seconds, slice=args.slice, autocommit=args.autocommit
@@ -363,8 +373,19 @@ def main(argv: list[str] | None = None) -> None:
         f" scratch database {SCRATCH_DATABASE} on {server.hostname}:{server.port or 5432}",
         flush=True,
     )
+    machine = Machine.sample()
     results = uvloop.run(benchmark(settings.database_url, workload))
-    print(json.dumps(report(results, workload)))
+    machine.finish()
+    figures = {**report(results, workload), "machine": machine.describe()}
+    line = json.dumps(figures)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(line + "\n")
+    print(line)
+    ratio = float(figures["debounced_ratio"])  # type: ignore[arg-type]
+    if ratio < args.min_ratio:
+        print(f"debounced / no wake-up {ratio:.2f} is below the floor {args.min_ratio:.2f}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

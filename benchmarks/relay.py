@@ -8,28 +8,24 @@ migrations) and a scratch ClickHouse database:
 2. `pg_drain`: the relay's claim-and-delete statement in a loop with no sink,
    on as many connections as the relay has forwarders: the ceiling PostgreSQL sets;
 3. prefill again, start the real relay (`python -m relay`) as a subprocess and
-   time it from the moment the events commit until the outbox is empty; then
-   the same with the archive of delivered events switched off
-   (`RELAY_ARCHIVE_RETENTION=0`), to show what keeping them costs;
+   time it from the moment the events commit until the outbox is empty; the
+   same with 2 and 4 relay processes side by side (`--relays`), for scale-out;
 4. check that every event reached ClickHouse exactly once;
 5. prefill again and time a naive relay (rows to Python tuples, then
-   `INSERT ... VALUES` through aiochclient) for comparison;
-6. the poison flood: the relay on 100,000 events, then on the same events
-   with one in a hundred refused by ClickHouse (a negative `metadata_version`),
-   back to back; every refused event must end in the dead-letter table and
-   every other one in ClickHouse exactly once.
+   `INSERT ... VALUES` through aiochclient) for comparison.
 
 The machine is shared and noisy, so the two runs are interleaved over rounds
-and the best round of each counts. The last line printed is one JSON object.
+and the best round of each counts for the rates; the relay / drain ratio is
+the median of each round's ratio. The last line printed is one JSON object.
 
     python -m benchmarks.relay [--events 200000] [--batch-size 20000] [--concurrency 2] [--rounds 3]
+                               [--relays 1,2,4] [--no-naive] [--min-ratio 0.5] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import os
 import random
@@ -47,17 +43,18 @@ import asyncpg
 import uvloop
 from aiochclient import ChClient
 
+from benchmarks.machine import Machine, rss_mb
 from benchmarks.scratch import ROOT, free_port, migrate, recreate_database
 from relay import schema
 from relay.outbox import OutboxQueries, copy_out
 from relay.settings import RelaySettings
 from shared.events import Envelope, Event, UserCreated, UserLoggedIn, UserLoggedOut, UserLoginFailed
-from shared.outbox import ARCHIVE_TABLE, DEAD_LETTER_TABLE, EVENT_LOG_COLUMNS, OUTBOX_TABLE
+from shared.outbox import EVENT_LOG_COLUMNS, OUTBOX_TABLE
 from shared.settings import load
 
 SCRATCH = "diehard_bench_relay"
-# The relay's default cap: batches of the default size stay well under it.
-MAX_BYTES = RelaySettings.model_fields["relay_batch_max_bytes"].default
+# The relay's default byte cap: batches of the default size stay well under it.
+MAX_BYTES: int = RelaySettings.model_fields["relay_batch_max_bytes"].default
 FIRST_NAMES = ("Anna", "Boris", "Chloé", "Dmitri", "Eve", "Farid", "Grace", "Hiro", "Inès", "José")
 LAST_NAMES = ("Ivanova", "Smith", "Müller", "O'Brien", "Nakamura", "Okafor", "García", "Kowalski")
 
@@ -186,19 +183,17 @@ async def naive_relay(
 
 @dataclass
 class RelayRun:
-    """What one timed relay run measured."""
+    """What one timed run of one or more relay processes measured."""
 
+    relays: int
     events: int
     seconds: float
-    peak_rss_mb: float
+    peak_rss_mb: list[float]  # per relay process
 
-
-def peak_rss_mb(pid: int) -> float:
-    """Peak resident memory of a running process (VmHWM)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    @property
+    def rate(self) -> float:
+        """Events per second, all relays together."""
+        return self.events / self.seconds
 
 
 async def relay_run(
@@ -208,30 +203,37 @@ async def relay_run(
     *,
     batch_size: int,
     concurrency: int,
-    archive: bool = True,
-    log_level: str = "WARNING",
+    relays: int = 1,
+    extra_env: dict[str, str] | None = None,
 ) -> RelayRun:
-    """Start the relay, commit the events, time until the outbox is empty."""
-    port = free_port()
-    await truncate_archive(url)
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "CLICKHOUSE_DATABASE": SCRATCH,
-        "RELAY_BATCH_SIZE": str(batch_size),
-        "RELAY_CONCURRENCY": str(concurrency),
-        "RELAY_HTTP_PORT": str(port),
-        "RELAY_POLL_INTERVAL": "1",
-        "LOG_LEVEL": log_level,
-        "DIE_HARD_ENV_FILE": os.devnull,
-        "RELAY_ARCHIVE_RETENTION": "24h" if archive else "0",
-    }
-    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "relay", env=env, cwd=ROOT)
+    """Start `relays` relay processes side by side, commit the events, time until the outbox is empty.
+
+    `extra_env` adds to (or overrides) the relays' environment.
+    """
+    ports = [free_port() for _ in range(relays)]
+    processes = []
     try:
-        await wait_ready(port)
+        for port in ports:
+            env = {
+                **os.environ,
+                "DATABASE_URL": url,
+                "CLICKHOUSE_DATABASE": SCRATCH,
+                "RELAY_BATCH_SIZE": str(batch_size),
+                "RELAY_CONCURRENCY": str(concurrency),
+                "RELAY_HTTP_PORT": str(port),
+                "RELAY_POLL_INTERVAL": "1",
+                "LOG_LEVEL": "WARNING",
+                "DIE_HARD_ENV_FILE": os.devnull,
+                **(extra_env or {}),
+            }
+            processes.append(
+                await asyncio.create_subprocess_exec(sys.executable, "-m", "relay", env=env, cwd=ROOT)
+            )
+        for port in ports:
+            await wait_ready(port)
         connection = await asyncpg.connect(url)
         try:
-            await prefill(url, envelopes)  # COPY commits on return: the relay starts now
+            await prefill(url, envelopes)  # COPY commits on return: the relays start now
             started = time.perf_counter()
             # Polling is the measurement itself: nothing else says "the outbox is empty".
             while await connection.fetchval(f"SELECT EXISTS (SELECT 1 FROM {OUTBOX_TABLE})"):  # noqa: ASYNC110
@@ -239,19 +241,18 @@ async def relay_run(
             seconds = time.perf_counter() - started
         finally:
             await connection.close()
-        return RelayRun(events=len(envelopes), seconds=seconds, peak_rss_mb=peak_rss_mb(process.pid))
+        return RelayRun(
+            relays=relays,
+            events=len(envelopes),
+            seconds=seconds,
+            peak_rss_mb=[rss_mb(process.pid, "VmHWM") for process in processes],
+        )
     finally:
-        process.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(process.wait(), timeout=60)
-
-
-async def truncate_archive(url: str) -> None:
-    """Empty the archive, so every archiving run writes into the same empty table."""
-    connection = await asyncpg.connect(url)
-    try:
-        await connection.execute(f"TRUNCATE {ARCHIVE_TABLE}")
-    finally:
-        await connection.close()
+        for process in processes:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
+            await asyncio.wait_for(process.wait(), timeout=60)
 
 
 async def wait_ready(port: int) -> None:
@@ -287,183 +288,123 @@ async def reset_clickhouse(settings: RelaySettings) -> None:
         await schema.apply(client, SCRATCH)
 
 
-@dataclass
-class PoisonFlood:
-    """Relay throughput on clean events and on the same number with 1 in 100 refused by ClickHouse."""
-
-    clean: list[float]
-    poisoned: list[float]
-    exact: bool = True
-
-    def ratio(self) -> float:
-        """Median over rounds of poisoned / clean, each pair measured back to back."""
-        return statistics.median(p / c for p, c in zip(self.poisoned, self.clean, strict=True))
-
-
-async def poison_flood(
-    url: str, settings: RelaySettings, args: argparse.Namespace, flood: PoisonFlood
-) -> None:
-    """One round: the relay on `--poison-events` clean events, then on as many with 1% poisoned."""
-    clean = realistic_events(args.poison_events, seed=11)
-    poisoned = [
-        dataclasses.replace(envelope, metadata_version=-1) if number % 100 == 50 else envelope
-        for number, envelope in enumerate(clean)
-    ]
-    for envelopes, rates in ((clean, flood.clean), (poisoned, flood.poisoned)):
-        await reset_clickhouse(settings)
-        await truncate(url, DEAD_LETTER_TABLE)
-        run = await relay_run(
-            url,
-            settings,
-            envelopes,
-            batch_size=args.batch_size,
-            concurrency=args.concurrency,
-            log_level="ERROR",  # not a warning per dead letter
-        )
-        rates.append(run.events / run.seconds)
-        rows, ids = await clickhouse_counts(settings)
-        refused = sum(1 for envelope in envelopes if envelope.metadata_version < 0)
-        flood.exact &= rows == ids == len(envelopes) - refused
-        flood.exact &= await count_rows(url, DEAD_LETTER_TABLE) == refused
-
-
-async def truncate(url: str, table: str) -> None:
-    """Empty a table of the scratch database."""
-    connection = await asyncpg.connect(url)
-    try:
-        await connection.execute(f"TRUNCATE {table}")
-    finally:
-        await connection.close()
-
-
-async def count_rows(url: str, table: str) -> int:
-    """Rows in a table of the scratch database."""
-    connection = await asyncpg.connect(url)
-    try:
-        return int(await connection.fetchval(f"SELECT count(*) FROM {table}"))
-    finally:
-        await connection.close()
-
-
-async def main(args: argparse.Namespace) -> None:
+async def main(args: argparse.Namespace) -> dict[str, object]:
     settings = load(RelaySettings)
     url = await recreate_database(settings.database_url, SCRATCH)
     migrate(url)
+    machine = Machine.sample()
     envelopes = realistic_events(args.events)
     payload_bytes = sum(len(e.event_context) for e in envelopes) / len(envelopes)
     drains: list[float] = []
     naives: list[float] = []
-    relays: list[RelayRun] = []
-    unarchived: list[RelayRun] = []
+    runs: dict[int, list[RelayRun]] = {count: [] for count in args.relays}
     delivered_ok = True
-    flood = PoisonFlood(clean=[], poisoned=[])
-    for _ in range(args.rounds):
-        await poison_flood(url, settings, args, flood)
+    for round_number in range(args.rounds):
         await prefill(url, envelopes)
         drained, seconds = await pg_drain(url, batch_size=args.batch_size, concurrency=args.concurrency)
         drains.append(drained / seconds)
-        await reset_clickhouse(settings)
-        run = await relay_run(
-            url, settings, envelopes, batch_size=args.batch_size, concurrency=args.concurrency
+        shift = round_number % len(args.relays)
+        for count in args.relays[shift:] + args.relays[:shift]:
+            await reset_clickhouse(settings)
+            run = await relay_run(
+                url,
+                settings,
+                envelopes,
+                batch_size=args.batch_size,
+                concurrency=args.concurrency,
+                relays=count,
+            )
+            runs[count].append(run)
+            rows, ids = await clickhouse_counts(settings)
+            delivered_ok &= rows == ids == args.events
+        if args.naive:
+            await reset_clickhouse(settings)
+            await prefill(url, envelopes)
+            moved, seconds = await naive_relay(
+                url, settings, batch_size=args.batch_size, concurrency=args.concurrency
+            )
+            naives.append(moved / seconds)
+        print(
+            f"  round {round_number + 1}: pg drain {drains[-1]:,.0f}/s; "
+            + "; ".join(f"{count} relay(s) {runs[count][-1].rate:,.0f}/s" for count in args.relays),
+            flush=True,
         )
-        relays.append(run)
-        rows, ids = await clickhouse_counts(settings)
-        delivered_ok &= rows == ids == args.events
-        await reset_clickhouse(settings)
-        run = await relay_run(
-            url, settings, envelopes, batch_size=args.batch_size, concurrency=args.concurrency, archive=False
-        )
-        unarchived.append(run)
-        rows, ids = await clickhouse_counts(settings)
-        delivered_ok &= rows == ids == args.events
-        await reset_clickhouse(settings)
-        await prefill(url, envelopes)
-        moved, seconds = await naive_relay(
-            url, settings, batch_size=args.batch_size, concurrency=args.concurrency
-        )
-        naives.append(moved / seconds)
-    report(
-        args,
-        payload_bytes=payload_bytes,
-        drains=drains,
-        relays=relays,
-        unarchived=unarchived,
-        naives=naives,
-        flood=flood,
-        delivered_ok=delivered_ok,
+    machine.finish()
+    return report(
+        args, drains, naives, runs, delivered_ok=delivered_ok, payload_bytes=payload_bytes, machine=machine
     )
-    if not (delivered_ok and flood.exact):
-        sys.exit(1)
 
 
 def report(
     args: argparse.Namespace,
-    *,
-    payload_bytes: float,
     drains: list[float],
-    relays: list[RelayRun],
-    unarchived: list[RelayRun],
     naives: list[float],
-    flood: PoisonFlood,
+    runs: dict[int, list[RelayRun]],
+    *,
     delivered_ok: bool,
-) -> None:
-    """Print the figures, then one JSON line."""
-    best_relay = max(relays, key=lambda run: run.events / run.seconds)
-    relay_rate = best_relay.events / best_relay.seconds
+    payload_bytes: float,
+    machine: Machine,
+) -> dict[str, object]:
+    """Print the figures; return them for the JSON line."""
+    best = {count: max(runs[count], key=lambda run: run.rate) for count in args.relays}
+    single = best[args.relays[0]]
+    relay_rate = single.rate
     pg_rate = max(drains)
     print()
     print(f"events per run        {args.events:>12,}   (payload {payload_bytes:.0f} B on average)")
     print(f"batch size            {args.batch_size:>12,}")
-    print(f"concurrency           {args.concurrency:>12}")
-    print(f"rounds                {args.rounds:>12}   (best round counts)")
-    print(
-        f"pg drain (no sink)    {pg_rate:>12,.0f} events/s   rounds: {', '.join(f'{r:,.0f}' for r in drains)}"
-    )
-    relay_rates = [run.events / run.seconds for run in relays]
-    bare_rates = [run.events / run.seconds for run in unarchived]
-    bare_rate = max(bare_rates)
-    print(f"relay -> ClickHouse   {relay_rate:>12,.0f} events/s   rounds: {_listed(relay_rates)}")
-    print(f"  archive off         {bare_rate:>12,.0f} events/s   rounds: {_listed(bare_rates)}")
-    archive_ratio = statistics.median(
-        on / off for on, off in zip(relay_rates, bare_rates, strict=True)
-    )  # each round runs the two back to back
-    print(f"archive on / off      {archive_ratio:>12.2f}   (median of the rounds' ratios)")
-    print(f"naive relay           {max(naives):>12,.0f} events/s   rounds: {_listed(naives)}")
-    print(f"relay / pg drain      {relay_rate / pg_rate:>12.2f}")
-    print(f"relay / naive relay   {relay_rate / max(naives):>12.2f}")
-    print(f"relay peak RSS        {max(r.peak_rss_mb for r in relays):>12.1f} MB")
-    print(f"1% poison flood       {max(flood.poisoned):>12,.0f} events/s   rounds: {_listed(flood.poisoned)}")
-    print(f"  same events, clean  {max(flood.clean):>12,.0f} events/s   rounds: {_listed(flood.clean)}")
-    print(f"poisoned / clean      {flood.ratio():>12.2f}   (median of the rounds' ratios)")
-    print(f"poison set aside, rest once {'yes' if flood.exact else 'NO':>6}")
-    print(f"every event once      {'yes' if delivered_ok else 'NO':>12}")
-    print(
-        json.dumps(
-            {
-                "relay_events_per_s": round(relay_rate),
-                "pg_drain_events_per_s": round(pg_rate),
-                "relay_to_pg_drain_ratio": round(relay_rate / pg_rate, 3),
-                "relay_archive_off_events_per_s": round(bare_rate),
-                "archive_on_to_off_ratio": round(archive_ratio, 3),
-                "naive_relay_events_per_s": round(max(naives)),
-                "relay_to_naive_ratio": round(relay_rate / max(naives), 2),
-                "events": args.events,
-                "batch_size": args.batch_size,
-                "concurrency": args.concurrency,
-                "peak_rss_mb": round(max(r.peak_rss_mb for r in relays), 1),
-                "exactly_once": delivered_ok,
-                "poison_flood_events": args.poison_events,
-                "poison_flood_events_per_s": round(max(flood.poisoned)),
-                "poison_flood_clean_events_per_s": round(max(flood.clean)),
-                "poison_flood_to_clean_ratio": round(flood.ratio(), 3),
-                "poison_flood_exact": flood.exact,
-            }
+    print(f"concurrency           {args.concurrency:>12}   forwarders per relay process")
+    print(f"rounds                {args.rounds:>12}   (best round counts for rates)")
+    print(f"pg drain (no sink)    {pg_rate:>12,.0f} events/s   rounds: {_listed(drains)}")
+    for count in args.relays:
+        rates = [run.rate for run in runs[count]]
+        rss = ", ".join(f"{mb:.0f}" for mb in best[count].peak_rss_mb)
+        print(
+            f"{count} relay process(es)  {best[count].rate:>12,.0f} events/s   rounds: {_listed(rates)}"
+            f"   peak RSS each: {rss} MB"
         )
+    # Each round's relay against the drain measured just before it: the median
+    # of those ratios shrugs off a burst of load from elsewhere better than best-of.
+    ratio = statistics.median(
+        run.rate / drain for run, drain in zip(runs[args.relays[0]], drains, strict=True)
     )
+    figures: dict[str, object] = {
+        "relay_events_per_s": round(relay_rate),
+        "pg_drain_events_per_s": round(pg_rate),
+        "relay_to_pg_drain_ratio": round(ratio, 3),
+    }
+    print(f"relay / pg drain      {ratio:>12.2f}   (median of the rounds' ratios)")
+    if naives:
+        print(f"naive relay           {max(naives):>12,.0f} events/s   rounds: {_listed(naives)}")
+        print(f"relay / naive relay   {relay_rate / max(naives):>12.2f}")
+        figures["naive_relay_events_per_s"] = round(max(naives))
+        figures["relay_to_naive_ratio"] = round(relay_rate / max(naives), 2)
+    print(f"relay peak RSS        {max(single.peak_rss_mb):>12.1f} MB")
+    print(f"every event once      {'yes' if delivered_ok else 'NO':>12}")
+    for count in args.relays:
+        figures[f"scaleout_events_per_s_{count}"] = round(best[count].rate)
+        figures[f"scaleout_peak_rss_mb_{count}"] = round(max(best[count].peak_rss_mb), 1)
+    figures.update(
+        events=args.events,
+        batch_size=args.batch_size,
+        concurrency=args.concurrency,
+        peak_rss_mb=round(max(single.peak_rss_mb), 1),
+        exactly_once=delivered_ok,
+        machine=machine.describe(),
+    )
+    return figures
 
 
 def _listed(rates: list[float]) -> str:
     return ", ".join(f"{rate:,.0f}" for rate in rates)
+
+
+def relay_counts(text: str) -> list[int]:
+    """argparse type: comma-separated relay process counts."""
+    values = [int(part) for part in text.split(",") if part.strip()]
+    if not values or any(value < 1 for value in values):
+        raise argparse.ArgumentTypeError("expected comma-separated counts of at least 1")
+    return values
 
 
 if __name__ == "__main__":
@@ -474,5 +415,30 @@ if __name__ == "__main__":
     parser.add_argument("--batch-size", type=int, default=defaults["relay_batch_size"].default)
     parser.add_argument("--concurrency", type=int, default=defaults["relay_concurrency"].default)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--poison-events", type=int, default=100_000)
-    uvloop.run(main(parser.parse_args()))
+    parser.add_argument(
+        "--relays",
+        type=relay_counts,
+        default=[1, 2, 4],
+        help="relay processes side by side, one timed run per count and round; the first is the headline",
+    )
+    parser.add_argument("--no-naive", dest="naive", action="store_false", help="skip the naive relay")
+    parser.add_argument(
+        "--min-ratio",
+        type=float,
+        default=0.0,
+        help="exit 1 when relay / pg drain falls below this floor (a regression guard)",
+    )
+    parser.add_argument("--json", type=Path, help="also write the JSON line to this file")
+    arguments = parser.parse_args()
+    result = uvloop.run(main(arguments))
+    line = json.dumps(result)
+    if arguments.json:
+        arguments.json.parent.mkdir(parents=True, exist_ok=True)
+        arguments.json.write_text(line + "\n")
+    print(line)
+    if not result["exactly_once"]:
+        sys.exit(1)
+    ratio = float(result["relay_to_pg_drain_ratio"])  # type: ignore[arg-type]
+    if ratio < arguments.min_ratio:
+        print(f"relay / pg drain {ratio:.2f} is below the floor {arguments.min_ratio:.2f}", file=sys.stderr)
+        sys.exit(1)

@@ -109,6 +109,21 @@ async def expire(settings: RelaySettings) -> int:
     return EXIT_OK
 
 
+def session_settings(settings: RelaySettings) -> dict[str, str]:
+    """PostgreSQL settings of every pooled relay connection."""
+    return {
+        "application_name": "die-hard-relay",
+        # A transaction must never outlive a bounded ClickHouse call by much.
+        "idle_in_transaction_session_timeout": str(int(settings.relay_clickhouse_timeout * 3 * 1000)),
+        # The relay's commits only delete delivered events. Not waiting for
+        # their WAL flush frees a forwarder for the next claim a flush sooner;
+        # if PostgreSQL crashes before the flush, the deletion is lost and the
+        # events are delivered again, which `event_log` already hides (the
+        # same as a relay dying between ClickHouse's ack and its commit).
+        "synchronous_commit": "on" if settings.relay_synchronous_commit else "off",
+    }
+
+
 async def reconcile(settings: RelaySettings, *, since: datetime | None) -> int:
     """`relay reconcile`: one reconciliation, a summary on stdout ending in a JSON line.
 
@@ -178,11 +193,7 @@ async def run(
         # A connection that stops answering (a half-open socket after a
         # failover) fails the statement instead of blocking a forwarder forever.
         command_timeout=settings.relay_postgres_timeout,
-        server_settings={
-            "application_name": "die-hard-relay",
-            # A transaction must never outlive a bounded ClickHouse call by much.
-            "idle_in_transaction_session_timeout": str(int(settings.relay_clickhouse_timeout * 3 * 1000)),
-        },
+        server_settings=session_settings(settings),
     )
     try:
         async with aiohttp.ClientSession() as session:
@@ -259,7 +270,8 @@ async def _serve(
             batch_size=settings.relay_batch_size,
             max_bytes=settings.relay_batch_max_bytes,
             poll_interval=settings.relay_poll_interval,
-            recheck_delay=NOTIFY_DEBOUNCE_MS / 1000,
+            recheck_interval=settings.relay_recheck_interval,
+            quiet_period=2 * NOTIFY_DEBOUNCE_MS / 1000,
             backoff=backoff,
         )
         if archiving:

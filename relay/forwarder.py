@@ -43,7 +43,8 @@ class ForwarderConfig:
     batch_size: int
     max_bytes: int
     poll_interval: float
-    recheck_delay: float
+    recheck_interval: float
+    quiet_period: float
     backoff: Backoff
 
 
@@ -65,7 +66,7 @@ class Forwarder:
         """Deliver batches until `stop` is set; the batch in hand is finished first."""
         bell = self.doorbell.subscribe()
         attempts = Attempts(limit=self.config.batch_size, max_bytes=self.config.max_bytes)
-        rechecks = Rechecks(self.config.recheck_delay, count=0)
+        follow_up = FollowUp(interval=self.config.recheck_interval, quiet_period=self.config.quiet_period)
         while not stop.is_set():
             # Cleared before claiming: a ring during the batch means "look again".
             bell.clear()
@@ -74,21 +75,23 @@ class Forwarder:
                 delivered = await self._round(stop, attempts, batch_id)
             if delivered is None:
                 continue  # failed: backed off already, or isolating next
+            full = delivered >= attempts.limit
             attempts.grow(self.config)
-            if delivered >= attempts.limit or delivered < 0:
+            if full or delivered < 0:
                 continue  # more is waiting (or isolation just ran): go on without waiting
-            rechecking = bool(rechecks)
-            wait = rechecks.next_wait() if rechecking else self.config.poll_interval
-            await first_of(bell, stop, seconds=wait)
+            if delivered:
+                follow_up.extend(time.monotonic())  # events are flowing: keep looking
+            following = follow_up.active(time.monotonic())
+            await first_of(bell, stop, seconds=follow_up.interval if following else self.config.poll_interval)
             if stop.is_set():
                 break
             if bell.is_set():
                 # Producers notify at most once per debounce window (and each
-                # session looks at most once per window), so look again one and
-                # two windows later for the transactions that kept quiet.
-                rechecks = Rechecks(self.config.recheck_delay, count=2)
+                # session looks at most once per window): transactions that
+                # kept quiet are found by the follow-up looks.
+                follow_up.extend(time.monotonic())
             else:
-                self.observer.woke("recheck" if rechecking else "poll")
+                self.observer.woke("recheck" if following else "poll")
 
     async def _round(self, stop: asyncio.Event, attempts: Attempts, batch_id: str) -> int | None:
         """One batch (or one isolation); `None` when it failed, after the back-off it called for."""
@@ -294,19 +297,29 @@ class Attempts:
 
 
 @dataclass(slots=True)
-class Rechecks:
-    """The extra looks at the outbox still due after a wake-up, `delay` apart."""
+class FollowUp:
+    """Short, regular looks at the outbox while events keep arriving.
 
-    delay: float
-    count: int
+    A notification wakes the relay at most once per debounce window, and the
+    transactions committed inside the window stay silent. Rather than wait for
+    the next notification, a forwarder looks again every `interval` after a
+    wake-up or a look that found events, and keeps doing so until the outbox
+    has stayed empty for `quiet_period` (two debounce windows: longer than any
+    producer can stay silent). The wait an event can meet is then `interval`,
+    not the debounce window; an idle outbox costs nothing.
+    """
 
-    def __bool__(self) -> bool:
-        return self.count > 0
+    interval: float
+    quiet_period: float
+    until: float = 0.0
 
-    def next_wait(self) -> float:
-        """Use up one recheck; how long to wait for it."""
-        self.count -= 1
-        return self.delay
+    def extend(self, now: float) -> None:
+        """Something happened at `now`: keep looking for another quiet period."""
+        self.until = now + self.quiet_period
+
+    def active(self, now: float) -> bool:
+        """Whether the next wait is a short one."""
+        return now < self.until
 
 
 def _lag(body: bytes, acknowledged_at: float) -> float | None:

@@ -28,7 +28,16 @@ from shared.outbox import (
 )
 
 # Errors that mean PostgreSQL is (for now) unreachable or went away mid-statement.
-POSTGRES_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+POSTGRES_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    # What asyncpg raises when the server's "terminating connection" message has
+    # arrived but the socket's close has not yet: the next statement (often the
+    # COMMIT) finds the protocol still consuming that error.
+    asyncpg.InternalClientError,
+)
 
 _CARRIED_COLUMNS = ", ".join((*EVENT_LOG_COLUMNS, *TRACE_COLUMNS))
 _LOG_COLUMNS = ", ".join(EVENT_LOG_COLUMNS)

@@ -37,6 +37,12 @@ class RelaySettings(CommonSettings):
     relay_batch_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     relay_concurrency: int = Field(default=2, ge=1, le=32)
     relay_poll_interval: float = Field(default=1.0, gt=0)
+    # Looks at the outbox while events are flowing, between notifications: the
+    # longest an event waits to be claimed. Shorter costs more empty claims.
+    relay_recheck_interval: float = Field(default=0.01, gt=0, le=1.0)
+    # Whether the relay's commits (deleting delivered events) wait for the WAL
+    # flush. Off: a crash of PostgreSQL may re-deliver, never lose, events.
+    relay_synchronous_commit: bool = False
     relay_backoff_initial: float = Field(default=0.2, gt=0)
     relay_backoff_max: float = Field(default=30.0, gt=0)
     relay_clickhouse_timeout: float = Field(default=10.0, gt=0)

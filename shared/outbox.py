@@ -28,8 +28,8 @@ RECONCILE_LOCK: Final = 0x64_68_72_63
 NOTIFY_CHANNEL: Final = "event_outbox"
 
 # At most one notification per this many milliseconds across all producers;
-# the relay re-checks the outbox this long after a wake-up to catch the
-# transactions the debounce left silent.
+# after a wake-up the relay keeps looking at the outbox until it has stayed
+# empty for two such windows, to catch the transactions the debounce left silent.
 NOTIFY_DEBOUNCE_MS: Final = 50
 
 # Columns in the order the relay sends them to ClickHouse's `event_log`.

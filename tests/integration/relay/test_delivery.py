@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from shared.outbox import EVENT_LOG_COLUMNS, OUTBOX_TABLE
 from tests.support.clickhouse import ClickHouse
+from tests.support.faulty_proxy import FaultyProxy
 from tests.support.outbox_tables import Outbox
 from tests.support.relays import RelayFactory, delivered, visible
-from tests.support.waiting import wait_until
+from tests.support.waiting import free_port, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -223,3 +227,88 @@ def test_sigterm_past_the_grace_period_rolls_the_batch_back_and_loses_nothing(
     start_relay(batch_size=500)
     wait_until(lambda: outbox.pending() == 0, timeout=15)
     assert visible(clickhouse) == 500
+
+
+@pytest.fixture
+def slow_hang_up_proxy(outbox: Outbox) -> Iterator[str]:
+    """The test database behind a proxy that passes a server's last words at once, its hang-up 3 s later."""
+    address = urlsplit(outbox.url)
+    proxy = FaultyProxy(upstream_port=address.port or 5432, port=free_port(), eof_delay=3.0)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(proxy.start(), loop).result(timeout=5)
+    try:
+        yield urlunsplit(
+            address._replace(netloc=f"{address.netloc.rsplit('@', 1)[0]}@127.0.0.1:{proxy.port}")
+        )
+    finally:
+        asyncio.run_coroutine_threadsafe(proxy.close(), loop).result(timeout=5)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=5)
+        loop.close()
+
+
+def test_a_relay_whose_connection_is_terminated_mid_batch_retries_instead_of_exiting(
+    outbox: Outbox, clickhouse: ClickHouse, start_relay: RelayFactory, slow_hang_up_proxy: str
+) -> None:
+    outbox.produce(300)
+    relay = start_relay(
+        DATABASE_URL=slow_hang_up_proxy,
+        batch_size=300,
+        concurrency=1,
+        fault="pause_after_ack:1.5",
+    )
+    wait_until(lambda: relay.log_events("fault_pause_after_ack"), timeout=10)
+
+    # The batch is in ClickHouse; the session that must commit it is killed. The
+    # relay reads the server's "terminating connection" before the socket closes.
+    with outbox.connect() as connection:
+        terminated = connection.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = 'die-hard-relay' AND state = 'idle in transaction'"
+            " AND datname = current_database()"
+        ).fetchone()[0]  # type: ignore[index]
+    assert terminated == 1
+
+    wait_until(lambda: relay.process.poll() is not None or outbox.pending() == 0, timeout=30)
+    assert relay.process.poll() is None, relay.log()[-3000:]
+    assert relay.metric("relay_delivery_errors_total", kind="postgres") >= 1
+    assert delivered(clickhouse) == 600  # once before the commit failed, once after
+    assert visible(clickhouse) == 300
+
+
+def test_a_relay_keeps_looking_while_events_arrive_without_notifications(
+    outbox: Outbox, clickhouse: ClickHouse, start_relay: RelayFactory
+) -> None:
+    relay = start_relay(poll_interval=60)  # a poll cannot help within this test
+    wait_until(lambda: relay.status()["listener_connected"], timeout=10)
+    silent = outbox.connect()
+    try:
+        # The trigger's per-session gate, set far ahead: this session never notifies.
+        silent.execute("SELECT set_config('die_hard.outbox_wake_after', '1e12', false)")
+        outbox.produce(1)  # another session notifies once: the relay wakes and follows up
+        for _ in range(40):  # then 40 silent events, 25 ms apart: longer than the quiet period in all
+            outbox.produce(1, connection=silent)
+            time.sleep(0.025)
+    finally:
+        silent.close()
+
+    wait_until(lambda: delivered(clickhouse) == 41, timeout=5)
+    assert relay.metric("relay_wakeups_total", cause="poll") == 0
+
+
+def test_an_idle_relay_stops_its_follow_up_looks(
+    outbox: Outbox, clickhouse: ClickHouse, start_relay: RelayFactory
+) -> None:
+    relay = start_relay(poll_interval=60)
+    wait_until(lambda: relay.status()["listener_connected"], timeout=10)
+    outbox.produce(1)
+    wait_until(lambda: delivered(clickhouse) == 1, timeout=5)
+    time.sleep(0.5)  # five quiet periods (two debounce windows each) with nothing to find
+
+    settled = relay.metric("relay_wakeups_total", cause="recheck")
+    time.sleep(1.0)  # a hundred recheck intervals
+
+    assert settled > 0  # it did follow the wake-up with short looks,
+    assert relay.metric("relay_wakeups_total", cause="recheck") == settled  # and then stopped

@@ -12,9 +12,10 @@ debounced twice, and the common case costs a producer almost nothing:
    `event_outbox_wakeup` row with `FOR UPDATE SKIP LOCKED` (never waiting for
    another producer), stamps it and notifies; the others read it and move on.
 
-At most one notification per window reaches the relay. The relay re-checks the
-outbox twice after each wake-up (one and two windows later) and polls on a
-timer, so a skipped or lost notification delays an event, never loses it.
+At most one notification per window reaches the relay. After a wake-up the
+relay keeps looking at the outbox every few milliseconds until it has stayed
+empty for two windows, and it polls on a timer, so a skipped or lost
+notification delays an event, never loses it.
 If the row is missing (the table was truncated), every look notifies until
 the relay or the next `migrate` puts it back.
 """
