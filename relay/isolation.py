@@ -4,11 +4,9 @@ ClickHouse parses a TSV insert row by row, writes nothing of an insert it
 refuses, and names the row it stopped at (`(at row N)`). So a refused batch
 is *cut*: the lines before row N are good (kept for one insert at the end),
 line N is refused with ClickHouse's own error, and the next attempt starts
-after it. The first two attempts send everything left (most refused batches
-hold one bad event, and then cost three inserts in all); after that, segments
-are cut with windows of about twice the distance to the last refusal
-(doubling while attempts succeed), so a dense flood never re-sends the whole
-remainder. Segments of the batch are cut concurrently,
+after it. The first attempt sends everything; later ones a window of about
+twice the distance to the last refusal (doubling while attempts succeed), so
+a dense flood never re-sends the whole remainder. Segments of the batch are cut concurrently,
 since a refusal costs a round trip. A refusal that names no row (a constraint
 checked per block) is split in halves instead.
 
@@ -126,10 +124,7 @@ class Isolator:
         outcome = Outcome()
         good: list[Line] = []
         until = time.monotonic() + self.deadline
-        rest = await self._head(list(lines), outcome, good)
-        if rest:
-            # Most refused batches hold one bad event: the rest often goes in whole.
-            rest = await self._whole(rest, outcome, good)
+        rest = await self._head(list(lines), outcome)
         if rest:
             size = -(-len(rest) // SEGMENTS)
             try:
@@ -144,30 +139,23 @@ class Isolator:
             await self._insert_all(good, outcome)
         return outcome
 
-    async def _head(self, lines: list[Line], outcome: Outcome, good: list[Line]) -> list[Line]:
+    async def _head(self, lines: list[Line], outcome: Outcome) -> list[Line]:
         """The first attempt alone: if the first event is refused, decide whether ClickHouse is at fault.
 
         Returns the lines still to cut. Raises `SystemicRefusal`.
         """
+        chunk = lines
         outcome.inserts += 1
         try:
-            await self.sink.insert(b"".join(line for _, line in lines))
+            await self.sink.insert(b"".join(line for _, line in chunk))
         except RejectedData as error:
-            if refused_row(error) == 1:
-                await self._judge(error, lines, outcome)
-            return _cut_at(error, lines, outcome, good)
-        _delivered(outcome, lines)
-        return []
-
-    async def _whole(self, lines: list[Line], outcome: Outcome, good: list[Line]) -> list[Line]:
-        """One attempt with everything left; returns the lines still to cut."""
-        outcome.inserts += 1
-        try:
-            await self.sink.insert(b"".join(line for _, line in lines))
-        except RejectedData as error:
-            return _cut_at(error, lines, outcome, good)
-        _delivered(outcome, lines)
-        return []
+            if refused_row(error) != 1:
+                return lines
+            await self._judge(error, lines, outcome)
+            outcome.refused.append(Refusal(lines[0][0], lines[0][1], error))
+            return lines[1:]
+        _delivered(outcome, chunk)
+        return lines[len(chunk) :]
 
     async def _judge(self, error: RejectedData, lines: list[Line], outcome: Outcome) -> None:
         """Insert a line that should be good; raise `SystemicRefusal` if ClickHouse refuses it alike.
@@ -250,19 +238,6 @@ class Isolator:
             await self._halves(lines[middle:], outcome)
         else:
             _delivered(outcome, lines)
-
-
-def _cut_at(error: RejectedData, lines: list[Line], outcome: Outcome, good: list[Line]) -> list[Line]:
-    """Lines before the row ClickHouse named are good, that row is refused; the rest is returned.
-
-    A refusal that names no row (or a row outside `lines`) cuts nothing.
-    """
-    row = refused_row(error)
-    if row is None or not 1 <= row <= len(lines):
-        return lines
-    good.extend(lines[: row - 1])
-    outcome.refused.append(Refusal(lines[row - 1][0], lines[row - 1][1], error))
-    return lines[row:]
 
 
 def _delivered(outcome: Outcome, lines: list[Line]) -> None:
