@@ -9,7 +9,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help install services services-down migrate run test test-unit lint format bench bench-guard chaos soak clean
+.PHONY: help install browser services services-down migrate run test test-unit screenshots lint format bench bench-guard chaos soak clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -25,7 +25,10 @@ $(VENV)/.installed: $(UV) pyproject.toml uv.lock
 .env:
 	cp .env.example .env
 
-install: $(VENV)/.installed .env services migrate ## create .venv, .env, start services, apply both schemas
+install: $(VENV)/.installed .env browser services migrate ## create .venv, .env, Chromium and axe-core for the browser tests, start services, apply both schemas
+
+browser: ## install Debian's Chromium and axe-core for the browser tests (unless present)
+	scripts/browser.sh
 
 services: ## start PostgreSQL, Redis and ClickHouse on 127.0.0.1 unless they already run
 	scripts/services.sh up
@@ -45,12 +48,15 @@ run: $(VENV)/.installed .env ## run services, web, relay and Celery worker in th
 # of their own, so a worker started by `make run` never sees them.
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/14
 
-test: $(VENV)/.installed .env services ## run every test, against the real services
+test: $(VENV)/.installed .env browser services ## run every test, against the real services
 	DEBUG=true REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest $(PYTEST_ARGS)
 
 # The unit tests need no service and no .env: the settings' defaults are enough.
 test-unit: $(VENV)/.installed ## run the tests that need no service (tests/unit/), in seconds
 	DEBUG=true DIE_HARD_ENV_FILE=/dev/null $(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+screenshots: $(VENV)/.installed .env browser services ## refresh docs/screenshots/ from the browser tests
+	DEBUG=true REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest tests/integration/browser --screenshots docs/screenshots
 
 # mypy's Django plugin loads the settings: development mode, defaults only.
 lint: $(VENV)/.installed ## ruff (lint and format check), the import contracts, mypy --strict and shellcheck

@@ -15,9 +15,7 @@ import aiohttp
 from aiochclient import ChClient, ChClientError
 
 from shared.clickhouse import error_code
-from shared.outbox import EVENT_LOG_COLUMNS
-
-EVENT_LOG_TABLE: Final = "event_log"
+from shared.outbox import EVENT_LOG_COLUMNS, EVENT_LOG_TABLE
 
 # ClickHouse error codes that mean "this data cannot be inserted": retrying the
 # same rows fails the same way, so the batch is split to find the culprit.

@@ -32,12 +32,12 @@ import asyncpg
 import structlog
 
 from relay import archive, outbox
-from relay.clickhouse import EVENT_LOG_TABLE, ClickHouseSink, DeliveryError
+from relay.clickhouse import ClickHouseSink, DeliveryError
 from relay.metrics import RelayMetrics
 from relay.outbox import POSTGRES_ERRORS, Connection
 from relay.status import RelayStatus
 from relay.waits import sleep_unless
-from shared.outbox import ARCHIVE_TABLE, RECONCILE_LOCK
+from shared.outbox import ARCHIVE_TABLE, EVENT_LOG_TABLE, RECONCILE_LOCK
 
 log = structlog.get_logger("relay.reconcile")
 

@@ -25,14 +25,13 @@ from aiochclient import ChClient
 
 from relay.clickhouse import (
     ACCESS_CODES,
-    EVENT_LOG_TABLE,
     MISSING_SCHEMA_CODES,
     ClickHouseSink,
     TransientError,
 )
-from shared.outbox import EVENT_LOG_COLUMNS
+from shared.outbox import EVENT_LOG_COLUMNS, EVENT_LOG_DEDUP_VIEW, EVENT_LOG_TABLE
 
-DEDUP_VIEW: Final = "event_log_dedup"
+DEDUP_VIEW: Final = EVENT_LOG_DEDUP_VIEW
 INSERT_DEDUP_WINDOW: Final = 1000
 
 

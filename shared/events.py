@@ -100,6 +100,40 @@ class UserErased(Event):
     dead_letters: int
 
 
+class UserUpdated(Event):
+    """A person changed their profile; only the names of the changed fields, never their values."""
+
+    user_id: int
+    changed_fields: tuple[str, ...]
+    ip_address: str | None = None
+
+
+class UserPasswordChanged(Event):
+    """A signed-in person changed their password, giving the old one."""
+
+    user_id: int
+    ip_address: str | None = None
+
+
+class UserPasswordResetRequested(Event):
+    """Someone asked for a password-reset link.
+
+    `user_id` is the account the address belongs to, or None when it belongs to
+    none; the address itself is not kept. The person asking sees the same
+    answer either way.
+    """
+
+    user_id: int | None
+    ip_address: str | None = None
+
+
+class UserPasswordReset(Event):
+    """A person set a new password through a password-reset link."""
+
+    user_id: int
+    ip_address: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Envelope:
     """One event as written to the outbox and, column for column, to ClickHouse."""

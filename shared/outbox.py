@@ -32,6 +32,11 @@ NOTIFY_CHANNEL: Final = "event_outbox"
 # empty for two such windows, to catch the transactions the debounce left silent.
 NOTIFY_DEBOUNCE_MS: Final = 50
 
+# The analysts' ClickHouse table, and its view without the copies an
+# at-least-once delivery can leave (the relay creates both; the site reads the view).
+EVENT_LOG_TABLE: Final = "event_log"
+EVENT_LOG_DEDUP_VIEW: Final = "event_log_dedup"
+
 # Columns in the order the relay sends them to ClickHouse's `event_log`.
 EVENT_LOG_COLUMNS: Final = (
     "event_id",

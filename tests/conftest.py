@@ -25,6 +25,15 @@ pytest_plugins = [
 ]
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--screenshots",
+        metavar="DIR",
+        default=None,
+        help="save a picture of each page the browser tests check into DIR",
+    )
+
+
 @pytest.fixture(autouse=True)
 def _site_defaults(settings: Settings) -> None:
     # The contract's default environment name, whatever a developer's .env says.

@@ -13,6 +13,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import aiohttp
 import pytest
@@ -92,7 +93,9 @@ def clickhouse(clickhouse_server: ClickHouse, clickhouse_database: str) -> Click
     )
     client.query("DROP TABLE IF EXISTS event_log_dedup")
     client.query("DROP TABLE IF EXISTS event_log")
-    asyncio.run(_apply_schema(client))
+    # In a thread of its own: the browser tests keep an event loop running in this one.
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        thread.submit(asyncio.run, _apply_schema(client)).result()
     return client
 
 

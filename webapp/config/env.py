@@ -56,6 +56,14 @@ class WebSettings(CommonSettings):
     throttle_sign_in_cooloff_minutes: float = Field(default=15.0, gt=0)
     # Sign-ups per client address, as django-ratelimit's "<count>/<period>" (s, m, h, d).
     throttle_sign_up_rate: str = Field(default="20/h", pattern=r"^\d+/\d*[smhd]$")
+    # Password-reset requests per client address, and per address a link is
+    # asked for (whoever asks, account or not), in the same format.
+    throttle_password_reset_rate: str = Field(default="20/h", pattern=r"^\d+/\d*[smhd]$")
+    throttle_password_reset_address_rate: str = Field(default="3/h", pattern=r"^\d+/\d*[smhd]$")
+
+    # The activity page: how long it waits for ClickHouse, and events per page.
+    activity_query_timeout: float = Field(default=3.0, gt=0)
+    activity_page_size: int = Field(default=20, ge=1, le=200)
 
     @model_validator(mode="before")
     @classmethod

@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "webapp.outbox",
     "webapp.privacy",
     "webapp.users",
+    "webapp.activity",
 ]
 
 MIDDLEWARE = [
@@ -106,6 +107,8 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "users:login"
 LOGIN_REDIRECT_URL = "users:home"
 LOGOUT_REDIRECT_URL = "users:login"
+# How long a password-reset link stays valid (Django's default is three days).
+PASSWORD_RESET_TIMEOUT = 60 * 60
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -179,6 +182,8 @@ AXES_LOCKOUT_CALLABLE = "webapp.users.throttling.locked_out_response"
 AXES_VERBOSE = False
 RATELIMIT_USE_CACHE = "default"
 THROTTLE_SIGN_UP_RATE = ENV.throttle_sign_up_rate
+THROTTLE_PASSWORD_RESET_RATE = ENV.throttle_password_reset_rate
+THROTTLE_PASSWORD_RESET_ADDRESS_RATE = ENV.throttle_password_reset_address_rate
 
 # --- E-mail -------------------------------------------------------------------
 DEFAULT_FROM_EMAIL = ENV.default_from_email
@@ -234,4 +239,8 @@ CLICKHOUSE_PASSWORD = ENV.clickhouse_reader[1].get_secret_value()
 CLICKHOUSE_DATABASE = ENV.clickhouse_database
 CLICKHOUSE_ERASER_USER = ENV.clickhouse_eraser[0]
 CLICKHOUSE_ERASER_PASSWORD = ENV.clickhouse_eraser[1].get_secret_value()
+
+# --- Activity page: the user's own security events, read back from ClickHouse --
+ACTIVITY_QUERY_TIMEOUT = ENV.activity_query_timeout
+ACTIVITY_PAGE_SIZE = ENV.activity_page_size
 REDIS_URL = ENV.redis_url

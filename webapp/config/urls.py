@@ -11,5 +11,6 @@ urlpatterns = [
     path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("health/", include("webapp.health.urls")),
+    path("accounts/activity/", include("webapp.activity.urls")),
     path("", include("webapp.users.urls")),
 ]

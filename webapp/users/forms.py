@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.forms import PasswordChangeForm as DjangoPasswordChangeForm
+from django.contrib.auth.forms import SetPasswordForm as DjangoSetPasswordForm
 from django.core.exceptions import ValidationError
 
-from webapp.users.models import InvalidEmail, canonical_email
+from webapp.users.models import InvalidEmail, User, canonical_email
 
 # Shown on the e-mail field (HTML) or under "email" (API) when `EmailTaken` is raised.
 EMAIL_TAKEN_MESSAGE = "An account with this e-mail address already exists."
@@ -79,3 +81,65 @@ class SignInForm(AuthenticationForm):
         max_length=254,
         widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True}),
     )
+
+
+class ProfileForm(forms.Form):
+    """The name a person goes by on the site."""
+
+    first_name = forms.CharField(
+        label="First name", max_length=150, widget=forms.TextInput(attrs={"autocomplete": "given-name"})
+    )
+    last_name = forms.CharField(
+        label="Last name", max_length=150, widget=forms.TextInput(attrs={"autocomplete": "family-name"})
+    )
+
+
+class PasswordChangeForm(DjangoPasswordChangeForm):
+    """Django's form: the current password, then the new one twice; it only validates here."""
+
+    def save(self, commit: bool = True) -> Any:
+        raise NotImplementedError("the view calls services.user_password_change")
+
+
+# Generic for the type checker only: Django's class takes no type argument at run time.
+if TYPE_CHECKING:
+    _SetPasswordBase = DjangoSetPasswordForm[User]
+else:
+    _SetPasswordBase = DjangoSetPasswordForm
+
+
+class PasswordResetRequestForm(forms.Form):
+    """The e-mail address to send a password-reset link to."""
+
+    email = forms.EmailField(
+        label="E-mail address",
+        max_length=254,
+        widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True}),
+    )
+
+
+class SetPasswordForm(_SetPasswordBase):
+    """Django's form for a new password typed twice; it only validates here."""
+
+    def save(self, commit: bool = True) -> Any:
+        raise NotImplementedError("the view calls services.user_password_reset")
+
+
+class AccountDeleteForm(forms.Form):
+    """Deleting an account asks for its password, so an unattended session cannot do it."""
+
+    password = forms.CharField(
+        label="Your password",
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+    )
+
+    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.user = user
+
+    def clean_password(self) -> str:
+        password: str = self.cleaned_data["password"]
+        if not self.user.check_password(password):
+            raise ValidationError("The password is not correct.", code="password_incorrect")
+        return password

@@ -1,4 +1,4 @@
-"""Writes about users: sign-up and the security audit of sign-in and sign-out.
+"""Writes about users: sign-up, the account's settings, and the security audit.
 
 Every write publishes its event through `EventLogClient` inside the same
 `transaction.atomic()` as the change it describes, so the two commit or roll
@@ -8,11 +8,27 @@ the commit, so no outage of the broker or the mail server can fail a sign-up.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import structlog
 from django.contrib.auth.password_validation import validate_password
+from django.contrib.auth.tokens import default_token_generator
 from django.db import IntegrityError, transaction
+from django.template.loader import render_to_string
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 
-from shared.events import UserCreated, UserDeleted, UserLoggedIn, UserLoggedOut, UserLoginFailed
+from shared.events import (
+    UserCreated,
+    UserDeleted,
+    UserLoggedIn,
+    UserLoggedOut,
+    UserLoginFailed,
+    UserPasswordChanged,
+    UserPasswordReset,
+    UserPasswordResetRequested,
+    UserUpdated,
+)
 from webapp.mail.services import email_enqueue
 from webapp.outbox.client import EventLogClient
 from webapp.privacy.models import ErasureRequest
@@ -20,10 +36,17 @@ from webapp.privacy.services import erasure_request
 from webapp.users.models import User
 from webapp.users.selectors import email_pseudonym, user_email_taken, user_for_address
 
+# Given a user's id encoded for a URL and a one-time token, the absolute address
+# of the page that sets a new password (the view knows the host and scheme).
+ResetLinkBuilder = Callable[[str, str], str]
+
 logger = structlog.get_logger(__name__)
 
 # The case-insensitive unique constraint on `lower(email)` (see `User.Meta`).
 EMAIL_UNIQUE_CONSTRAINT = "users_user_email_ci_unique"
+
+
+RESET_EMAIL_SUBJECT = "Reset your Die Hard password"
 
 
 class EmailTaken(ValueError):
@@ -135,6 +158,82 @@ def user_login_failure_audit(*, email: str, ip_address: str | None) -> None:
         EventLogClient.from_settings().publish(event)
     # The address typed may belong to nobody, or to someone else: it stays out of the logs.
     logger.info("user_login_failed")
+
+
+def user_update(*, user: User, first_name: str, last_name: str, ip_address: str | None) -> list[str]:
+    """Change a user's name; publish `UserUpdated` naming the changed fields. Return their names.
+
+    Nothing is written, not even an event, when nothing changed.
+    """
+    wanted = {"first_name": first_name, "last_name": last_name}
+    changed = [name for name, value in wanted.items() if getattr(user, name) != value]
+    if not changed:
+        return []
+    for name in changed:
+        setattr(user, name, wanted[name])
+    with transaction.atomic():
+        user.save(update_fields=changed)
+        EventLogClient.from_settings().publish(
+            UserUpdated(user_id=user.pk, changed_fields=tuple(changed), ip_address=ip_address)
+        )
+    logger.info("user_updated", user_id=user.pk, changed_fields=changed)
+    return changed
+
+
+def user_password_change(*, user: User, new_password: str, ip_address: str | None) -> None:
+    """Set a new password the signed-in user chose (the form checked the old one).
+
+    Raises `ValidationError` when the password validators refuse it; then nothing
+    is written. Other sessions of the user end, since their hash no longer matches.
+    """
+    validate_password(new_password, user=user)
+    user.set_password(new_password)
+    with transaction.atomic():
+        user.save(update_fields=["password"])
+        EventLogClient.from_settings().publish(UserPasswordChanged(user_id=user.pk, ip_address=ip_address))
+    logger.info("user_password_changed", user_id=user.pk)
+
+
+def user_password_reset_request(*, email: str, reset_link: ResetLinkBuilder, ip_address: str | None) -> None:
+    """Send a one-time password-reset link to the account with this address, if there is one.
+
+    Publishes `UserPasswordResetRequested` either way; the person asking gets
+    the same answer, just as fast, whether or not the address has an account.
+    The e-mail is recorded in the same transaction and sent after the commit.
+    """
+    user = user_for_address(email=email)
+    if user is not None and not (user.is_active and user.has_usable_password()):
+        user = None
+    with transaction.atomic():
+        EventLogClient.from_settings().publish(
+            UserPasswordResetRequested(user_id=user.pk if user else None, ip_address=ip_address)
+        )
+        if user is not None:
+            uidb64 = urlsafe_base64_encode(force_bytes(user.pk))
+            link = reset_link(uidb64, default_token_generator.make_token(user))
+            # Recorded with the event and sent after the commit, so the answer
+            # takes as long for an address with an account as for one without.
+            email_enqueue(
+                user=user,
+                to=user.email,
+                subject=RESET_EMAIL_SUBJECT,
+                body=render_to_string("users/email/password_reset.txt", {"link": link}),
+            )
+    logger.info("user_password_reset_requested", user_id=user.pk if user else None)
+
+
+def user_password_reset(*, user: User, new_password: str, ip_address: str | None) -> None:
+    """Set the password a person chose through a valid reset link (the view checked the token).
+
+    Raises `ValidationError` when the password validators refuse it; then
+    nothing is written. Saving the new password spends the link.
+    """
+    validate_password(new_password, user=user)
+    user.set_password(new_password)
+    with transaction.atomic():
+        user.save(update_fields=["password"])
+        EventLogClient.from_settings().publish(UserPasswordReset(user_id=user.pk, ip_address=ip_address))
+    logger.info("user_password_reset", user_id=user.pk)
 
 
 def _violates(error: IntegrityError, constraint: str) -> bool:

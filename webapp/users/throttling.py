@@ -10,8 +10,15 @@ Sign-up: django-ratelimit counts sign-ups per client address in a fixed window
 (`THROTTLE_SIGN_UP_RATE`); past it, the form and the API answer 429 with
 `Retry-After`.
 
-Both fail open: while Redis does not answer, nothing is throttled (and
-`throttle_unavailable` is logged), rather than every sign-in and sign-up refused.
+Password reset: django-ratelimit counts requests per client address
+(`THROTTLE_PASSWORD_RESET_RATE`) and per address a link is asked for
+(`THROTTLE_PASSWORD_RESET_ADDRESS_RATE`), whoever asks and whether or not the
+address has an account, so the answer tells nothing about accounts. The second
+is counted under a keyed hash of the folded address, never the address itself.
+
+Refused requests are counted in `web_throttled_requests_total`, never written
+as events. All fail open: while Redis does not answer, nothing is throttled (and
+`throttle_unavailable` is logged), rather than every request refused.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from redis.exceptions import RedisError
 from webapp.core.clients import client_ip
 from webapp.core.metrics import THROTTLED
 from webapp.users.models import InvalidEmail, canonical_email
+from webapp.users.selectors import email_pseudonym
 
 logger = structlog.get_logger(__name__)
 
@@ -148,25 +156,78 @@ def locked_out_response(
 
 def too_many_sign_ups_message(retry_after: int) -> str:
     """What a throttled sign-up is told."""
-    minutes = math.ceil(retry_after / 60)
-    return f"Too many sign-ups from your network. Try again in {minutes} minute{'s' if minutes != 1 else ''}."
+    return f"Too many sign-ups from your network. Try again in {_wait_in_minutes(retry_after)}."
 
 
-def sign_up_retry_after(request: HttpRequest) -> int | None:
-    """Count this sign-up against its address; the seconds to wait if it is over the rate, else None."""
+def _wait_in_minutes(seconds: int) -> str:
+    minutes = math.ceil(seconds / 60)
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
+def too_many_password_resets_message(retry_after: int) -> str:
+    """What a throttled password-reset request is told: the same whichever limit it hit.
+
+    One message for both limits, so nobody learns which one refused them: the
+    page for an address is the page for any other, account or not.
+    """
+    return (
+        "Too many password-reset requests. If a link was sent, it still works: check your e-mail, "
+        f"or try again in {_wait_in_minutes(retry_after)}."
+    )
+
+
+def _retry_after(request: HttpRequest, *, action: str, group: str, key: str, rate: str) -> int | None:
+    """Count this request in `group` under `key`; the seconds to wait if it is over `rate`, else None."""
     try:
         usage = get_usage(
             request,
-            group="sign_up",
-            key=lambda _group, request: client_ip(request) or "",
-            rate=settings.THROTTLE_SIGN_UP_RATE,
+            group=group,
+            key=lambda _group, _request: key,
+            rate=rate,
             method="POST",
             increment=True,
         )
     except RedisError as error:
-        _throttle_unavailable("sign_up", error)
+        _throttle_unavailable(action, error)
         return None
     if usage is None or not usage["should_limit"]:
         return None
-    THROTTLED.labels(action="sign_up").inc()
+    THROTTLED.labels(action=action).inc()
     return max(int(usage["time_left"]), 1)
+
+
+def sign_up_retry_after(request: HttpRequest) -> int | None:
+    """Count this sign-up against its address; the seconds to wait if it is over the rate, else None."""
+    return _retry_after(
+        request,
+        action="sign_up",
+        group="sign_up",
+        key=client_ip(request) or "",
+        rate=settings.THROTTLE_SIGN_UP_RATE,
+    )
+
+
+def password_reset_client_retry_after(request: HttpRequest) -> int | None:
+    """Count this reset request against the client's address; the seconds to wait if over the rate."""
+    return _retry_after(
+        request,
+        action="password_reset",
+        group="password_reset_client",
+        key=client_ip(request) or "",
+        rate=settings.THROTTLE_PASSWORD_RESET_RATE,
+    )
+
+
+def password_reset_address_retry_after(request: HttpRequest, email: str) -> int | None:
+    """Count this reset request against the address it is for; the seconds to wait if over the rate.
+
+    Counted for every address alike, with an account or without, under a keyed
+    hash of the folded address (every spelling of one address is one count).
+    """
+    return _retry_after(
+        request,
+        action="password_reset",
+        group="password_reset_address",
+        key=email_pseudonym(email),
+        rate=settings.THROTTLE_PASSWORD_RESET_ADDRESS_RATE,
+    )

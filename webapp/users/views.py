@@ -1,20 +1,54 @@
-"""HTML pages: home, sign-up, sign-in and sign-out."""
+"""HTML pages: home, sign-up, sign-in and sign-out, and the account's own pages under `/accounts/`."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
-from django.contrib.auth import login
-from django.contrib.auth.views import LoginView, LogoutView
+from django.contrib.auth import login, update_session_auth_hash
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import (
+    INTERNAL_RESET_SESSION_TOKEN,
+    LoginView,
+    LogoutView,
+    PasswordResetConfirmView,
+)
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse, reverse_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods
 
-from webapp.users.forms import EMAIL_TAKEN_MESSAGE, SignInForm, UserCreateForm
-from webapp.users.services import EmailTaken, user_create
-from webapp.users.throttling import sign_up_retry_after, too_many_sign_ups_message
+from webapp.core.clients import client_ip
+from webapp.users.forms import (
+    EMAIL_TAKEN_MESSAGE,
+    AccountDeleteForm,
+    PasswordChangeForm,
+    PasswordResetRequestForm,
+    ProfileForm,
+    SetPasswordForm,
+    SignInForm,
+    UserCreateForm,
+)
+from webapp.users.models import User
+from webapp.users.services import (
+    EmailTaken,
+    user_create,
+    user_delete,
+    user_password_change,
+    user_password_reset,
+    user_password_reset_request,
+    user_update,
+)
+from webapp.users.throttling import (
+    password_reset_address_retry_after,
+    password_reset_client_retry_after,
+    sign_up_retry_after,
+    too_many_password_resets_message,
+    too_many_sign_ups_message,
+)
 
 
 @require_GET
@@ -62,3 +96,135 @@ class SignInView(LoginView):
 
 class SignOutView(LogoutView):
     """Django's sign-out (POST only); then back to the sign-in page."""
+
+
+def _signed_in_user(request: HttpRequest) -> User:
+    user = request.user
+    assert isinstance(user, User)  # login_required let only signed-in users through
+    return user
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+@never_cache
+def account(request: HttpRequest) -> HttpResponse:
+    """The account page: who you are, your name to edit, and the way to everything else."""
+    user = _signed_in_user(request)
+    form = ProfileForm(
+        request.POST if request.method == "POST" else None,
+        initial={"first_name": user.first_name, "last_name": user.last_name},
+    )
+    if form.is_valid():
+        changed = user_update(user=user, ip_address=client_ip(request), **form.cleaned_data)
+        messages.success(request, "Your name is saved." if changed else "Nothing to change.")
+        return redirect("users:account")
+    return render(request, "users/account.html", {"form": form})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+@sensitive_post_parameters()
+@sensitive_variables("form")
+@never_cache
+def password_change(request: HttpRequest) -> HttpResponse:
+    """Change the password, giving the current one; this session stays signed in, others end."""
+    user = _signed_in_user(request)
+    form = PasswordChangeForm(user, request.POST if request.method == "POST" else None)
+    if form.is_valid():
+        try:
+            user_password_change(
+                user=user, new_password=form.cleaned_data["new_password1"], ip_address=client_ip(request)
+            )
+        except ValidationError as error:
+            form.add_error("new_password2", error)
+        else:
+            update_session_auth_hash(request, user)
+            messages.success(request, "Your password is changed.")
+            return redirect("users:account")
+    return render(request, "users/password_change.html", {"form": form})
+
+
+@require_http_methods(["GET", "POST"])
+@never_cache
+def password_reset(request: HttpRequest) -> HttpResponse:
+    """Ask for a password-reset link; the answer is the same whether or not the address has an account.
+
+    Throttled per client address, then per address asked for (both before any
+    account is looked up): past either, a 429 that writes nothing.
+    """
+    if request.method == "POST" and (retry_after := password_reset_client_retry_after(request)) is not None:
+        return _password_reset_throttled(request, retry_after)
+    form = PasswordResetRequestForm(request.POST if request.method == "POST" else None)
+    if form.is_valid():
+        retry_after = password_reset_address_retry_after(request, form.cleaned_data["email"])
+        if retry_after is not None:
+            return _password_reset_throttled(request, retry_after)
+
+        def reset_link(uidb64: str, token: str) -> str:
+            path = reverse("users:password-reset-confirm", kwargs={"uidb64": uidb64, "token": token})
+            return request.build_absolute_uri(path)
+
+        user_password_reset_request(
+            email=form.cleaned_data["email"], reset_link=reset_link, ip_address=client_ip(request)
+        )
+        return redirect("users:password-reset-done")
+    return render(request, "users/password_reset.html", {"form": form})
+
+
+def _password_reset_throttled(request: HttpRequest, retry_after: int) -> HttpResponse:
+    context = {"form": PasswordResetRequestForm(), "throttled": too_many_password_resets_message(retry_after)}
+    response = render(request, "users/password_reset.html", context, status=429)
+    response["Retry-After"] = str(retry_after)
+    return response
+
+
+@require_GET
+def password_reset_done(request: HttpRequest) -> HttpResponse:
+    """What happens next after a reset was asked for."""
+    return render(request, "users/password_reset_done.html")
+
+
+class PasswordResetConfirm(PasswordResetConfirmView):
+    """Django's check of the link (its token moves into the session, off the address bar); our save."""
+
+    form_class = SetPasswordForm
+    template_name = "users/password_reset_confirm.html"
+    success_url = reverse_lazy("users:password-reset-complete")
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        try:
+            user_password_reset(
+                user=self.user,
+                new_password=form.cleaned_data["new_password1"],
+                ip_address=client_ip(self.request),
+            )
+        except ValidationError as error:
+            form.add_error("new_password2", error)
+            return self.form_invalid(form)
+        del self.request.session[INTERNAL_RESET_SESSION_TOKEN]
+        return redirect(self.success_url)
+
+
+@require_GET
+def password_reset_complete(request: HttpRequest) -> HttpResponse:
+    """The new password is set: sign in with it."""
+    return render(request, "users/password_reset_complete.html")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+@sensitive_post_parameters("password")
+@sensitive_variables("form")
+@never_cache
+def account_delete(request: HttpRequest) -> HttpResponse:
+    """Delete the account after the password is confirmed; the session ends with it."""
+    user = _signed_in_user(request)
+    form = AccountDeleteForm(request.POST if request.method == "POST" else None, user=user)
+    if form.is_valid():
+        user_delete(user=user)
+        # Ended without Django's `logout`: its signal would write a sign-out
+        # event about an account that no longer exists.
+        request.session.flush()
+        messages.success(request, "Your account is deleted. Goodbye.")
+        return redirect("users:home")
+    return render(request, "users/account_delete.html", {"form": form})

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import pytest
-from axes.handlers.proxy import AxesProxyHandler
 from django.core.management import call_command
 from django.test import Client
 from prometheus_client import REGISTRY
@@ -16,7 +15,6 @@ from pytest_django import Settings
 
 from tests.integration.web import written
 from tests.integration.web.factories import STRONG_PASSWORD, SignUpFactory, UserFactory
-from tests.support.waiting import free_port
 
 if TYPE_CHECKING:
     # The test client's response (with `.json()`); django-stubs names it only privately.
@@ -195,18 +193,6 @@ def test_behind_a_trusted_proxy_the_forwarded_address_is_the_one_limited(setting
         "/api/users/", json.dumps(SignUpFactory.build()), content_type="application/json"
     )
     assert (limited.status_code, other.status_code) == (429, 201)
-
-
-@pytest.fixture
-def redis_unreachable(settings: Settings) -> Iterator[None]:
-    """The site's cache points at a port nobody listens on, until the test ends."""
-    original = settings.CACHES
-    settings.CACHES = {"default": {**original["default"], "LOCATION": f"redis://127.0.0.1:{free_port()}/0"}}
-    # django-axes keeps the cache it was built with: build it again on the new one.
-    AxesProxyHandler.get_implementation(force=True)
-    yield
-    settings.CACHES = original
-    AxesProxyHandler.get_implementation(force=True)
 
 
 @pytest.mark.usefixtures("redis_unreachable")
