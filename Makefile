@@ -8,6 +8,7 @@ TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
+PROMETHEUS := $(TOOLS)/bin/prometheus
 
 .PHONY: help install browser services services-down migrate run test test-unit screenshots lint format bench bench-guard chaos soak clean
 
@@ -25,7 +26,11 @@ $(VENV)/.installed: $(UV) pyproject.toml uv.lock
 .env:
 	cp .env.example .env
 
-install: $(VENV)/.installed .env browser services migrate ## create .venv, .env, Chromium and axe-core for the browser tests, start services, apply both schemas
+# Prometheus and promtool (from Debian's package) check, unit-test and run the alert rules.
+$(PROMETHEUS): scripts/prometheus.sh | $(UV)
+	scripts/prometheus.sh
+
+install: $(VENV)/.installed .env $(PROMETHEUS) browser services migrate ## create .venv, .env, Prometheus tools, Chromium and axe-core for the browser tests, start services, apply both schemas
 
 browser: ## install Debian's Chromium and axe-core for the browser tests (unless present)
 	scripts/browser.sh
@@ -48,11 +53,11 @@ run: $(VENV)/.installed .env ## run services, web, relay and Celery worker in th
 # of their own, so a worker started by `make run` never sees them.
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/14
 
-test: $(VENV)/.installed .env browser services ## run every test, against the real services
+test: $(VENV)/.installed .env $(PROMETHEUS) browser services ## run every test, against the real services
 	DEBUG=true REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest $(PYTEST_ARGS)
 
 # The unit tests need no service and no .env: the settings' defaults are enough.
-test-unit: $(VENV)/.installed ## run the tests that need no service (tests/unit/), in seconds
+test-unit: $(VENV)/.installed $(PROMETHEUS) ## run the tests that need no service (tests/unit/), in seconds
 	DEBUG=true DIE_HARD_ENV_FILE=/dev/null $(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 screenshots: $(VENV)/.installed .env browser services ## refresh docs/screenshots/ from the browser tests

@@ -1,17 +1,17 @@
-"""`python -m relay` / `relay`: settings, then logging, then the event loop.
+"""`python -m relay` / `relay`: command line, settings, then logging, then the event loop.
 
-relay            run the daemon
+relay [run]      run the daemon
 relay migrate    create the ClickHouse table and view (idempotent)
 relay check      check the ClickHouse table and exit
 relay reconcile [--since DURATION]
                  compare the archive of delivered events with ClickHouse, send
                  again what ClickHouse lost; the last line printed is JSON
 relay expire     delete events older than EVENT_LOG_RETENTION_DAYS (servers without TTL)
+relay --version, relay COMMAND --help (options and their environment variables: `relay.cli`)
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -20,10 +20,10 @@ import aiohttp
 import structlog
 import uvloop
 
-from relay import app, schema
+from relay import app, cli, schema
 from relay.clickhouse import DeliveryError
 from relay.observer import Observer
-from relay.settings import RelaySettings, parse_duration
+from relay.settings import RelaySettings
 from shared.logging import configure_logging
 from shared.sentry import init_sentry
 from shared.settings import ConfigurationError, load
@@ -31,20 +31,10 @@ from shared.settings import ConfigurationError, load
 
 def main(argv: list[str] | None = None, *, observers: Sequence[Observer] = ()) -> int:
     """Entry point of the relay's command line; `observers` also hear what the relay does."""
-    parser = argparse.ArgumentParser(prog="relay", description="Outbox relay: PostgreSQL to ClickHouse.")
-    parser.add_argument(
-        "command", nargs="?", default="run", choices=("run", "migrate", "check", "expire", "reconcile")
-    )
-    parser.add_argument(
-        "--since",
-        type=parse_duration,
-        metavar="DURATION",
-        help="reconcile: check the hours from this long ago (e.g. 6h, 2d); default: all the archive keeps",
-    )
-    arguments = parser.parse_args(argv)
-    command = arguments.command
+    command, overrides = cli.parse(sys.argv[1:] if argv is None else argv)
+    since = overrides.pop("since", None)
     try:
-        settings = load(RelaySettings)
+        settings = load(RelaySettings, **overrides)
     except ConfigurationError as error:
         print(f"relay: {error}", file=sys.stderr)
         return app.EXIT_MISCONFIGURED
@@ -57,8 +47,8 @@ def main(argv: list[str] | None = None, *, observers: Sequence[Observer] = ()) -
     if command == "check":
         return uvloop.run(_check(settings))
     if command == "reconcile":
-        since = datetime.now(UTC) - arguments.since if arguments.since is not None else None
-        return uvloop.run(app.reconcile(settings, since=since))
+        start = datetime.now(UTC) - since if since is not None else None
+        return uvloop.run(app.reconcile(settings, since=start))
     return uvloop.run(app.run(settings, observers=observers))
 
 

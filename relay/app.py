@@ -33,6 +33,7 @@ from relay.metrics import RelayMetrics
 from relay.monitor import Heartbeat, OutboxMonitor
 from relay.observer import Observer, Observers
 from relay.outbox import POSTGRES_ERRORS, OutboxQueries
+from relay.readiness import Readiness
 from relay.retry import Backoff
 from relay.settings import RelaySettings
 from relay.status import RelayStatus
@@ -187,9 +188,9 @@ async def run(
     pool = await asyncpg.create_pool(
         settings.postgres_dsn,
         min_size=0,
-        # one connection per forwarder, one each for the monitor, /readyz,
-        # the archive's upkeep and reconciliation
-        max_size=settings.relay_concurrency + 4,
+        # one connection per forwarder, one for the monitor, one each for the
+        # readiness timer, /readyz, the archive's upkeep and reconciliation
+        max_size=settings.relay_concurrency + 5,
         # A connection that stops answering (a half-open socket after a
         # failover) fails the statement instead of blocking a forwarder forever.
         command_timeout=settings.relay_postgres_timeout,
@@ -232,6 +233,7 @@ async def _serve(
         observer=observer,
         backoff=backoff,
     )
+    readiness = Readiness(pool=pool, sink=sink, metrics=metrics, timeout=settings.relay_readiness_timeout)
     side: dict[str, Coroutine[Any, Any, None]] = {
         "listener": listener.run(stop),
         "monitor": OutboxMonitor(
@@ -242,15 +244,14 @@ async def _serve(
             count_archive=archiving,
         ).run(stop),
         "heartbeat": Heartbeat(status=status).run(stop),
+        "readiness": readiness.run(stop, interval=settings.relay_stats_interval),
         "http": HttpEndpoint(
             host=settings.relay_http_host,
             port=settings.relay_http_port,
-            pool=pool,
-            sink=sink,
+            readiness=readiness,
             listener=listener,
             metrics=metrics,
             status=status,
-            readiness_timeout=settings.relay_readiness_timeout,
             liveness_timeout=settings.relay_liveness_timeout,
         ).run(stop),
     }

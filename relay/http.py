@@ -2,25 +2,23 @@
 
 Served by aiohttp inside the relay's event loop. `/livez` checks only that the
 loop ticks (a database outage must not get healthy relays restarted);
-`/readyz` checks PostgreSQL and ClickHouse, each within its own timeout.
+`/readyz` checks PostgreSQL and ClickHouse, each within its own timeout
+(see `relay.readiness`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import asyncpg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from relay.clickhouse import ClickHouseSink, DeliveryError
 from relay.listener import Listener
 from relay.metrics import RelayMetrics
-from relay.outbox import POSTGRES_ERRORS
+from relay.readiness import Readiness
 from relay.status import RelayStatus
 
 
@@ -34,12 +32,10 @@ class HttpEndpoint:
 
     host: str
     port: int
-    pool: asyncpg.Pool
-    sink: ClickHouseSink
+    readiness: Readiness
     listener: Listener
     metrics: RelayMetrics
     status: RelayStatus
-    readiness_timeout: float
     liveness_timeout: float
 
     def application(self) -> web.Application:
@@ -71,9 +67,7 @@ class HttpEndpoint:
 
     async def readyz(self, _request: web.Request) -> web.Response:
         """200 when PostgreSQL and ClickHouse both answer in time, 503 naming the ones that do not."""
-        checks = {"postgres": self._check_postgres, "clickhouse": self._check_clickhouse}
-        results = await asyncio.gather(*(self._probe(check) for check in checks.values()))
-        report = dict(zip(checks, results, strict=True))
+        report = await self.readiness.check()
         if self.status.systemic_refusal:
             # ClickHouse answers but refuses every event: not ready, and say why.
             report["clickhouse_accepts_events"] = "refusing"
@@ -123,20 +117,3 @@ class HttpEndpoint:
                 "started_at": _iso(status.started_at),
             }
         )
-
-    async def _probe(self, check: Callable[[], Awaitable[None]]) -> str:
-        try:
-            async with asyncio.timeout(self.readiness_timeout):
-                await check()
-        except TimeoutError:
-            return "timeout"
-        except (*POSTGRES_ERRORS, DeliveryError):
-            return "unavailable"
-        return "ok"
-
-    async def _check_postgres(self) -> None:
-        async with self.pool.acquire() as connection:
-            await connection.fetchval("SELECT 1")
-
-    async def _check_clickhouse(self) -> None:
-        await self.sink.ping(within=self.readiness_timeout)

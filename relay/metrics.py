@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+)
 
 # `*_created` series double the page and no dashboard or alert reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus-client leaves it unannotated
@@ -25,6 +32,8 @@ class RelayMetrics:
 
     def __post_init__(self) -> None:
         r = self.registry
+        # process_resident_memory_bytes, process_cpu_seconds_total, open file descriptors...
+        ProcessCollector(registry=r)
         self.pending_events = Gauge(
             "relay_outbox_pending_events", "Events waiting in the outbox.", registry=r
         )
@@ -111,6 +120,12 @@ class RelayMetrics:
         self.systemic_refusal = Gauge(
             "relay_systemic_refusal",
             "1 while ClickHouse refuses every event the same way (events wait in the outbox).",
+            registry=r,
+        )
+        self.dependency_up = Gauge(
+            "relay_dependency_up",
+            "1 when the dependency (postgres, clickhouse) answered the last readiness probe, else 0.",
+            ["dependency"],
             registry=r,
         )
         for kind in ("unavailable", "timeout", "server", "rejected", "postgres"):

@@ -10,7 +10,7 @@ message naming it.
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -67,10 +67,10 @@ class CommonSettings(BaseSettings):
             )
 
 
-def load[T: CommonSettings](kind: type[T]) -> T:
-    """Read settings of the given kind, turning validation errors into one clear message."""
+def load[T: CommonSettings](kind: type[T], **overrides: Any) -> T:
+    """Read settings of the given kind (`overrides` win over the environment), with one clear error."""
     try:
-        return kind()
+        return kind(**overrides)
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in item['loc']).upper() or 'settings'}: {item['msg']}"

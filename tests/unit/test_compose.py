@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,6 +36,7 @@ CONTAINER_SETTINGS = (
     "ENVIRONMENT",
 )
 APP_SERVICES = ("migrate", "web", "relay", "worker", "beat")
+MONITORING_SERVICES = ("prometheus", "grafana")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(us|ms|s|m|h)")
 _UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -198,7 +200,12 @@ def test_application_service_reads_dotenv_only_if_it_exists(
 
 def test_published_ports_are_reachable_from_this_machine_only(services: dict[str, dict[str, Any]]) -> None:
     published = {name: service["ports"] for name, service in services.items() if "ports" in service}
-    assert published == {"web": ["127.0.0.1:8000:8000"], "relay": ["127.0.0.1:8001:8001"]}
+    assert published == {
+        "web": ["127.0.0.1:8000:8000"],
+        "relay": ["127.0.0.1:8001:8001"],
+        "prometheus": ["127.0.0.1:9090:9090"],
+        "grafana": ["127.0.0.1:3000:3000"],
+    }
 
 
 def test_databases_keep_their_data_in_named_volumes(compose: dict[str, Any]) -> None:
@@ -206,6 +213,93 @@ def test_databases_keep_their_data_in_named_volumes(compose: dict[str, Any]) -> 
     for name in ("postgres", "redis", "clickhouse"):
         volume = services[name]["volumes"][0].split(":")[0]
         assert volume in compose["volumes"], f"{name} keeps its data in an anonymous or host path"
+
+
+def bind_mounts(service: dict[str, Any]) -> dict[str, Path]:
+    """Container path -> file or folder of this repository, for every bind mount of a service."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        source, target = volume.split(":")[:2]
+        if source.startswith("./"):
+            mounts[target] = ROOT / source
+    return mounts
+
+
+def test_monitoring_services_start_only_with_the_monitoring_profile(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    profiled = {name: service["profiles"] for name, service in services.items() if "profiles" in service}
+    assert profiled == {name: ["monitoring"] for name in MONITORING_SERVICES}
+
+
+def test_every_file_mounted_from_the_repository_exists(services: dict[str, dict[str, Any]]) -> None:
+    missing = sorted(
+        f"{name}: {source}"
+        for name, service in services.items()
+        for source in bind_mounts(service).values()
+        if not source.exists()
+    )
+    assert missing == []
+
+
+def test_prometheus_loads_the_alert_rules_beside_its_configuration(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    prometheus = services["prometheus"]
+    mounts = bind_mounts(prometheus)
+    config_path = next(
+        arg.split("=", 1)[1] for arg in prometheus["command"] if arg.startswith("--config.file=")
+    )
+    config = YAML(typ="safe").load(mounts[config_path].read_text(encoding="utf-8"))
+
+    for rule_file in config["rule_files"]:
+        in_container = str(Path(config_path).parent / rule_file)
+        assert mounts[in_container] == ROOT / "docker" / "prometheus" / "alerts.yml"
+
+
+def test_prometheus_scrapes_every_relay_on_its_http_port(services: dict[str, dict[str, Any]]) -> None:
+    config = YAML(typ="safe").load(
+        (ROOT / "docker" / "prometheus" / "prometheus.yml").read_text(encoding="utf-8")
+    )
+    relay_job = next(job for job in config["scrape_configs"] if job["job_name"] == "relay")
+
+    # DNS discovery of the service name finds every copy after `--scale relay=N`.
+    assert relay_job["dns_sd_configs"] == [
+        {
+            "names": ["relay"],
+            "type": "A",
+            "port": int(services["relay"]["environment"]["RELAY_HTTP_PORT"]),
+            "refresh_interval": "30s",
+        }
+    ]
+
+
+def test_prometheus_keeps_running_while_the_relays_are_down(services: dict[str, dict[str, Any]]) -> None:
+    assert "depends_on" not in services["prometheus"]
+
+
+def test_grafana_reads_its_provisioning_and_the_dashboards_from_the_repository(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    grafana = services["grafana"]
+    mounts = bind_mounts(grafana)
+
+    assert mounts["/etc/grafana/provisioning"] == ROOT / "docker" / "grafana" / "provisioning"
+    assert mounts["/etc/grafana/dashboards"] == ROOT / "docker" / "grafana" / "dashboards"
+    home = Path(grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"])
+    assert (mounts[str(home.parent)] / home.name).is_file()
+    assert dependencies(grafana) == {"prometheus": {"condition": "service_healthy"}}
+
+
+def test_grafana_gets_its_admin_password_only_from_the_environment_as_a_secret(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    grafana = services["grafana"]
+
+    assert "GF_SECURITY_ADMIN_PASSWORD" not in grafana["environment"]
+    assert grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD__FILE"] == "/run/secrets/grafana_admin_password"
+    assert grafana["secrets"] == ["grafana_admin_password"]
+    assert compose["secrets"]["grafana_admin_password"] == {"environment": "GRAFANA_ADMIN_PASSWORD"}
 
 
 def test_image_runs_as_a_non_root_user() -> None:

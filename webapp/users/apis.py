@@ -1,4 +1,4 @@
-"""JSON API: `POST /api/users/` signs a person up.
+"""JSON API: `POST /api/users/` signs a person up; `GET /api/schema/` describes it (OpenAPI 3.1).
 
 Every refusal has the same shape, `{"errors": {"<field>": ["<message>", ...]}}`;
 problems with the request as a whole are listed under `"__all__"`.
@@ -13,9 +13,11 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_variables
+from django.views.decorators.http import require_GET
 
 from webapp.users.forms import EMAIL_TAKEN_MESSAGE, UserCreateForm
 from webapp.users.models import User
+from webapp.users.openapi import openapi_document
 from webapp.users.services import EmailTaken, user_create
 from webapp.users.throttling import sign_up_retry_after, too_many_sign_ups_message
 
@@ -44,6 +46,12 @@ def user_create_api(request: HttpRequest) -> JsonResponse:
     except _Refused as refused:
         return JsonResponse({"errors": refused.errors}, status=refused.status, headers=refused.headers)
     return JsonResponse({"id": user.pk, "email": user.email}, status=201)
+
+
+@require_GET
+def api_schema(_request: HttpRequest) -> JsonResponse:
+    """The OpenAPI 3.1 description of this API."""
+    return JsonResponse(openapi_document())
 
 
 @sensitive_variables("payload", "form", "password")

@@ -24,4 +24,5 @@ urlpatterns = [
     path("accounts/password/reset/done/", views.password_reset_complete, name="password-reset-complete"),
     path("accounts/delete/", views.account_delete, name="account-delete"),
     path("api/users/", apis.user_create_api, name="api-user-create"),
+    path("api/schema/", apis.api_schema, name="api-schema"),
 ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from typing import Any
 
@@ -11,6 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.clickhouse import ClickHouse
+from tests.support.monitoring import promtool
 from tests.support.outbox_tables import Outbox
 from tests.support.relays import RelayFactory, delivered
 from tests.support.waiting import free_port, wait_until
@@ -51,9 +51,6 @@ def test_metrics_parse_as_prometheus_text_and_name_every_documented_metric(start
     assert REQUIRED_METRICS.items() <= families.items()
 
 
-@pytest.mark.skipif(
-    shutil.which("promtool") is None, reason="promtool (Debian package prometheus) is not installed"
-)
 def test_metrics_pass_promtool_check(
     outbox: Outbox, clickhouse: ClickHouse, start_relay: RelayFactory
 ) -> None:
@@ -62,7 +59,7 @@ def test_metrics_pass_promtool_check(
     wait_until(lambda: delivered(clickhouse) == 10, timeout=10)
 
     result = subprocess.run(
-        ["promtool", "check", "metrics"],
+        [promtool(), "check", "metrics"],
         input=relay.get("/metrics")[1],
         capture_output=True,
         text=True,
@@ -121,6 +118,17 @@ def test_readiness_names_the_dependency_that_does_not_answer_without_internals(
         "status": "unavailable",
         "checks": {"postgres": "ok", "clickhouse": "unavailable"},
     }
+
+
+def test_readiness_is_probed_on_a_timer_for_prometheus_without_calling_readyz(
+    start_relay: RelayFactory,
+) -> None:
+    relay = start_relay(CLICKHOUSE_PORT=free_port())
+
+    wait_until(lambda: "relay_dependency_up{" in relay.get("/metrics")[1], timeout=10)
+
+    assert relay.metric("relay_dependency_up", dependency="clickhouse") == 0
+    assert relay.metric("relay_dependency_up", dependency="postgres") == 1
 
 
 def test_status_reports_the_last_error_kind_and_time(outbox: Outbox, start_relay: RelayFactory) -> None:

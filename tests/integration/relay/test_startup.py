@@ -16,10 +16,10 @@ from tests.support.relays import RelayFactory
 pytestmark = pytest.mark.slow
 
 
-def relay_check(clickhouse: ClickHouse, **env: str) -> subprocess.CompletedProcess[str]:
+def relay_check(clickhouse: ClickHouse, *options: str, **env: str) -> subprocess.CompletedProcess[str]:
     """`relay check` against the test's ClickHouse database."""
     return subprocess.run(
-        [sys.executable, "-m", "relay", "check"],
+        [sys.executable, "-m", "relay", "check", *options],
         cwd=ROOT,
         env={
             **os.environ,
@@ -57,6 +57,13 @@ def test_relay_check_names_an_incompatible_column(clickhouse: ClickHouse) -> Non
 
 def test_relay_check_tells_to_migrate_when_the_database_is_missing(clickhouse: ClickHouse) -> None:
     result = relay_check(clickhouse, CLICKHOUSE_DATABASE="no_such_database")
+
+    assert result.returncode == 2
+    assert "run `relay migrate`" in result.stderr
+
+
+def test_relay_check_takes_the_database_from_its_option_over_the_environment(clickhouse: ClickHouse) -> None:
+    result = relay_check(clickhouse, "--clickhouse-database", "no_such_database")
 
     assert result.returncode == 2
     assert "run `relay migrate`" in result.stderr

@@ -1,0 +1,63 @@
+"""Readiness: do PostgreSQL and ClickHouse answer? Asked by `/readyz` and on a timer for `/metrics`.
+
+Each dependency is probed with a read-only trivial query within its own
+timeout, concurrently. The answer is one word per dependency (`ok`,
+`unavailable`, `timeout`), never an error text. Every probe also sets the
+`relay_dependency_up` gauge, so Prometheus can alert on readiness without
+calling `/readyz` itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import asyncpg
+
+from relay.clickhouse import ClickHouseSink, DeliveryError
+from relay.metrics import RelayMetrics
+from relay.outbox import POSTGRES_ERRORS
+from relay.waits import sleep_unless
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Readiness:
+    """Probes the relay's two dependencies."""
+
+    pool: asyncpg.Pool
+    sink: ClickHouseSink
+    metrics: RelayMetrics
+    timeout: float
+
+    async def check(self) -> dict[str, str]:
+        """Probe both dependencies at once; `{"postgres": "ok", "clickhouse": "timeout"}` and the like."""
+        probes = {"postgres": self._postgres, "clickhouse": self._clickhouse}
+        results = await asyncio.gather(*(self._probe(probe) for probe in probes.values()))
+        report = dict(zip(probes, results, strict=True))
+        for dependency, result in report.items():
+            self.metrics.dependency_up.labels(dependency=dependency).set(1 if result == "ok" else 0)
+        return report
+
+    async def run(self, stop: asyncio.Event, *, interval: float) -> None:
+        """Probe every `interval` seconds until `stop` is set, keeping the gauge current."""
+        while not stop.is_set():
+            await self.check()
+            await sleep_unless(stop, interval)
+
+    async def _probe(self, probe: Callable[[], Awaitable[None]]) -> str:
+        try:
+            async with asyncio.timeout(self.timeout):
+                await probe()
+        except TimeoutError:
+            return "timeout"
+        except (*POSTGRES_ERRORS, DeliveryError):
+            return "unavailable"
+        return "ok"
+
+    async def _postgres(self) -> None:
+        async with self.pool.acquire() as connection:
+            await connection.fetchval("SELECT 1")
+
+    async def _clickhouse(self) -> None:
+        await self.sink.ping(within=self.timeout)
