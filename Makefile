@@ -85,9 +85,10 @@ format: $(VENV)/.installed ## apply ruff's fixes and formatting
 # (docs/img/) and the results section of docs/BENCHMARKS.md from them.
 BENCH_RESULTS ?= docs/results
 
-bench: $(VENV)/.installed .env services ## latency, throughput and scale-out, producer cost, 1 server vs a quorum of 2; charts into docs/img/
+bench: $(VENV)/.installed .env services ## latency, throughput and scale-out, the archive's and poison's cost, producer cost, 1 server vs a quorum of 2; charts into docs/img/
 	$(BIN)/python -m benchmarks.producers --json $(BENCH_RESULTS)/producers.json
 	$(BIN)/python -m benchmarks.relay --json $(BENCH_RESULTS)/relay.json
+	$(BIN)/python -m benchmarks.completeness --json $(BENCH_RESULTS)/completeness.json
 	$(BIN)/python -m benchmarks.latency --json $(BENCH_RESULTS)/latency.json
 	$(BIN)/python -m benchmarks.cluster --json $(BENCH_RESULTS)/cluster.json
 	$(BIN)/python -m benchmarks.report $(BENCH_RESULTS)

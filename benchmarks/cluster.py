@@ -147,7 +147,7 @@ async def main(args: argparse.Namespace) -> None:
                     envelopes,
                     batch_size=settings.relay_batch_size,
                     concurrency=settings.relay_concurrency,
-                    environment=cluster.relay_environment(variant, database),
+                    extra_env=cluster.relay_environment(variant, database),
                 )
                 rates[variant].append(run.events / run.seconds)
                 for replica in (1,) if variant == "single" else (1, 2):

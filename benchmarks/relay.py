@@ -34,7 +34,6 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -54,6 +53,8 @@ from shared.outbox import EVENT_LOG_COLUMNS, OUTBOX_TABLE
 from shared.settings import load
 
 SCRATCH = "diehard_bench_relay"
+# The relay's default byte cap: batches of the default size stay well under it.
+MAX_BYTES: int = RelaySettings.model_fields["relay_batch_max_bytes"].default
 FIRST_NAMES = ("Anna", "Boris", "Chloé", "Dmitri", "Eve", "Farid", "Grace", "Hiro", "Inès", "José")
 LAST_NAMES = ("Ivanova", "Smith", "Müller", "O'Brien", "Nakamura", "Okafor", "García", "Kowalski")
 
@@ -118,7 +119,7 @@ async def pg_drain(url: str, *, batch_size: int, concurrency: int) -> tuple[int,
         nonlocal drained
         while True:
             async with pool.acquire() as connection, connection.transaction():
-                body = await copy_out(connection, queries.take_batch(batch_size))
+                body = await copy_out(connection, queries.take_batch(batch_size, MAX_BYTES))
             count = body.count(b"\n")
             drained += count
             if count < batch_size:
@@ -203,11 +204,11 @@ async def relay_run(
     batch_size: int,
     concurrency: int,
     relays: int = 1,
-    environment: Mapping[str, str] | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> RelayRun:
     """Start `relays` relay processes side by side, commit the events, time until the outbox is empty.
 
-    `environment` adds to (or overrides) the relays' settings.
+    `extra_env` adds to (or overrides) the relays' environment.
     """
     ports = [free_port() for _ in range(relays)]
     processes = []
@@ -223,7 +224,7 @@ async def relay_run(
                 "RELAY_POLL_INTERVAL": "1",
                 "LOG_LEVEL": "WARNING",
                 "DIE_HARD_ENV_FILE": os.devnull,
-                **(environment or {}),
+                **(extra_env or {}),
             }
             processes.append(
                 await asyncio.create_subprocess_exec(sys.executable, "-m", "relay", env=env, cwd=ROOT)

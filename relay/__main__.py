@@ -3,6 +3,9 @@
 relay [run]      run the daemon
 relay migrate    create the ClickHouse table and view (idempotent)
 relay check      check the ClickHouse table and exit
+relay reconcile [--since DURATION]
+                 compare the archive of delivered events with ClickHouse, send
+                 again what ClickHouse lost; the last line printed is JSON
 relay expire     delete events older than EVENT_LOG_RETENTION_DAYS (servers without TTL)
 relay --version, relay COMMAND --help (options and their environment variables: `relay.cli`)
 """
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import aiohttp
 import structlog
@@ -28,6 +32,7 @@ from shared.settings import ConfigurationError, load
 def main(argv: list[str] | None = None, *, observers: Sequence[Observer] = ()) -> int:
     """Entry point of the relay's command line; `observers` also hear what the relay does."""
     command, overrides = cli.parse(sys.argv[1:] if argv is None else argv)
+    since = overrides.pop("since", None)
     try:
         settings = load(RelaySettings, **overrides)
     except ConfigurationError as error:
@@ -41,6 +46,9 @@ def main(argv: list[str] | None = None, *, observers: Sequence[Observer] = ()) -
         return uvloop.run(app.expire(settings))
     if command == "check":
         return uvloop.run(_check(settings))
+    if command == "reconcile":
+        start = datetime.now(UTC) - since if since is not None else None
+        return uvloop.run(app.reconcile(settings, since=start))
     return uvloop.run(app.run(settings, observers=observers))
 
 

@@ -10,8 +10,10 @@ and exits non-zero rather than limp along without it.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from collections.abc import Coroutine, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -19,16 +21,19 @@ import asyncpg
 import structlog
 from aiochclient import ChClient
 
+from relay import reconcile as reconciliation
 from relay import schema
+from relay.archive import ArchiveKeeper
 from relay.clickhouse import ClickHouseSink, DeliveryError, insert_settings
 from relay.doorbell import Doorbell
 from relay.forwarder import Forwarder, ForwarderConfig
 from relay.http import HttpEndpoint
+from relay.isolation import Canary
 from relay.listener import Listener
 from relay.metrics import RelayMetrics
 from relay.monitor import Heartbeat, OutboxMonitor
 from relay.observer import Observer, Observers
-from relay.outbox import OutboxQueries
+from relay.outbox import POSTGRES_ERRORS, OutboxQueries
 from relay.readiness import Readiness
 from relay.retry import Backoff
 from relay.settings import RelaySettings
@@ -91,6 +96,7 @@ async def migrate(settings: RelaySettings) -> int:
         cluster=settings.clickhouse_cluster,
         datetime64=features.datetime64,
         insert_deduplication=features.insert_deduplication,
+        durable_insert=features.durable_insert,
     )
     return EXIT_OK
 
@@ -132,6 +138,53 @@ def session_settings(settings: RelaySettings) -> dict[str, str]:
     }
 
 
+async def reconcile(settings: RelaySettings, *, since: datetime | None) -> int:
+    """`relay reconcile`: one reconciliation, a summary on stdout ending in a JSON line.
+
+    Exit 0 when ClickHouse holds every archived event of the hours checked
+    (after re-sending what it lacked), 1 when it does not or a database failed,
+    2 when the ClickHouse table is missing or incompatible.
+    """
+    async with aiohttp.ClientSession() as session:
+        sink = clickhouse_sink(session, settings)
+        try:
+            shape = await schema.inspect(sink, settings.clickhouse_database)
+            await _configure_inserts(sink, settings)  # re-sends go with the quorum too
+        except schema.SchemaError as error:
+            log.error("clickhouse_schema_invalid", problem=str(error))
+            return EXIT_MISCONFIGURED
+        if shape.async_insert:
+            sink.pin_synchronous_inserts()
+        connection = await asyncpg.connect(
+            settings.postgres_dsn, command_timeout=settings.relay_postgres_timeout
+        )
+        try:
+            await reconciliation.lock(connection)  # waits while a relay is reconciling
+            try:
+                report = await reconciliation.Reconciliation(
+                    connection=connection,
+                    sink=sink,
+                    precision=shape.timestamp_precision,
+                    batch_size=settings.relay_batch_size,
+                ).run(since=since)
+            finally:
+                await reconciliation.unlock(connection)
+        except (*POSTGRES_ERRORS, DeliveryError) as error:
+            log.error(
+                "reconcile_failed",
+                error_kind=getattr(error, "kind", type(error).__name__),
+                error_code=getattr(error, "code", None),
+                sqlstate=getattr(error, "sqlstate", None),
+            )
+            return EXIT_FAILED
+        finally:
+            await connection.close()
+    for line in reconciliation.describe(report, retention=settings.relay_archive_retention):
+        print(line)
+    print(json.dumps(report.summary()))
+    return EXIT_OK if report.complete else EXIT_FAILED
+
+
 async def run(
     settings: RelaySettings, *, stop: asyncio.Event | None = None, observers: Sequence[Observer] = ()
 ) -> int:
@@ -150,8 +203,8 @@ async def run(
         settings.postgres_dsn,
         min_size=0,
         # one connection per forwarder, one for the monitor, one each for the
-        # readiness timer and /readyz
-        max_size=settings.relay_concurrency + 3,
+        # readiness timer, /readyz, the archive's upkeep and reconciliation
+        max_size=settings.relay_concurrency + 5,
         # A connection that stops answering (a half-open socket after a
         # failover) fails the statement instead of blocking a forwarder forever.
         command_timeout=settings.relay_postgres_timeout,
@@ -186,6 +239,7 @@ async def _serve(
     status = RelayStatus()
     observer = Observers(Telemetry(metrics=metrics, status=status), *observers)
     doorbell = Doorbell()
+    archiving = settings.relay_archive_retention > timedelta(0)
     listener = Listener(
         dsn=settings.postgres_dsn,
         channel=NOTIFY_CHANNEL,
@@ -197,7 +251,11 @@ async def _serve(
     side: dict[str, Coroutine[Any, Any, None]] = {
         "listener": listener.run(stop),
         "monitor": OutboxMonitor(
-            pool=pool, metrics=metrics, status=status, interval=settings.relay_stats_interval
+            pool=pool,
+            metrics=metrics,
+            status=status,
+            interval=settings.relay_stats_interval,
+            count_archive=archiving,
         ).run(stop),
         "heartbeat": Heartbeat(status=status).run(stop),
         "readiness": readiness.run(stop, interval=settings.relay_stats_interval),
@@ -220,14 +278,35 @@ async def _serve(
         if shape is None:
             exit_code = EXIT_OK if stop.is_set() else EXIT_MISCONFIGURED
             return exit_code
-        queries = OutboxQueries(timestamp_precision=shape.timestamp_precision)
+        if shape.async_insert:
+            sink.pin_synchronous_inserts()
+        queries = OutboxQueries(timestamp_precision=shape.timestamp_precision, archive=archiving)
         config = ForwarderConfig(
             batch_size=settings.relay_batch_size,
+            max_bytes=settings.relay_batch_max_bytes,
             poll_interval=settings.relay_poll_interval,
             recheck_interval=settings.relay_recheck_interval,
             quiet_period=2 * NOTIFY_DEBOUNCE_MS / 1000,
             backoff=backoff,
         )
+        if archiving:
+            # This hour's partition before the first delivery: otherwise the
+            # first batches land in the default partition and block it.
+            keeper = ArchiveKeeper(pool=pool, retention=settings.relay_archive_retention)
+            await keeper.maintain_once()
+            helpers.add(asyncio.create_task(keeper.run(stop), name="archive"))
+        if archiving and settings.relay_reconcile_interval > timedelta(0):
+            reconciler = reconciliation.Reconciler(
+                pool=pool,
+                sink=sink,
+                precision=shape.timestamp_precision,
+                batch_size=settings.relay_batch_size,
+                interval=settings.relay_reconcile_interval.total_seconds(),
+                metrics=metrics,
+                status=status,
+            )
+            helpers.add(asyncio.create_task(reconciler.run(stop), name="reconcile"))
+        canary = Canary()
         workers = {
             asyncio.create_task(forwarder.run(stop), name=forwarder.name)
             for forwarder in (
@@ -239,6 +318,7 @@ async def _serve(
                     config=config,
                     doorbell=doorbell,
                     observer=observer,
+                    canary=canary,
                 )
                 for number in range(settings.relay_concurrency)
             )
@@ -251,6 +331,7 @@ async def _serve(
             timestamp_precision=shape.timestamp_precision,
             clickhouse_replicas=len(sink.urls),
             cluster=settings.clickhouse_cluster,
+            archive_retention_s=settings.relay_archive_retention.total_seconds(),
         )
         exit_code, reported = await _supervise(stop, workers | helpers)
         return exit_code

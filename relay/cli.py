@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any
 
-from relay.settings import RelaySettings
+from relay.settings import RelaySettings, parse_duration
 
 PROG = "relay"
 DEFAULT_COMMAND = "run"
@@ -82,8 +82,23 @@ _SCHEMA = (
         "DAYS",
     ),
 )
+_ARCHIVE = (
+    Option(
+        "relay_archive_retention",
+        "--archive-retention",
+        "how long delivered events are kept for reconciliation (e.g. 24h); 0 keeps none",
+        "DURATION",
+    ),
+)
 _DAEMON = (
     Option("relay_batch_size", "--batch-size", "most events per ClickHouse insert", "EVENTS"),
+    Option("relay_batch_max_bytes", "--batch-max-bytes", "most bytes per ClickHouse insert", "BYTES"),
+    Option(
+        "relay_reconcile_interval",
+        "--reconcile-interval",
+        "time between reconciliations with ClickHouse (e.g. 10m)",
+        "DURATION",
+    ),
     Option("relay_concurrency", "--concurrency", "forwarding loops in this process", "LOOPS"),
     Option(
         "relay_poll_interval", "--poll-interval", "seconds between polls without a notification", "SECONDS"
@@ -119,6 +134,17 @@ _DAEMON = (
 
 
 @dataclass(frozen=True, slots=True)
+class Argument:
+    """An option of one command that no setting stands behind (it lands in the overrides under `dest`)."""
+
+    flag: str
+    dest: str
+    help: str
+    metavar: str
+    type: Callable[[str], Any]
+
+
+@dataclass(frozen=True, slots=True)
 class Command:
     """A sub-command: what it does, the options it takes, the settings only the environment gives."""
 
@@ -126,14 +152,31 @@ class Command:
     help: str
     options: tuple[Option, ...]
     environment_only: tuple[str, ...]
+    arguments: tuple[Argument, ...] = ()
 
 
 COMMANDS = (
     Command(
         "run",
         "carry events from the outbox to ClickHouse until SIGTERM or SIGINT (the default)",
-        _DAEMON + _CLICKHOUSE + _OBSERVABILITY,
+        _DAEMON + _ARCHIVE + _CLICKHOUSE + _OBSERVABILITY,
         ("database_url", "relay_database_url", "clickhouse_password", "sentry_config_dsn"),
+    ),
+    Command(
+        "reconcile",
+        "compare the archive of delivered events with ClickHouse, hour by hour and type by type, and send "
+        "again what ClickHouse lost; the last line printed is JSON; exit 0 when ClickHouse is complete",
+        _ARCHIVE + _CLICKHOUSE + _OBSERVABILITY,
+        ("database_url", "relay_database_url", "clickhouse_password", "sentry_config_dsn"),
+        (
+            Argument(
+                "--since",
+                "since",
+                "check the hours from this long ago (e.g. 6h, 2d); default: all the archive keeps",
+                "DURATION",
+                parse_duration,
+            ),
+        ),
     ),
     Command(
         "migrate",
@@ -184,11 +227,21 @@ def parser() -> argparse.ArgumentParser:
         )
         for option in command.options:
             _add(sub, option)
+        for argument in command.arguments:
+            sub.add_argument(
+                argument.flag,
+                dest=argument.dest,
+                type=argument.type,
+                metavar=argument.metavar,
+                default=argparse.SUPPRESS,
+                help=argument.help,
+            )
     return root
 
 
 def parse(argv: Sequence[str]) -> tuple[str, dict[str, Any]]:
-    """The command to run and the settings the options override; exits 2 on a usage error."""
+    """The command to run and the settings the options override (plus the command's own arguments,
+    under their `dest`); exits 2 on a usage error."""
     arguments = list(argv)
     if not arguments or (arguments[0].startswith("-") and arguments[0] not in {"-h", "--help", "--version"}):
         arguments.insert(0, DEFAULT_COMMAND)

@@ -82,9 +82,14 @@ def classify(error: ChClientError) -> DeliveryError:
     return TransientError(message, kind="server", code=code)
 
 
-def insert_query(table: str = EVENT_LOG_TABLE) -> str:
-    """The insert the relay sends; the body that follows is TSV in this column order."""
-    return f"INSERT INTO {table} ({', '.join(EVENT_LOG_COLUMNS)}) FORMAT TabSeparated"
+def insert_query(table: str = EVENT_LOG_TABLE, *, synchronous: bool = False) -> str:
+    """The insert the relay sends; the body that follows is TSV in this column order.
+
+    `synchronous` pins `async_insert = 0` (servers that have the setting): the
+    acknowledgement then always means "written", whatever the user's profile says.
+    """
+    settings = " SETTINGS async_insert = 0" if synchronous else ""
+    return f"INSERT INTO {table} ({', '.join(EVENT_LOG_COLUMNS)}){settings} FORMAT TabSeparated"
 
 
 def insert_settings(*, quorum: int, sharded: bool, timeout: float) -> dict[str, int]:
@@ -134,6 +139,8 @@ class ClickHouseSink:
         self._writers = self._readers
         self._current = 0
         self.timeout = timeout
+        self._table = EVENT_LOG_TABLE
+        self._synchronous = False
         self._query = insert_query()
 
     def _client(self, url: str, **settings: int | str) -> ChClient:
@@ -141,8 +148,14 @@ class ClickHouseSink:
 
     def configure_inserts(self, *, table: str = EVENT_LOG_TABLE, settings: Mapping[str, int | str]) -> None:
         """Insert into `table`, with these ClickHouse settings (a quorum, say) on every insert."""
-        self._query = insert_query(table)
+        self._table = table
+        self._query = insert_query(table, synchronous=self._synchronous)
         self._writers = [self._client(url, **settings) for url in self.urls]
+
+    def pin_synchronous_inserts(self) -> None:
+        """Ask the server never to acknowledge an insert before writing it (`async_insert = 0`)."""
+        self._synchronous = True
+        self._query = insert_query(self._table, synchronous=True)
 
     @property
     def client(self) -> ChClient:

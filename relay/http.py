@@ -68,6 +68,9 @@ class HttpEndpoint:
     async def readyz(self, _request: web.Request) -> web.Response:
         """200 when PostgreSQL and ClickHouse both answer in time, 503 naming the ones that do not."""
         report = await self.readiness.check()
+        if self.status.systemic_refusal:
+            # ClickHouse answers but refuses every event: not ready, and say why.
+            report["clickhouse_accepts_events"] = "refusing"
         ready = all(result == "ok" for result in report.values())
         return web.json_response(
             {"status": "ready" if ready else "unavailable", "checks": report}, status=200 if ready else 503
@@ -100,6 +103,16 @@ class HttpEndpoint:
                     if status.last_error_kind
                     else None
                 ),
+                "archive_events": status.archive_events,
+                "systemic_refusal": (
+                    {"error_code": status.systemic_refusal_code} if status.systemic_refusal else None
+                ),
+                "reconcile": {
+                    "last_run_at": _iso(status.reconcile_last_run_at),
+                    "last_success_at": _iso(status.reconcile_last_success_at),
+                    "last_failure_at": _iso(status.reconcile_failed_at),
+                    "last_result": status.reconcile_last,
+                },
                 "listener_connected": self.listener.connected,
                 "started_at": _iso(status.started_at),
             }

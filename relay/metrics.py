@@ -92,6 +92,36 @@ class RelayMetrics:
         self.wakeups = Counter(
             "relay_wakeups", "Wake-ups, by cause (notify, poll, recheck).", ["cause"], registry=r
         )
+        self.archive_events = Gauge(
+            "relay_archive_events",
+            "Delivered events kept in the archive (PostgreSQL's estimate).",
+            registry=r,
+        )
+        self.reconcile_missing = Counter(
+            "relay_reconcile_missing_events",
+            "Events reconciliation found in the archive but not in ClickHouse.",
+            registry=r,
+        )
+        self.reconcile_resent = Counter(
+            "relay_reconcile_resent_events",
+            "Missing events reconciliation sent to ClickHouse again.",
+            registry=r,
+        )
+        self.reconcile_extra = Counter(
+            "relay_reconcile_extra_events",
+            "Events reconciliation found in ClickHouse but not in the archive (counted on every run).",
+            registry=r,
+        )
+        self.reconcile_last_success = Gauge(
+            "relay_reconcile_last_success_timestamp_seconds",
+            "Unix time of the last reconciliation that left ClickHouse complete.",
+            registry=r,
+        )
+        self.systemic_refusal = Gauge(
+            "relay_systemic_refusal",
+            "1 while ClickHouse refuses every event the same way (events wait in the outbox).",
+            registry=r,
+        )
         self.dependency_up = Gauge(
             "relay_dependency_up",
             "1 when the dependency (postgres, clickhouse) answered the last readiness probe, else 0.",

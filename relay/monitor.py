@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import asyncpg
 import structlog
 
-from relay import outbox
+from relay import archive, outbox
 from relay.metrics import RelayMetrics
 from relay.outbox import POSTGRES_ERRORS
 from relay.status import RelayStatus
@@ -20,12 +20,13 @@ log = structlog.get_logger("relay.monitor")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OutboxMonitor:
-    """Counts pending events and dead letters every `interval` seconds."""
+    """Counts pending events, dead letters (and archived events) every `interval` seconds."""
 
     pool: asyncpg.Pool
     metrics: RelayMetrics
     status: RelayStatus
     interval: float
+    count_archive: bool = False
 
     async def run(self, stop: asyncio.Event) -> None:
         """Refresh until `stop` is set; a failed refresh keeps the last values."""
@@ -38,6 +39,7 @@ class OutboxMonitor:
         try:
             async with self.pool.acquire(timeout=self.interval) as connection:
                 backlog = await outbox.backlog(connection)
+                archived = await archive.estimated_rows(connection) if self.count_archive else 0
         except POSTGRES_ERRORS as error:
             log.warning("outbox_stats_failed", error_kind=type(error).__name__)
             return
@@ -46,6 +48,8 @@ class OutboxMonitor:
         self.metrics.pending_events.set(backlog.pending_events)
         self.metrics.oldest_pending_age.set(backlog.oldest_pending_age_seconds)
         self.metrics.dead_letter_events.set(backlog.dead_letters)
+        self.metrics.archive_events.set(archived)
+        self.status.archive_events = archived
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -64,6 +64,12 @@ class Observer:
     def woke(self, cause: WakeCause) -> None:
         """A forwarder looked at the outbox, or was told to, for this reason."""
 
+    def refusing(self, error_code: int | None) -> None:
+        """ClickHouse refuses every event alike (it changed, not the events): they wait in the outbox."""
+
+    def accepting(self) -> None:
+        """ClickHouse takes events again after refusing them all."""
+
     def listener_reconnected(self) -> None:
         """The LISTEN connection was re-established after being lost."""
 
@@ -103,6 +109,14 @@ class Observers(Observer):
     def woke(self, cause: WakeCause) -> None:
         for observer in self.observers:
             observer.woke(cause)
+
+    def refusing(self, error_code: int | None) -> None:
+        for observer in self.observers:
+            observer.refusing(error_code)
+
+    def accepting(self) -> None:
+        for observer in self.observers:
+            observer.accepting()
 
     def listener_reconnected(self) -> None:
         for observer in self.observers:

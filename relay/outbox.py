@@ -16,8 +16,10 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from shared.outbox import (
+    ARCHIVE_TABLE,
     BACKLOG,
     DEAD_LETTER_TABLE,
+    EVENT_COLUMNS,
     EVENT_LOG_COLUMNS,
     OUTBOX_TABLE,
     RESTORE_WAKEUP_ROW,
@@ -38,18 +40,23 @@ POSTGRES_ERRORS = (
 )
 
 _CARRIED_COLUMNS = ", ".join((*EVENT_LOG_COLUMNS, *TRACE_COLUMNS))
+_LOG_COLUMNS = ", ".join(EVENT_LOG_COLUMNS)
 
-# A dead letter keeps every column the event had, counts one more time set
-# aside, and records ClickHouse's error.
+# Dead letters, any number in one statement: each keeps every column the event
+# had, counts one more time set aside, and records its own error.
 DEAD_LETTER = f"""
-    WITH moved AS (DELETE FROM {OUTBOX_TABLE} WHERE id = $1 RETURNING {_CARRIED_COLUMNS}, attempts)
+    WITH refused AS (SELECT * FROM unnest($1::bigint[], $2::text[]) AS r(id, error)),
+    moved AS (
+        DELETE FROM {OUTBOX_TABLE} USING refused WHERE {OUTBOX_TABLE}.id = refused.id
+        RETURNING {", ".join(f"{OUTBOX_TABLE}.{column}" for column in EVENT_COLUMNS)}, refused.error
+    )
     INSERT INTO {DEAD_LETTER_TABLE} ({_CARRIED_COLUMNS}, attempts, error, dead_lettered_at)
-    SELECT {_CARRIED_COLUMNS}, attempts + 1, $2, now() FROM moved
+    SELECT {_CARRIED_COLUMNS}, attempts + 1, error, now() FROM moved
 """
-CLAIM_TRACED = (
-    f"SELECT id, sentry_trace, baggage FROM {OUTBOX_TABLE} ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
-)
 DELETE_IDS = f"DELETE FROM {OUTBOX_TABLE} WHERE id = ANY($1::bigint[])"
+# Bytes a TSV line takes besides the payload, type and environment: the id,
+# the timestamp, the version, the tabs and the newline.
+_LINE_OVERHEAD = 72
 
 # A connection of its own or one a pool lends: every statement runs on either.
 type Connection = asyncpg.Connection | PoolConnectionProxy
@@ -71,30 +78,81 @@ class OutboxQueries:
     inlining them). COPY's text escaping is ClickHouse's TSV escaping.
     """
 
-    def __init__(self, *, timestamp_precision: int) -> None:
+    def __init__(self, *, timestamp_precision: int, archive: bool = False) -> None:
         # ClickHouse's DateTime parser takes no fraction; DateTime64(6) takes microseconds.
         fmt = "YYYY-MM-DD HH24:MI:SS.US" if timestamp_precision == 6 else "YYYY-MM-DD HH24:MI:SS"
         timestamp = f"to_char(event_date_time AT TIME ZONE 'UTC', '{fmt}')"
         self.tsv_columns = ", ".join(
             timestamp if name == "event_date_time" else name for name in EVENT_LOG_COLUMNS
         )
+        # With the archive on, every statement that removes delivered events
+        # also copies them there, in the same statement.
+        self.archive = archive
+        self.delete_ids = _archiving(DELETE_IDS, None) if archive else DELETE_IDS
+        # A recently delivered event, to check whether ClickHouse still takes
+        # what it took before (see `relay.isolation`); none without the archive.
+        self.canary = (
+            f"SELECT {self.tsv_columns} FROM {ARCHIVE_TABLE}"
+            " WHERE delivered_at > now() - interval '1 hour' LIMIT 1"
+            if archive
+            else None
+        )
 
-    def take_batch(self, limit: int) -> str:
-        """The hot path: claim, delete and render up to `limit` events in one statement."""
-        return f"DELETE FROM {OUTBOX_TABLE} WHERE id IN ({_claim(limit)}) RETURNING {self.tsv_columns}"
+    def _removing(self, delete: str) -> str:
+        if self.archive:
+            return _archiving(delete, self.tsv_columns)
+        return f"{delete} RETURNING {self.tsv_columns}"
+
+    def take_batch(self, limit: int, max_bytes: int) -> str:
+        """The hot path: claim, delete and render up to `limit` events (about `max_bytes`) at once."""
+        return self._removing(f"DELETE FROM {OUTBOX_TABLE} WHERE id IN ({_claim(limit, max_bytes)})")
 
     def take_ids(self, ids: Iterable[int]) -> str:
         """Delete and render the events with these outbox ids (already claimed)."""
         id_list = ", ".join(str(int(outbox_id)) for outbox_id in ids)
-        return f"DELETE FROM {OUTBOX_TABLE} WHERE id IN ({id_list}) RETURNING {self.tsv_columns}"
+        return self._removing(f"DELETE FROM {OUTBOX_TABLE} WHERE id IN ({id_list})")
 
-    def claim_lines(self, limit: int) -> str:
+    def claim_traced(self, limit: int, max_bytes: int) -> str:
+        """Claim the next batch's ids with the trace headers their events were written with."""
+        return (
+            f"SELECT id, sentry_trace, baggage FROM {OUTBOX_TABLE}"
+            f" WHERE id IN ({_claim(limit, max_bytes)}) ORDER BY id"
+        )
+
+    def claim_lines(self, limit: int, max_bytes: int) -> str:
         """The isolation path: claim up to `limit` events without deleting them, each line led by its id."""
-        return f"SELECT id, {self.tsv_columns} FROM {OUTBOX_TABLE} WHERE id IN ({_claim(limit)}) ORDER BY id"
+        return (
+            f"SELECT id, {self.tsv_columns} FROM {OUTBOX_TABLE}"
+            f" WHERE id IN ({_claim(limit, max_bytes)}) ORDER BY id"
+        )
 
 
-def _claim(limit: int) -> str:
-    return f"SELECT id FROM {OUTBOX_TABLE} ORDER BY id LIMIT {int(limit)} FOR UPDATE SKIP LOCKED"
+def _claim(limit: int, max_bytes: int) -> str:
+    """The lowest `limit` pending events, locked, cut where their TSV would pass `max_bytes`.
+
+    The first one always comes, whatever its size, so that an oversized event
+    is seen and set aside rather than skipped forever.
+    """
+    return f"""SELECT id FROM (
+        SELECT id, size, sum(size) OVER (ORDER BY id) - size AS before
+          FROM (SELECT id, octet_length(event_context::text) + octet_length(event_type)
+                       + octet_length(environment) + {_LINE_OVERHEAD} AS size
+                  FROM {OUTBOX_TABLE} ORDER BY id LIMIT {int(limit)} FOR UPDATE SKIP LOCKED) AS claimed
+    ) AS sized WHERE before = 0 OR before + size <= {int(max_bytes)}"""
+
+
+def _archiving(delete: str, output: str | None) -> str:
+    """`delete` (a DELETE without RETURNING) that also copies the rows into the archive.
+
+    One statement: the rows leave the outbox and enter the archive in the same
+    transaction, still with no per-event round trip. `output` is what the
+    statement returns (nothing when `None`).
+    """
+    moved = f"moved AS ({delete} RETURNING {_LOG_COLUMNS})"
+    archive = f"INSERT INTO {ARCHIVE_TABLE} ({_LOG_COLUMNS}) SELECT {_LOG_COLUMNS} FROM moved"
+    if output is None:
+        return f"WITH {moved} {archive}"
+    return f"WITH {moved}, archived AS ({archive}) SELECT {output} FROM moved"
 
 
 async def copy_out(connection: Connection, query: str) -> bytes:
@@ -109,16 +167,16 @@ async def copy_out(connection: Connection, query: str) -> bytes:
 
 
 async def take_batch(
-    connection: Connection, queries: OutboxQueries, limit: int, *, traced: bool = False
+    connection: Connection, queries: OutboxQueries, limit: int, max_bytes: int, *, traced: bool = False
 ) -> tuple[bytes, list[TraceContext]]:
-    """Claim and delete up to `limit` events; return them as ClickHouse TSV.
+    """Claim and delete up to `limit` events (about `max_bytes`); return them as ClickHouse TSV.
 
     A traced batch also returns the trace headers its events were written with,
     at the price of one more statement.
     """
     if not traced:
-        return await copy_out(connection, queries.take_batch(limit)), []
-    rows = await connection.fetch(CLAIM_TRACED, limit)
+        return await copy_out(connection, queries.take_batch(limit, max_bytes)), []
+    rows = await connection.fetch(queries.claim_traced(limit, max_bytes))
     if not rows:
         return b"", []
     body = await copy_out(connection, queries.take_ids(row["id"] for row in rows))
@@ -126,9 +184,11 @@ async def take_batch(
     return body, traces
 
 
-async def claim_lines(connection: Connection, queries: OutboxQueries, limit: int) -> list[tuple[int, bytes]]:
-    """Claim up to `limit` events without deleting them: (id, TSV line) pairs."""
-    data = await copy_out(connection, queries.claim_lines(limit))
+async def claim_lines(
+    connection: Connection, queries: OutboxQueries, limit: int, max_bytes: int
+) -> list[tuple[int, bytes]]:
+    """Claim up to `limit` events (about `max_bytes`) without deleting them: (id, TSV line) pairs."""
+    data = await copy_out(connection, queries.claim_lines(limit, max_bytes))
     lines = []
     for line in data.splitlines(keepends=True):
         outbox_id, _, rest = line.partition(b"\t")
@@ -136,15 +196,18 @@ async def claim_lines(connection: Connection, queries: OutboxQueries, limit: int
     return lines
 
 
-async def delete(connection: Connection, ids: list[int]) -> None:
-    """Remove delivered events."""
+async def delete(connection: Connection, queries: OutboxQueries, ids: list[int]) -> None:
+    """Remove delivered events (into the archive when it is on)."""
     if ids:
-        await connection.execute(DELETE_IDS, ids)
+        await connection.execute(queries.delete_ids, ids)
 
 
-async def dead_letter(connection: Connection, outbox_id: int, error: str) -> None:
-    """Move one event to the dead-letter table with the error that refused it."""
-    await connection.execute(DEAD_LETTER, outbox_id, error)
+async def dead_letter(connection: Connection, refused: list[tuple[int, str]]) -> None:
+    """Move events to the dead-letter table, each with the error that refused it: (outbox id, error)."""
+    if refused:
+        await connection.execute(
+            DEAD_LETTER, [outbox_id for outbox_id, _ in refused], [error for _, error in refused]
+        )
 
 
 async def backlog(connection: Connection) -> Backlog:

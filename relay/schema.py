@@ -55,12 +55,14 @@ class ServerFeatures:
 
     datetime64: bool
     insert_deduplication: bool
+    # MergeTree's `fsync_after_insert`: an acknowledged part is on disk.
+    durable_insert: bool = False
     # Table TTL (ClickHouse 19.6 and later): the server drops expired rows itself.
     ttl: bool = False
 
 
 LEGACY: Final = ServerFeatures(datetime64=False, insert_deduplication=False, ttl=False)
-CURRENT: Final = ServerFeatures(datetime64=True, insert_deduplication=True, ttl=True)
+CURRENT: Final = ServerFeatures(datetime64=True, insert_deduplication=True, durable_insert=True, ttl=True)
 
 
 def ttl_clause(retention_days: int) -> str:
@@ -116,14 +118,16 @@ def create_statements(
             f"ReplicatedReplacingMergeTree('/clickhouse/tables/{{shard}}/{database}/{EVENT_LOG_TABLE}',"
             " '{replica}')"
         )
-        settings = ""  # replicated tables deduplicate retried blocks by default
     else:
         engine = "ReplacingMergeTree"
-        settings = (
-            f"\nSETTINGS non_replicated_deduplication_window = {INSERT_DEDUP_WINDOW}"
-            if features.insert_deduplication
-            else ""
-        )
+    table_settings = []
+    # Replicated tables deduplicate retried blocks by default.
+    if features.insert_deduplication and not cluster:
+        table_settings.append(f"non_replicated_deduplication_window = {INSERT_DEDUP_WINDOW}")
+    if features.durable_insert:
+        # ClickHouse acknowledges an insert only once its part is on disk.
+        table_settings += ["fsync_after_insert = 1", "fsync_part_directory = 1"]
+    settings = f"\nSETTINGS {', '.join(table_settings)}" if table_settings else ""
     ttl = f"\n{ttl_clause(retention_days)}" if features.ttl and retention_days else ""
     table = f"""CREATE TABLE IF NOT EXISTS {database}.{EVENT_LOG_TABLE}{on_cluster}
 (
@@ -152,6 +156,9 @@ class TableShape:
     """What the relay learns from the existing table: how precise its timestamps are."""
 
     timestamp_precision: int  # 0 for DateTime, 6 for DateTime64(6)
+    # The server has `async_insert` (a profile could make it acknowledge before
+    # writing): the relay then pins it off on its inserts.
+    async_insert: bool = False
 
 
 _EXPECTED: Final = {
@@ -188,13 +195,19 @@ def check_columns(columns: dict[str, str]) -> TableShape:
 async def detect_features(client: ChClient) -> ServerFeatures:
     """Ask the server which of the optional features it has."""
     datetime64 = await client.fetchval("SELECT count() FROM system.functions WHERE name = 'toDateTime64'")
-    window = await client.fetchval(
-        "SELECT count() FROM system.merge_tree_settings WHERE name = 'non_replicated_deduplication_window'"
+    names = {
+        row["name"]
+        for row in await client.fetch(
+            "SELECT name FROM system.merge_tree_settings WHERE name IN"
+            " ('non_replicated_deduplication_window', 'fsync_after_insert', 'merge_with_ttl_timeout')"
+        )
+    }
+    return ServerFeatures(
+        datetime64=bool(datetime64),
+        insert_deduplication="non_replicated_deduplication_window" in names,
+        durable_insert="fsync_after_insert" in names,
+        ttl="merge_with_ttl_timeout" in names,
     )
-    ttl = await client.fetchval(
-        "SELECT count() FROM system.merge_tree_settings WHERE name = 'merge_with_ttl_timeout'"
-    )
-    return ServerFeatures(datetime64=bool(datetime64), insert_deduplication=bool(window), ttl=bool(ttl))
 
 
 async def apply(
@@ -242,7 +255,11 @@ async def inspect(sink: ClickHouseSink, database: str) -> TableShape:
         if error.code in ACCESS_CODES:
             raise SchemaError(f"ClickHouse refused the configured user (code {error.code})") from error
         raise
-    return check_columns({row["name"]: row["type"] for row in rows})
+    shape = check_columns({row["name"]: row["type"] for row in rows})
+    async_insert = await sink.call(
+        sink.client.fetchval("SELECT count() FROM system.settings WHERE name = 'async_insert'")
+    )
+    return TableShape(timestamp_precision=shape.timestamp_precision, async_insert=bool(async_insert))
 
 
 @dataclass(frozen=True, slots=True)

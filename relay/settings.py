@@ -3,12 +3,31 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
+from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator
 
 from shared.settings import CommonSettings
 
 _HOST_PORT = re.compile(r"(?P<host>[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:]+\])(:(?P<port>\d{1,5}))?")
+_DURATION = re.compile(r"(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>s|m|h|d)?")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """`90s`, `15m`, `24h`, `7d` or plain seconds (`0` switches the feature off)."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    if match is None:
+        raise ValueError(f"not a duration: {text!r} (examples: 90s, 15m, 24h, 7d, 0)")
+    return timedelta(seconds=float(match["amount"]) * _UNIT_SECONDS[match["unit"] or "s"])
+
+
+def _duration(value: object) -> object:
+    return parse_duration(value) if isinstance(value, str) else value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
 
 
 class RelaySettings(CommonSettings):
@@ -21,6 +40,8 @@ class RelaySettings(CommonSettings):
     relay_insert_quorum: int | None = Field(default=None, ge=0, le=16)
 
     relay_batch_size: int = Field(default=20_000, ge=1, le=100_000)
+    # Most bytes of TSV one insert carries; a single event larger than this is dead-lettered.
+    relay_batch_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     relay_concurrency: int = Field(default=2, ge=1, le=32)
     relay_poll_interval: float = Field(default=1.0, gt=0)
     # Looks at the outbox while events are flowing, between notifications: the
@@ -39,6 +60,10 @@ class RelaySettings(CommonSettings):
     relay_stats_interval: float = Field(default=5.0, gt=0)
     relay_readiness_timeout: float = Field(default=2.0, gt=0)
     relay_liveness_timeout: float = Field(default=30.0, gt=0)
+    # How long delivered events are kept in PostgreSQL for reconciliation; 0: not kept.
+    relay_archive_retention: Duration = timedelta(hours=24)
+    # How often the relays compare the archive with ClickHouse; 0: never (by themselves).
+    relay_reconcile_interval: Duration = timedelta(minutes=10)
 
     # Events older than this many days leave `event_log` (ClickHouse TTL, or
     # `relay expire` on servers without TTL); 0 keeps them forever.

@@ -25,6 +25,14 @@ class RelayStatus:
     last_tick_at: float = field(default_factory=time.monotonic)
     outbox: Backlog | None = None
     outbox_checked_at: float | None = None
+    archive_events: int | None = None
+    # ClickHouse refuses every event the same way (a schema or setting change).
+    systemic_refusal: bool = False
+    systemic_refusal_code: int | None = None
+    reconcile_last: dict[str, int] | None = None
+    reconcile_last_run_at: float | None = None
+    reconcile_last_success_at: float | None = None
+    reconcile_failed_at: float | None = None
     _deliveries: deque[tuple[float, int]] = field(default_factory=deque)
 
     def record_batch(self, events: int) -> None:
@@ -40,6 +48,17 @@ class RelayStatus:
         """A delivery attempt failed with an error of this kind."""
         self.last_error_kind = kind
         self.last_error_at = time.time()
+
+    def reconciled(self, summary: dict[str, int], *, complete: bool) -> None:
+        """A reconciliation ran to its end; `complete`: ClickHouse holds every archived event."""
+        self.reconcile_last = summary
+        self.reconcile_last_run_at = time.time()
+        if complete:
+            self.reconcile_last_success_at = self.reconcile_last_run_at
+
+    def reconcile_failed(self) -> None:
+        """A reconciliation could not finish (a database did not answer)."""
+        self.reconcile_failed_at = time.time()
 
     def tick(self) -> None:
         """The main loop is alive."""

@@ -55,5 +55,15 @@ class Telemetry(Observer):
     def woke(self, cause: WakeCause) -> None:
         self.metrics.wakeups.labels(cause=cause).inc()
 
+    def refusing(self, error_code: int | None) -> None:
+        self.metrics.systemic_refusal.set(1)
+        self.status.systemic_refusal = True
+        self.status.systemic_refusal_code = error_code
+
+    def accepting(self) -> None:
+        self.metrics.systemic_refusal.set(0)
+        self.status.systemic_refusal = False
+        self.status.systemic_refusal_code = None
+
     def listener_reconnected(self) -> None:
         self.metrics.listener_reconnects.inc()

@@ -13,6 +13,15 @@ from typing import Final, SupportsFloat
 OUTBOX_TABLE: Final = "event_outbox"
 DEAD_LETTER_TABLE: Final = "event_outbox_dead_letter"
 WAKEUP_TABLE: Final = "event_outbox_wakeup"
+# Delivered events, kept for `RELAY_ARCHIVE_RETENTION` so that what ClickHouse
+# lost can be found and sent again. Partitioned by delivery hour: expiry drops
+# whole partitions (`<table>_pYYYYMMDDHH`); rows no partition covers land in
+# the default partition (`<table>_default`).
+ARCHIVE_TABLE: Final = "event_outbox_delivered"
+# PostgreSQL advisory lock key held while the relay reconciles the archive with
+# ClickHouse (it re-sends what ClickHouse lacks). Erasing an account's events
+# takes it too, so a reconciliation never re-sends what was just erased.
+RECONCILE_LOCK: Final = 0x64_68_72_63
 
 # The channel the outbox trigger notifies. Notifications are hints: the relay
 # also polls, so a lost or debounced notification delays, never loses, an event.
@@ -45,6 +54,11 @@ TRACE_COLUMNS: Final = ("sentry_trace", "baggage")
 # analysts' columns, the trace headers of the request that wrote it, and how
 # often it has been set aside.
 EVENT_COLUMNS: Final = (*EVENT_LOG_COLUMNS, *TRACE_COLUMNS, "attempts")
+
+# Largest payload (`event_context`, bytes of JSON) the outbox accepts: a CHECK
+# constraint refuses a larger event in the producer's own transaction, long
+# before it could stall the relay.
+EVENT_CONTEXT_MAX_BYTES: Final = 1024 * 1024
 
 # The single row the wake-up trigger debounces on. Without it (a TRUNCATE, a
 # `manage.py flush`) every producer notifies, which costs them throughput; the

@@ -31,8 +31,8 @@ class CurrentClickHouse:
         return int(self.query(sql).strip())
 
     def insert(self, body: bytes) -> None:
-        """Insert a TSV body exactly as the relay sends it."""
-        self.query(f"{insert_query()}\n{body.decode()}")
+        """Insert a TSV body exactly as the relay sends it to a server that has `async_insert`."""
+        self.query(f"{insert_query(synchronous=True)}\n{body.decode()}")
 
     def close(self) -> None:
         """Release the session."""

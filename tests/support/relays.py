@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ import asyncpg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from relay import archive
 from relay.clickhouse import ClickHouseSink
 from relay.doorbell import Doorbell
 from relay.forwarder import Forwarder, ForwarderConfig
@@ -115,6 +118,100 @@ class RelayProcess:
 RelayFactory = Callable[..., RelayProcess]
 
 
+def relay_environment(outbox: Outbox, clickhouse: ClickHouse, **settings: object) -> dict[str, str]:
+    """The environment of a relay process pointed at the test databases.
+
+    `settings` are relay knobs by their short name (`batch_size=500` is
+    `RELAY_BATCH_SIZE`), or any variable by its upper-case name.
+    """
+    env = {
+        **os.environ,
+        "DIE_HARD_ENV_FILE": os.devnull,
+        "DATABASE_URL": outbox.url,
+        "CLICKHOUSE_HOST": clickhouse.url.split("//")[1].split(":")[0],
+        "CLICKHOUSE_PORT": clickhouse.url.rsplit(":", 1)[1].strip("/"),
+        "CLICKHOUSE_USER": clickhouse.user,
+        "CLICKHOUSE_PASSWORD": clickhouse.password,
+        "CLICKHOUSE_DATABASE": clickhouse.database,
+        "RELAY_POLL_INTERVAL": "0.5",
+        "RELAY_BACKOFF_INITIAL": "0.05",
+        "RELAY_BACKOFF_MAX": "0.5",
+        "RELAY_STATS_INTERVAL": "0.2",
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "INFO",
+    }
+    env.update(
+        {f"RELAY_{key.upper()}" if not key.isupper() else key: str(value) for key, value in settings.items()}
+    )
+    return env
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """How a one-shot relay command ended."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The JSON object on the last line of stdout."""
+        document: dict[str, Any] = json.loads(self.stdout.strip().splitlines()[-1])
+        return document
+
+
+def run_relay_command(
+    outbox: Outbox, clickhouse: ClickHouse, *args: str, **settings: object
+) -> CommandResult:
+    """Run `python -m relay <args>` to its end against the test databases."""
+    done = subprocess.run(
+        [sys.executable, "-m", "relay", *args],
+        cwd=ROOT,
+        env=relay_environment(outbox, clickhouse, **settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return CommandResult(done.returncode, done.stdout, done.stderr)
+
+
+def archive_partitions(outbox: Outbox) -> set[str]:
+    """Hourly partitions of the archive that exist now."""
+    return set(asyncio.run(_archive_partitions(outbox.url)).values())
+
+
+async def _archive_partitions(url: str) -> dict[datetime, str]:
+    connection = await asyncpg.connect(url)
+    try:
+        return await archive.hourly_partitions(connection)
+    finally:
+        await connection.close()
+
+
+def make_archive_partition(outbox: Outbox, hour: datetime) -> None:
+    """Create the archive's partition for one (past) hour, as a relay did then."""
+    asyncio.run(_make_partition(outbox.url, hour))
+
+
+async def _make_partition(url: str, hour: datetime) -> None:
+    connection = await asyncpg.connect(url)
+    try:
+        await archive.create_partition(connection, archive.hour_of(hour))
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+def clean_partitions(outbox: Outbox) -> Iterator[None]:
+    """Drop the archive's hourly partitions after the test (the test database outlives it)."""
+    yield
+    with outbox.connect() as connection:
+        for name in archive_partitions(outbox):
+            connection.execute(f"DROP TABLE {name}")
+
+
 @pytest.fixture
 def start_relay(outbox: Outbox, clickhouse: ClickHouse, tmp_path: Path) -> Iterator[RelayFactory]:
     """Start relays against the test outbox and ClickHouse database; all are stopped afterwards."""
@@ -122,29 +219,7 @@ def start_relay(outbox: Outbox, clickhouse: ClickHouse, tmp_path: Path) -> Itera
 
     def start(*, wait: bool = True, fault: str | None = None, **settings: object) -> RelayProcess:
         port = free_port()
-        env = {
-            **os.environ,
-            "DIE_HARD_ENV_FILE": os.devnull,
-            "DATABASE_URL": outbox.url,
-            "CLICKHOUSE_HOST": clickhouse.url.split("//")[1].split(":")[0],
-            "CLICKHOUSE_PORT": clickhouse.url.rsplit(":", 1)[1].strip("/"),
-            "CLICKHOUSE_USER": clickhouse.user,
-            "CLICKHOUSE_PASSWORD": clickhouse.password,
-            "CLICKHOUSE_DATABASE": clickhouse.database,
-            "RELAY_HTTP_PORT": str(port),
-            "RELAY_POLL_INTERVAL": "0.5",
-            "RELAY_BACKOFF_INITIAL": "0.05",
-            "RELAY_BACKOFF_MAX": "0.5",
-            "RELAY_STATS_INTERVAL": "0.2",
-            "LOG_FORMAT": "json",
-            "LOG_LEVEL": "INFO",
-        }
-        env.update(
-            {
-                f"RELAY_{key.upper()}" if not key.isupper() else key: str(value)
-                for key, value in settings.items()
-            }
-        )
+        env = relay_environment(outbox, clickhouse, RELAY_HTTP_PORT=port, **settings)
         if fault is not None:
             env[FAULT_VARIABLE] = fault
         relay = RelayProcess(env=env, log_path=tmp_path / f"relay-{len(started)}.log", port=port).start(
@@ -189,6 +264,7 @@ async def deliver_one_batch(outbox: Outbox, clickhouse: ClickHouse) -> int:
                 queries=OutboxQueries(timestamp_precision=0),
                 config=ForwarderConfig(
                     batch_size=100,
+                    max_bytes=1024 * 1024,
                     poll_interval=1,
                     recheck_interval=0.01,
                     quiet_period=0.1,

@@ -85,3 +85,29 @@ class WakeUp(models.Model):
 
     def __str__(self) -> str:
         return f"last wake-up {self.notified_at.isoformat()}"
+
+
+class DeliveredEvent(models.Model):
+    """An event ClickHouse acknowledged, kept for a while so that a loss there can be repaired.
+
+    The relay writes these rows in the transaction that deletes the event from
+    the outbox. The table is partitioned by delivery hour (created by a
+    migration, partitions by the relay), so expiry drops whole partitions.
+    Django sees one table; `event_id` stands in for a primary key (PostgreSQL's
+    partitioned tables can only have keys that include `delivered_at`).
+    """
+
+    event_id = models.UUIDField(primary_key=True)
+    event_type = models.CharField(max_length=100)
+    event_date_time = models.DateTimeField()
+    environment = models.CharField(max_length=64)
+    event_context = JSONTextField()
+    metadata_version = models.IntegerField()
+    delivered_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        db_table = outbox.ARCHIVE_TABLE
+        verbose_name = "delivered event"
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.event_id}"

@@ -4,7 +4,9 @@
 deleted account always leaves a request behind. It is carried out after the
 commit (a task asked for at once, and Celery beat's sweep for anything left):
 in one transaction, with the request locked, the account's events are deleted
-from the outbox and the dead letters, ClickHouse is told to delete them from
+from the outbox, the dead letters and the relay's archive of delivered events
+(waiting for a reconciliation in progress, which would otherwise re-send
+them), ClickHouse is told to delete them from
 `event_log`, and the request is closed with a `user_erased` event that names
 neither the person nor the account. Deleting the outbox rows first waits for
 any relay batch holding them, so nothing about the account can reach
@@ -25,7 +27,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from shared.events import UserErased
-from shared.outbox import DEAD_LETTER_TABLE, OUTBOX_TABLE
+from shared.outbox import ARCHIVE_TABLE, DEAD_LETTER_TABLE, OUTBOX_TABLE, RECONCILE_LOCK
 from webapp.core.broker import send_soon
 from webapp.outbox.client import EventLogClient
 from webapp.privacy.clickhouse import ClickHouseRefused, erase_user_events
@@ -78,10 +80,15 @@ def erasure_process_due(*, limit: int = 20) -> int:
 def _erase(request: ErasureRequest) -> None:
     assert request.user_id is not None
     with connection.cursor() as cursor:
+        # Wait for a reconciliation in progress: it could otherwise read the
+        # archive before this commit and re-send to ClickHouse what it erased.
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [RECONCILE_LOCK])
         cursor.execute(_ERASE.format(table=OUTBOX_TABLE), [request.user_id])
         outbox_events = cursor.rowcount
         cursor.execute(_ERASE.format(table=DEAD_LETTER_TABLE), [request.user_id])
         dead_letters = cursor.rowcount
+        # The relay keeps delivered events for a while to repair ClickHouse from.
+        cursor.execute(_ERASE.format(table=ARCHIVE_TABLE), [request.user_id])
     erase_user_events(user_id=request.user_id)
     request.user_id = None
     request.completed_at = timezone.now()

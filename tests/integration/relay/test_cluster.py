@@ -114,9 +114,18 @@ def local_cluster() -> Iterator[LocalCluster]:
 
 @pytest.fixture
 def cluster(local_cluster: LocalCluster) -> LocalCluster:
-    """The module's cluster with every part running (a test before may have stopped one)."""
+    """The module's cluster with every part running (a test before may have stopped one).
+
+    A replica that just came back may still be reconnecting to ZooKeeper: wait
+    until no replicated table of either replica is read-only.
+    """
     local_cluster.up()
+    wait_until(lambda: all(_writable(local_cluster.replica(number)) for number in (1, 2)), timeout=60)
     return local_cluster
+
+
+def _writable(replica: ClickHouse) -> bool:
+    return replica.value("SELECT count() FROM system.replicas WHERE is_readonly") == "0"
 
 
 @pytest.fixture

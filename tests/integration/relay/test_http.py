@@ -18,6 +18,12 @@ from tests.support.waiting import free_port, wait_until
 pytestmark = pytest.mark.slow
 
 REQUIRED_METRICS = {
+    "relay_archive_events": "gauge",
+    "relay_reconcile_missing_events": "counter",
+    "relay_reconcile_resent_events": "counter",
+    "relay_reconcile_extra_events": "counter",
+    "relay_reconcile_last_success_timestamp_seconds": "gauge",
+    "relay_systemic_refusal": "gauge",
     "relay_outbox_pending_events": "gauge",
     "relay_outbox_oldest_pending_age_seconds": "gauge",
     "relay_events_delivered": "counter",

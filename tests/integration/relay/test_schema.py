@@ -32,7 +32,7 @@ def relay_bodies(outbox: Outbox, *, precision: int, batch_size: int) -> list[byt
             queries = OutboxQueries(timestamp_precision=precision)
             while True:
                 async with connection.transaction():
-                    body, _ = await take_batch(connection, queries, batch_size)
+                    body, _ = await take_batch(connection, queries, batch_size, 16 * 1024 * 1024)
                 if not body:
                     return bodies
                 bodies.append(body)

@@ -16,7 +16,7 @@ from tests.support.clickhouse import ClickHouse
 from tests.support.waiting import free_port, wait_until
 from webapp.mail.models import OutgoingEmail
 from webapp.outbox.client import EventLogClient
-from webapp.outbox.models import DeadLetter
+from webapp.outbox.models import DeadLetter, DeliveredEvent
 from webapp.privacy.models import ErasureRequest
 from webapp.privacy.services import erasure_process, erasure_process_due
 from webapp.privacy.tasks import erasure_run_pending
@@ -145,3 +145,29 @@ def test_the_periodic_sweep_carries_out_pending_erasures(erasing_into: ClickHous
 
     assert all(ErasureRequest.objects.get(pk=request.pk).completed_at is not None for request in requests)
     assert len(written.events("user_erased")) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_erasure_removes_the_accounts_events_from_the_relays_archive_too(
+    erasing_into: ClickHouse,
+) -> None:
+    # Reconciliation re-sends what the archive holds and ClickHouse lacks: an
+    # erased account's events must leave the archive with the rest.
+    leaving = user_create(**SignUpFactory.build())
+    staying = user_create(**SignUpFactory.build())
+    for user in (leaving, staying):
+        DeliveredEvent.objects.create(
+            event_id=uuid.uuid4(),
+            event_type="user_logged_in",
+            event_date_time=timezone.now(),
+            environment="Local",
+            event_context=f'{{"user_id":{user.pk},"ip_address":"198.51.100.1"}}',
+            metadata_version=1,
+        )
+
+    request = user_delete(user=leaving)
+    assert erasure_process(request_id=request.pk)
+
+    assert [event.event_context for event in DeliveredEvent.objects.all()] == [
+        f'{{"user_id":{staying.pk},"ip_address":"198.51.100.1"}}'
+    ]

@@ -40,7 +40,19 @@ def test_legacy_schema_has_no_features_the_old_server_lacks() -> None:
 
     assert "DateTime64" not in ddl
     assert "non_replicated_deduplication_window" not in ddl
+    assert "fsync" not in ddl
     assert "ReplacingMergeTree" in ddl
+
+
+def test_where_the_server_can_fsync_inserts_the_table_acknowledges_only_what_is_on_disk(
+    current_clickhouse: CurrentClickHouse,
+) -> None:
+    engine = current_clickhouse.query(
+        "SELECT engine_full FROM system.tables WHERE database = 'analytics' AND name = 'event_log'"
+    )
+
+    assert "fsync_after_insert = 1" in engine
+    assert "fsync_part_directory = 1" in engine
 
 
 def test_a_datetime_column_means_second_timestamps() -> None:

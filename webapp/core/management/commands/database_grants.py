@@ -10,8 +10,10 @@ is skipped with a notice, so an install with one shared role keeps working.
   sessions, the outbox, ...), but owns none: it cannot create, alter or drop.
 - The relay's role reads and deletes outbox rows (and may lock them, which
   PostgreSQL grants with UPDATE on one column the relay never writes), writes
-  dead letters, restores the wake-up row, and can read nothing else: not the
-  users, not their password hashes.
+  dead letters, restores the wake-up row, writes and reads the archive of
+  delivered events (and keeps its partitions through functions that run as
+  their owner), and can read nothing else: not the users, not their password
+  hashes.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from django.core.management.base import BaseCommand
 from django.db import connection, transaction
 from psycopg import sql
 
-from shared.outbox import DEAD_LETTER_TABLE, OUTBOX_TABLE, WAKEUP_TABLE
+from shared.outbox import ARCHIVE_TABLE, DEAD_LETTER_TABLE, OUTBOX_TABLE, WAKEUP_TABLE
 
 logger = structlog.get_logger(__name__)
 
@@ -61,6 +63,16 @@ def relay_grants(role: str) -> list[sql.Composed]:
             sql.Identifier(f"{DEAD_LETTER_TABLE}_id_seq"), name
         ),
         sql.SQL("GRANT SELECT, INSERT ON {} TO {}").format(wakeup, name),
+        # The archive of delivered events: written with each delivery, read to
+        # reconcile; its partitions are made and dropped through functions
+        # that run as the archive's owner.
+        sql.SQL("GRANT SELECT, INSERT ON {} TO {}").format(sql.Identifier(ARCHIVE_TABLE), name),
+        sql.SQL("GRANT EXECUTE ON FUNCTION {}(timestamptz), {}(text), {}(timestamptz) TO {}").format(
+            sql.Identifier(f"{ARCHIVE_TABLE}_add_partition"),
+            sql.Identifier(f"{ARCHIVE_TABLE}_drop_partition"),
+            sql.Identifier(f"{ARCHIVE_TABLE}_expire_default"),
+            name,
+        ),
     ]
 
 

@@ -1,0 +1,146 @@
+"""What completeness costs: the archive of delivered events, and a 1% poison flood, measured side by side.
+
+In one run, against the relay benchmark's scratch databases, each round runs
+the real relay (`python -m relay`, its default settings) back to back on:
+
+1. 200,000 realistic events with the archive on (the default), then off
+   (`RELAY_ARCHIVE_RETENTION=0`): what keeping delivered events costs;
+2. 100,000 events, then the same events with one in a hundred refused by
+   ClickHouse (a negative `metadata_version`): what isolating poison costs.
+
+Every run checks its result (each event once in ClickHouse, each refused one
+in the dead-letter table). Ratios are the median of the rounds' ratios, each
+pair measured back to back on a noisy machine. The last line is one JSON object.
+
+    python -m benchmarks.completeness [--events 200000] [--poison-events 100000] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import asyncpg
+import uvloop
+
+from benchmarks.relay import (
+    SCRATCH,
+    clickhouse_counts,
+    realistic_events,
+    relay_run,
+    reset_clickhouse,
+)
+from benchmarks.scratch import migrate, recreate_database
+from relay.settings import RelaySettings
+from shared.events import Envelope
+from shared.outbox import ARCHIVE_TABLE, DEAD_LETTER_TABLE
+from shared.settings import load
+
+
+async def execute(url: str, sql: str) -> object:
+    """One statement on the scratch database; its single value."""
+    connection = await asyncpg.connect(url)
+    try:
+        return await connection.fetchval(sql)
+    finally:
+        await connection.close()
+
+
+async def timed(
+    url: str, settings: RelaySettings, envelopes: list[Envelope], args: argparse.Namespace, **env: str
+) -> tuple[float, bool]:
+    """Events/s of one relay run from an empty archive and dead-letter table; whether it was exact."""
+    await reset_clickhouse(settings)
+    await execute(url, f"TRUNCATE {ARCHIVE_TABLE}, {DEAD_LETTER_TABLE}")
+    run = await relay_run(
+        url,
+        settings,
+        envelopes,
+        batch_size=args.batch_size,
+        concurrency=args.concurrency,
+        extra_env={"LOG_LEVEL": "ERROR", **env},  # not a warning per dead letter
+    )
+    refused = sum(1 for envelope in envelopes if envelope.metadata_version < 0)
+    rows, ids = await clickhouse_counts(settings)
+    dead = await execute(url, f"SELECT count(*) FROM {DEAD_LETTER_TABLE}")
+    return run.events / run.seconds, rows == ids == len(envelopes) - refused and dead == refused
+
+
+def _listed(rates: list[float]) -> str:
+    return ", ".join(f"{rate:,.0f}" for rate in rates)
+
+
+def _ratio(numerators: list[float], denominators: list[float]) -> float:
+    return statistics.median(n / d for n, d in zip(numerators, denominators, strict=True))
+
+
+async def main(args: argparse.Namespace) -> dict[str, object]:
+    settings = load(RelaySettings)
+    url = await recreate_database(settings.database_url, SCRATCH)
+    migrate(url)
+    events = realistic_events(args.events)
+    clean = realistic_events(args.poison_events, seed=11)
+    poisoned = [
+        dataclasses.replace(envelope, metadata_version=-1) if number % 100 == 50 else envelope
+        for number, envelope in enumerate(clean)
+    ]
+    rates: dict[str, list[float]] = {"on": [], "off": [], "clean": [], "poisoned": []}
+    exact = True
+    for _ in range(args.rounds):
+        for name, envelopes, env in (
+            ("on", events, {}),
+            ("off", events, {"RELAY_ARCHIVE_RETENTION": "0"}),
+            ("clean", clean, {}),
+            ("poisoned", poisoned, {}),
+        ):
+            rate, ok = await timed(url, settings, envelopes, args, **env)
+            rates[name].append(rate)
+            exact &= ok
+    archive_ratio = _ratio(rates["on"], rates["off"])
+    poison_ratio = _ratio(rates["poisoned"], rates["clean"])
+    print()
+    print(f"events per run        {args.events:>12,}   (poison flood: {args.poison_events:,})")
+    print(f"rounds                {args.rounds:>12}   (best round counts for rates)")
+    print(f"archive on            {max(rates['on']):>12,.0f} events/s   rounds: {_listed(rates['on'])}")
+    print(f"archive off           {max(rates['off']):>12,.0f} events/s   rounds: {_listed(rates['off'])}")
+    print(f"archive on / off      {archive_ratio:>12.2f}   (median of the rounds' ratios)")
+    print(f"clean                 {max(rates['clean']):>12,.0f} events/s   rounds: {_listed(rates['clean'])}")
+    poisoned_rates = rates["poisoned"]
+    print(f"1% poison             {max(poisoned_rates):>12,.0f} events/s   rounds: {_listed(poisoned_rates)}")
+    print(f"poisoned / clean      {poison_ratio:>12.2f}   (median of the rounds' ratios)")
+    print(f"every result exact    {'yes' if exact else 'NO':>12}")
+    return {
+        "archive_on_events_per_s": round(max(rates["on"])),
+        "archive_off_events_per_s": round(max(rates["off"])),
+        "archive_on_to_off_ratio": round(archive_ratio, 3),
+        "poison_clean_events_per_s": round(max(rates["clean"])),
+        "poison_flood_events_per_s": round(max(rates["poisoned"])),
+        "poison_flood_to_clean_ratio": round(poison_ratio, 3),
+        "events": args.events,
+        "poison_events": args.poison_events,
+        "exact": exact,
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    defaults = RelaySettings.model_fields
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--poison-events", type=int, default=100_000)
+    parser.add_argument("--batch-size", type=int, default=defaults["relay_batch_size"].default)
+    parser.add_argument("--concurrency", type=int, default=defaults["relay_concurrency"].default)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="also write the JSON line to this file")
+    arguments = parser.parse_args()
+    result = uvloop.run(main(arguments))
+    line = json.dumps(result)
+    if arguments.json:
+        arguments.json.parent.mkdir(parents=True, exist_ok=True)
+        arguments.json.write_text(line + "\n")
+    print(line)
+    if not result["exact"]:
+        sys.exit(1)

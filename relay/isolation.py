@@ -1,0 +1,245 @@
+"""Finding the events ClickHouse refuses in a batch, at about one round trip per refused event.
+
+ClickHouse parses a TSV insert row by row, writes nothing of an insert it
+refuses, and names the row it stopped at (`(at row N)`). So a refused batch
+is *cut*: the lines before row N are good (kept for one insert at the end),
+line N is refused with ClickHouse's own error, and the next attempt starts
+after it. The first attempt sends everything; later ones a window of about
+twice the distance to the last refusal (doubling while attempts succeed), so
+a dense flood never re-sends the whole remainder. Segments of the batch are cut concurrently,
+since a refusal costs a round trip. A refusal that names no row (a constraint
+checked per block) is split in halves instead.
+
+**Systemic refusals.** When ClickHouse itself changed (a column narrowed, a
+setting altered), every event is refused the same way, and dead-lettering
+them would empty the outbox into the dead-letter table. So when the first
+event of a refused batch is refused, a *canary* is inserted: a line
+ClickHouse accepted before (from this process, or from the archive; inserting
+it again is invisible, `event_log` collapses copies). If the canary is
+refused too, the refusal is systemic: nothing is set aside, and the caller
+backs off with the events kept in the outbox. With no canary at all, the
+batch's last event stands in: refused the same way, the refusal is systemic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+from relay.clickhouse import RejectedData
+
+type Line = tuple[int, bytes]  # (outbox id, TSV line)
+
+_ROW = re.compile(r"\(at row (\d+)\)")
+# Segments of one batch cut at the same time.
+SEGMENTS: Final = 8
+# Windows after a refusal at row N: 2 N lines, at least this many. A refused
+# insert writes nothing and ClickHouse stops reading at the bad row, so a
+# large first window costs little; successful ones each make a part.
+MIN_WINDOW: Final = 16
+
+
+class Sink(Protocol):
+    """Where lines go: `relay.clickhouse.ClickHouseSink`."""
+
+    async def insert(self, body: bytes) -> None:
+        """Insert a TSV body; raise `RejectedData` or `TransientError` when it is not taken."""
+
+
+def refused_row(error: RejectedData) -> int | None:
+    """The 1-based row ClickHouse stopped at, if its error names one."""
+    match = _ROW.search(str(error))
+    return int(match.group(1)) if match else None
+
+
+class SystemicRefusal(Exception):
+    """ClickHouse refuses events it used to take: the fault is on its side, not the events'."""
+
+    def __init__(self, error: RejectedData, *, canary: bool) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.code = error.code
+        self.canary = canary
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An event ClickHouse refused on its own, with the error it gave."""
+
+    outbox_id: int
+    line: bytes
+    error: Exception  # ClickHouse's refusal, or why the event was not sent at all
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What isolating a batch found: events ClickHouse now holds, events it refused, events not reached."""
+
+    delivered: list[int] = field(default_factory=list)
+    delivered_bytes: int = 0
+    refused: list[Refusal] = field(default_factory=list)
+    untouched: int = 0  # left in the outbox when the deadline came
+    inserts: int = 0
+
+
+class Canary:
+    """The last line ClickHouse accepted, remembered from each delivered batch (a slice, no parsing)."""
+
+    def __init__(self) -> None:
+        self.line: bytes | None = None
+
+    def remember(self, body: bytes) -> None:
+        """Keep the first line of a body ClickHouse just accepted."""
+        end = body.find(b"\n")
+        if end > 0:
+            self.line = body[: end + 1]
+
+
+class Isolator:
+    """Delivers what ClickHouse takes from a refused batch and finds what it refuses."""
+
+    def __init__(
+        self,
+        sink: Sink,
+        canary: Canary,
+        *,
+        deadline: float,
+        fallback: Callable[[], Awaitable[bytes | None]] | None = None,
+    ) -> None:
+        self.sink = sink
+        self.canary = canary
+        self.deadline = deadline
+        self._fallback = fallback
+
+    async def fallback(self) -> bytes | None:
+        """A canary from elsewhere (the archive) when none was remembered since start."""
+        return await self._fallback() if self._fallback is not None else None
+
+    async def isolate(self, lines: list[Line]) -> Outcome:
+        """Cut `lines`; raise `SystemicRefusal` (nothing set aside) when ClickHouse refuses all alike."""
+        outcome = Outcome()
+        good: list[Line] = []
+        until = time.monotonic() + self.deadline
+        rest = await self._head(list(lines), outcome)
+        if rest:
+            size = -(-len(rest) // SEGMENTS)
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for first in range(0, len(rest), size):
+                        group.create_task(self._cut(rest[first : first + size], outcome, good, until))
+            except ExceptionGroup as failures:
+                # One segment could not reach ClickHouse (the others were
+                # cancelled): the caller rolls back and retries as for any batch.
+                raise failures.exceptions[0] from failures
+        if good:
+            await self._insert_all(good, outcome)
+        return outcome
+
+    async def _head(self, lines: list[Line], outcome: Outcome) -> list[Line]:
+        """The first attempt alone: if the first event is refused, decide whether ClickHouse is at fault.
+
+        Returns the lines still to cut. Raises `SystemicRefusal`.
+        """
+        chunk = lines
+        outcome.inserts += 1
+        try:
+            await self.sink.insert(b"".join(line for _, line in chunk))
+        except RejectedData as error:
+            if refused_row(error) != 1:
+                return lines
+            await self._judge(error, lines, outcome)
+            outcome.refused.append(Refusal(lines[0][0], lines[0][1], error))
+            return lines[1:]
+        _delivered(outcome, chunk)
+        return lines[len(chunk) :]
+
+    async def _judge(self, error: RejectedData, lines: list[Line], outcome: Outcome) -> None:
+        """Insert a line that should be good; raise `SystemicRefusal` if ClickHouse refuses it alike.
+
+        The canary (a line ClickHouse took before) if there is one, else the
+        batch's last line (then taken out of `lines`: delivered or refused here).
+        A lone event with nothing to compare against is treated as poison.
+        """
+        canary = self.canary.line or await self.fallback()
+        if canary is not None:
+            outcome.inserts += 1
+            try:
+                await self.sink.insert(canary)
+            except RejectedData as refusal:
+                raise SystemicRefusal(refusal, canary=True) from refusal
+            return
+        if len(lines) < 2:
+            return
+        probe = lines.pop()
+        outcome.inserts += 1
+        try:
+            await self.sink.insert(probe[1])
+        except RejectedData as refusal:
+            if refusal.code == error.code:
+                raise SystemicRefusal(refusal, canary=False) from refusal
+            outcome.refused.append(Refusal(probe[0], probe[1], refusal))
+        else:
+            _delivered(outcome, [probe])
+            self.canary.line = probe[1]
+
+    async def _cut(self, lines: list[Line], outcome: Outcome, good: list[Line], until: float) -> None:
+        position = 0
+        window = len(lines)
+        while position < len(lines):
+            if time.monotonic() > until:
+                outcome.untouched += len(lines) - position
+                return
+            chunk = lines[position : position + window]
+            outcome.inserts += 1
+            try:
+                await self.sink.insert(b"".join(line for _, line in chunk))
+            except RejectedData as error:
+                row = refused_row(error)
+                if row is None or not 1 <= row <= len(chunk):
+                    await self._halves(chunk, outcome)
+                    position += len(chunk)
+                    continue
+                good.extend(chunk[: row - 1])
+                outcome.refused.append(Refusal(chunk[row - 1][0], chunk[row - 1][1], error))
+                position += row
+                window = max(2 * row, MIN_WINDOW)
+            else:
+                _delivered(outcome, chunk)
+                position += len(chunk)
+                window *= 2
+
+    async def _insert_all(self, lines: list[Line], outcome: Outcome) -> None:
+        """One insert of every line found good; halves if ClickHouse refuses it after all."""
+        outcome.inserts += 1
+        try:
+            await self.sink.insert(b"".join(line for _, line in lines))
+        except RejectedData:
+            await self._halves(lines, outcome)
+        else:
+            _delivered(outcome, lines)
+
+    async def _halves(self, lines: list[Line], outcome: Outcome) -> None:
+        """Split in halves until each refused part is one event (for refusals that name no row)."""
+        if not lines:
+            return
+        outcome.inserts += 1
+        try:
+            await self.sink.insert(b"".join(line for _, line in lines))
+        except RejectedData as error:
+            if len(lines) == 1:
+                outcome.refused.append(Refusal(lines[0][0], lines[0][1], error))
+                return
+            middle = len(lines) // 2
+            await self._halves(lines[:middle], outcome)
+            await self._halves(lines[middle:], outcome)
+        else:
+            _delivered(outcome, lines)
+
+
+def _delivered(outcome: Outcome, lines: list[Line]) -> None:
+    outcome.delivered.extend(outbox_id for outbox_id, _ in lines)
+    outcome.delivered_bytes += sum(len(line) for _, line in lines)
