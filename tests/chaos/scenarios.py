@@ -535,10 +535,17 @@ async def events_lost_in_clickhouse_repaired(ctx: Context) -> None:
         if await asyncio.to_thread(visible) >= delivered:
             break
         await asyncio.sleep(0.5)
-    resent = [
-        await asyncio.to_thread(relay.metric, "relay_reconcile_resent_events_total")
-        for relay in ctx.fleet.running
-    ]
+    # A relay counts its re-sends once its whole run is over, a moment after
+    # the rows are back: read until the counts add up (or 10 s pass).
+    resent: list[float | None] = []
+    for _ in range(20):
+        resent = [
+            await asyncio.to_thread(relay.metric, "relay_reconcile_resent_events_total")
+            for relay in ctx.fleet.running
+        ]
+        if sum(value or 0 for value in resent) >= lost_again:
+            break
+        await asyncio.sleep(0.5)
     ctx.notes.append(f"periodic reconciliation: {lost_again} deleted, resent by each relay {resent}")
     ctx.check(
         lost_again > 0 and sum(value or 0 for value in resent) == lost_again,
