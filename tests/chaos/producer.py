@@ -14,7 +14,8 @@ import random
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -100,6 +101,8 @@ class Producer:
     rng: random.Random
     per_transaction: int = 10
     poison_share: float = 0.0
+    # When given, each event is dated this long ago (one drawn per event) instead of now.
+    ages: tuple[timedelta, ...] = ()
     written: int = 0
     errors: int = 0
     last_error: str = ""
@@ -114,7 +117,18 @@ class Producer:
             if delay > 0:
                 await asyncio.sleep(delay)
             count = min(self.per_transaction, total - self.written)
-            await self.write(make_events(count, self.rng, poison_share=self.poison_share))
+            events = make_events(count, self.rng, poison_share=self.poison_share)
+            if self.ages:
+                events = [
+                    (
+                        replace(
+                            envelope, event_date_time=envelope.event_date_time - self.rng.choice(self.ages)
+                        ),
+                        poison,
+                    )
+                    for envelope, poison in events
+                ]
+            await self.write(events)
         await self.close()
 
     async def write(self, events: list[tuple[Envelope, bool]], *, hold: float = 0.0) -> bool:

@@ -55,6 +55,19 @@ class Relay:
         except (OSError, urllib.error.URLError, ValueError):
             return None
 
+    def metric(self, name: str) -> float | None:
+        """The value of an unlabelled metric on the relay's `/metrics`, or None if it does not answer."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as response:
+                text = response.read().decode()
+        except (OSError, urllib.error.URLError):
+            return None
+        for line in text.splitlines():
+            metric, _, value = line.partition(" ")
+            if metric == name:
+                return float(value)
+        return None
+
 
 @dataclass
 class RelayFleet:

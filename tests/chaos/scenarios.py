@@ -9,13 +9,20 @@ poison went aside, a relay stopped cleanly).
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from relay import archive
 from tests.chaos import web
 from tests.chaos.producer import make_events
-from tests.chaos.suite import DATABASE, Context, scenario
+from tests.chaos.relays import ROOT
+from tests.chaos.suite import DATABASE, Context, drain, scenario
 from tests.support.faulty_proxy import Mode
 
 RELAY_APPLICATION = "die-hard-relay%"
@@ -372,3 +379,196 @@ def _one_event_per_user(ctx: Context, prefix: str) -> None:
     emails = answer.splitlines()
     ctx.check(len(users) > 0, "nobody signed up")
     ctx.check(sorted(emails) == sorted(users), f"{len(users)} users but {len(emails)} user_created events")
+
+
+# `event_log` as it is, but with a payload column no event fits: ClickHouse
+# refuses every row, old or new, the same way (a data error, code 131).
+NARROWED_EVENT_LOG = """
+CREATE TABLE event_log (
+    event_id UUID, event_type String, event_date_time DateTime('UTC'), environment String,
+    event_context FixedString(4), metadata_version UInt64
+) ENGINE = ReplacingMergeTree PARTITION BY toYYYYMM(event_date_time)
+ORDER BY (event_type, event_date_time, event_id)
+"""
+
+
+@scenario
+async def systemic_refusal(ctx: Context) -> None:
+    """ClickHouse refuses every event the same way for 10-14 s: `event_log` swapped for a narrowed one.
+
+    Its payload column becomes a `FixedString(4)` no event fits, so every row,
+    old or new, is refused with the same data error. The relays must see it is
+    ClickHouse, not the events (`relay_systemic_refusal` 1 on `/metrics`),
+    set nothing aside, keep everything in the outbox and deliver it once when
+    the table is back.
+    """
+    await ctx.start_relays(2)
+    loop = asyncio.get_running_loop()
+    flags: set[float] = set()
+    taken_by_narrowed: list[int] = []
+
+    def clickhouse(sql: str) -> str:
+        return ctx.clickhouse.query(sql, database=ctx.clickhouse_database)
+
+    async def chaos(stop: asyncio.Event) -> None:
+        if not await ctx.pause(stop, 2.0):
+            return
+        await asyncio.to_thread(clickhouse, "RENAME TABLE event_log TO event_log_kept")
+        await asyncio.to_thread(clickhouse, NARROWED_EVENT_LOG)
+        ctx.fault("event_log narrowed: every row refused")
+        # The refusal lasts its time even if the producer finishes first.
+        until = loop.time() + ctx.rng.uniform(10.0, 14.0)
+        while loop.time() < until:
+            for relay in ctx.fleet.running:
+                flag = await asyncio.to_thread(relay.metric, "relay_systemic_refusal")
+                if flag is not None:
+                    flags.add(flag)
+            await asyncio.sleep(0.5)
+        taken_by_narrowed.append(int(await asyncio.to_thread(clickhouse, "SELECT count() FROM event_log")))
+        await asyncio.to_thread(clickhouse, "DROP TABLE event_log")
+        await asyncio.to_thread(clickhouse, "RENAME TABLE event_log_kept TO event_log")
+
+    await ctx.produce_while(chaos, rate=ctx.profile.rate / 2.5)
+    ctx.check(1.0 in flags, f"no relay reported relay_systemic_refusal 1 (saw {sorted(flags)})")
+    ctx.check(taken_by_narrowed == [0], f"the narrowed table took rows: {taken_by_narrowed}")
+    await drain(ctx)
+    for relay in ctx.fleet.running:
+        flag = await _metric_settles(relay.metric, "relay_systemic_refusal", 0.0)
+        ctx.check(flag == 0.0, f"{relay.name} still reports relay_systemic_refusal {flag} once delivering")
+    ctx.after.append(lambda: _nothing_set_aside(ctx))
+
+
+async def _metric_settles(
+    read: Callable[[str], float | None], name: str, expected: float, *, within: float = 10.0
+) -> float | None:
+    """The metric's value once it equals `expected`, or its last value after `within` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
+    value = await asyncio.to_thread(read, name)
+    while value != expected and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.5)
+        value = await asyncio.to_thread(read, name)
+    return value
+
+
+def _nothing_set_aside(ctx: Context) -> None:
+    rows = ctx.postgres.execute("SELECT count(*) FROM event_outbox_dead_letter", DATABASE)
+    ctx.check(int(rows[0][0]) == 0, f"{rows[0][0]} events were dead-lettered during a systemic refusal")
+
+
+@scenario
+async def events_lost_in_clickhouse_repaired(ctx: Context) -> None:
+    """Events removed from ClickHouse after delivery (mutation, dropped partition); `relay reconcile` repairs.
+
+    Events are dated now, three hours ago and forty days ago (another month,
+    its own partition), with the archive kept 60 days. Once all are delivered,
+    a quarter of those three hours old are deleted with `ALTER TABLE … DELETE`
+    and the old month with `DROP PARTITION`. The one-shot `relay reconcile`
+    must report exactly those as missing and resent (its last line, JSON),
+    then another quarter is deleted and the relays' own reconciliation
+    (`RELAY_RECONCILE_INTERVAL` 2 s) must send exactly those again; the
+    accounting then finds every event exactly once.
+    """
+    # The relays' own periodic reconciliation is off at first: the command does
+    # it all, so its counts are exactly what was removed.
+    ctx.fleet.env.update(RELAY_ARCHIVE_RETENTION="60d", RELAY_RECONCILE_INTERVAL="0")
+    now = datetime.now(UTC)
+    old = timedelta(days=40)
+    await _archive_on_since(ctx, now - old - timedelta(days=1))
+    await ctx.start_relays(2)
+    ages = (timedelta(0), timedelta(hours=3), old)
+    await ctx.produce_while(producer=ctx.producer(ages=ages))
+    await drain(ctx)
+
+    def clickhouse(sql: str) -> str:
+        return ctx.clickhouse.query(sql, database=ctx.clickhouse_database)
+
+    def visible() -> int:
+        return int(clickhouse("SELECT count() FROM event_log_dedup"))
+
+    delivered = await asyncio.to_thread(visible)
+    await asyncio.to_thread(
+        clickhouse,
+        "ALTER TABLE event_log DELETE WHERE event_date_time < now() - 3600"
+        " AND event_date_time > now() - 86400 AND sipHash64(toString(event_id)) % 4 = 0",
+    )
+    await _mutations_done(ctx)
+    deleted = delivered - await asyncio.to_thread(visible)
+    ctx.fault(f"{deleted} events deleted by a mutation")
+    await asyncio.to_thread(clickhouse, f"ALTER TABLE event_log DROP PARTITION {now - old:%Y%m}")
+    removed = delivered - await asyncio.to_thread(visible)
+    ctx.fault(f"{removed - deleted} events lost with a dropped partition")
+    ctx.check(deleted > 0 and removed > deleted, f"removed {deleted} by mutation, {removed} in all")
+
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "relay", "reconcile"],
+        cwd=ROOT,
+        env=ctx.fleet.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    lines = done.stdout.strip().splitlines()
+    summary = json.loads(lines[-1]) if lines else {}
+    ctx.notes.append(f"relay reconcile: exit {done.returncode}, {json.dumps(summary)}")
+    ctx.check(done.returncode == 0, f"relay reconcile exited {done.returncode}: {done.stderr[-500:]}")
+    ctx.check(
+        summary.get("missing") == removed and summary.get("resent") == removed,
+        f"removed {removed}, relay reconcile reported {summary}",
+    )
+
+    # Then the relays' own periodic reconciliation, every 2 s, repairs a second loss.
+    await asyncio.to_thread(
+        clickhouse,
+        "ALTER TABLE event_log DELETE WHERE event_date_time < now() - 3600"
+        " AND event_date_time > now() - 86400 AND sipHash64(toString(event_id)) % 4 = 1",
+    )
+    await _mutations_done(ctx)
+    lost_again = delivered - await asyncio.to_thread(visible)
+    ctx.fault(f"{lost_again} more events deleted by a mutation")
+    codes = ctx.fleet.stop_all()
+    ctx.check(codes == [0, 0], f"relays stopped to reconcile more often exited with {codes}")
+    ctx.fleet.env["RELAY_RECONCILE_INTERVAL"] = "2s"
+    await ctx.start_relays(2)
+    for _ in range(60):  # 30 s at most
+        if await asyncio.to_thread(visible) >= delivered:
+            break
+        await asyncio.sleep(0.5)
+    # A relay counts its re-sends once its whole run is over, a moment after
+    # the rows are back: read until the counts add up (or 10 s pass).
+    resent: list[float | None] = []
+    for _ in range(20):
+        resent = [
+            await asyncio.to_thread(relay.metric, "relay_reconcile_resent_events_total")
+            for relay in ctx.fleet.running
+        ]
+        if sum(value or 0 for value in resent) >= lost_again:
+            break
+        await asyncio.sleep(0.5)
+    ctx.notes.append(f"periodic reconciliation: {lost_again} deleted, resent by each relay {resent}")
+    ctx.check(
+        lost_again > 0 and sum(value or 0 for value in resent) == lost_again,
+        f"deleted {lost_again}, the relays' reconciliation resent {resent}",
+    )
+
+
+async def _archive_on_since(ctx: Context, moment: datetime) -> None:
+    """Make the archive's partition for `moment`'s hour, as if the archive had been on since then."""
+    connection = await asyncpg.connect(ctx.servers.dsn)
+    try:
+        await archive.create_partition(connection, archive.hour_of(moment))
+    finally:
+        await connection.close()
+
+
+async def _mutations_done(ctx: Context, *, within: float = 30.0) -> None:
+    query = (
+        f"SELECT count() FROM system.mutations WHERE database = '{ctx.clickhouse_database}' AND NOT is_done"
+    )
+    deadline = asyncio.get_running_loop().time() + within
+    while int(await asyncio.to_thread(ctx.clickhouse.query, query)) > 0:
+        if asyncio.get_running_loop().time() > deadline:
+            ctx.problems.append(f"a ClickHouse mutation did not finish within {within:.0f} s")
+            return
+        await asyncio.sleep(0.2)

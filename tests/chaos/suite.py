@@ -18,6 +18,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import aiohttp
 from aiochclient import ChClient
 
 from relay import schema
+from shared.outbox import ARCHIVE_TABLE
 from tests.chaos.checker import Accounting, account
 from tests.chaos.processes import Children
 from tests.chaos.producer import History, Producer
@@ -110,7 +112,9 @@ class Context:
     def proxy(self) -> FaultyProxy:
         return self.servers.proxy
 
-    def producer(self, *, per_transaction: int = 10, poison_share: float = 0.0) -> Producer:
+    def producer(
+        self, *, per_transaction: int = 10, poison_share: float = 0.0, ages: tuple[timedelta, ...] = ()
+    ) -> Producer:
         """A producer that records into this scenario's history."""
         return Producer(
             dsn=self.servers.dsn,
@@ -118,6 +122,7 @@ class Context:
             rng=self.rng,
             per_transaction=per_transaction,
             poison_share=poison_share,
+            ages=ages,
         )
 
     def fault(self, what: str) -> None:
@@ -299,7 +304,12 @@ async def scratch_servers(*, keep_logs: bool = False) -> AsyncIterator[Servers]:
 
 async def sample(context: Context, stop: asyncio.Event, *, interval: float = 0.5) -> None:
     """Record the backlog, the age of the oldest waiting event and relay memory until `stop`."""
-    query = "SELECT count(*), coalesce(extract(epoch FROM now() - min(event_date_time)), 0) FROM event_outbox"
+    # Events a scenario dates hours or days back on purpose (for reconciliation)
+    # would read as lag: the age counts only events dated within the last hour.
+    query = (
+        "SELECT count(*), coalesce(extract(epoch FROM now() - min(event_date_time)"
+        " FILTER (WHERE event_date_time > now() - interval '1 hour')), 0) FROM event_outbox"
+    )
     while not stop.is_set():
         try:
             rows = await asyncio.to_thread(context.postgres.execute, query, DATABASE)
@@ -349,7 +359,9 @@ async def run_scenario(servers: Servers, scenario: Scenario, profile: Profile, *
     database = f"chaos_{scenario.name}"
     logs = servers.workdir / scenario.name
     logs.mkdir()
-    servers.postgres.execute("TRUNCATE event_outbox, event_outbox_dead_letter", DATABASE)
+    # The archive too: reconciliation must compare this scenario's ClickHouse
+    # database with this scenario's deliveries only.
+    servers.postgres.execute(f"TRUNCATE event_outbox, event_outbox_dead_letter, {ARCHIVE_TABLE}", DATABASE)
     await prepare_clickhouse(servers.clickhouse, database)
     fleet = RelayFleet(servers.children, relay_environment(servers, profile, database), logs)
     context = Context(scenario.name, servers, profile, fleet, random.Random(seed), database)
