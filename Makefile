@@ -10,7 +10,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PROMETHEUS := $(TOOLS)/bin/prometheus
 
-.PHONY: help install browser services services-down cluster-up cluster-down migrate run test test-unit screenshots lint format bench bench-guard chaos soak clean
+.PHONY: help install browser cluster-tools services services-down cluster-up cluster-down migrate run test test-unit screenshots lint format bench bench-guard chaos soak clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -30,7 +30,10 @@ $(VENV)/.installed: $(UV) pyproject.toml uv.lock
 $(PROMETHEUS): scripts/prometheus.sh | $(UV)
 	scripts/prometheus.sh
 
-install: $(VENV)/.installed .env $(PROMETHEUS) browser services migrate ## create .venv, .env, Prometheus tools, Chromium and axe-core for the browser tests, start services, apply both schemas
+install: $(VENV)/.installed .env $(PROMETHEUS) browser cluster-tools services migrate ## create .venv, .env, Prometheus tools, Chromium and axe-core for the browser tests, ZooKeeper for the cluster tests, start services, apply both schemas
+
+cluster-tools: ## install ZooKeeper and the ClickHouse server package for the cluster (unless present)
+	scripts/cluster.sh install
 
 browser: ## install Debian's Chromium and axe-core for the browser tests (unless present)
 	scripts/browser.sh
@@ -59,7 +62,7 @@ run: $(VENV)/.installed .env ## run services, web, relay and Celery worker in th
 # of their own, so a worker started by `make run` never sees them.
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/14
 
-test: $(VENV)/.installed .env $(PROMETHEUS) browser services ## run every test, against the real services
+test: $(VENV)/.installed .env $(PROMETHEUS) browser cluster-tools services ## run every test, against the real services
 	DEBUG=true REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest $(PYTEST_ARGS)
 
 # The unit tests need no service and no .env: the settings' defaults are enough.
