@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import subprocess
@@ -40,6 +39,7 @@ import uvloop
 from aiochclient import ChClient
 
 from benchmarks.relay import SCRATCH, realistic_events, relay_run
+from benchmarks.results import emit
 from benchmarks.scratch import ROOT, drop_database, free_port, migrate, recreate_database
 from relay import schema
 from relay.settings import RelaySettings
@@ -173,24 +173,19 @@ async def main(args: argparse.Namespace) -> None:
     print(f"no quorum / 1 server      {middle['replicated'] / middle['single']:>10.2f}   (medians)")
     print(f"raw rows beyond events    {extra_rows:>10}   (what the deduplicating view still hides)")
     print(f"every event on every server {'yes' if exactly_once else 'NO':>8}")
-    line = json.dumps(
-        {
-            "single_events_per_s": round(middle["single"]),
-            "replicated_events_per_s": round(middle["replicated"]),
-            "quorum_events_per_s": round(middle["quorum"]),
-            "quorum_to_single_ratio": round(middle["quorum"] / middle["single"], 3),
-            "replicated_to_single_ratio": round(middle["replicated"] / middle["single"], 3),
-            "best_events_per_s": {variant: round(rate) for variant, rate in best.items()},
-            "raw_rows_beyond_events": extra_rows,
-            "events": args.events,
-            "rounds": args.rounds,
-            "exactly_once": exactly_once,
-        }
-    )
-    print(line)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(line + "\n")
+    result = {
+        "single_events_per_s": round(middle["single"]),
+        "replicated_events_per_s": round(middle["replicated"]),
+        "quorum_events_per_s": round(middle["quorum"]),
+        "quorum_to_single_ratio": round(middle["quorum"] / middle["single"], 3),
+        "replicated_to_single_ratio": round(middle["replicated"] / middle["single"], 3),
+        "best_events_per_s": {variant: round(rate) for variant, rate in best.items()},
+        "raw_rows_beyond_events": extra_rows,
+        "events": args.events,
+        "rounds": args.rounds,
+        "exactly_once": exactly_once,
+    }
+    emit(result, args.json)
     if not exactly_once:
         sys.exit(1)
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -34,6 +33,7 @@ from benchmarks.relay import (
     relay_run,
     reset_clickhouse,
 )
+from benchmarks.results import emit
 from benchmarks.scratch import migrate, recreate_database
 from relay.settings import RelaySettings
 from shared.events import Envelope
@@ -137,10 +137,6 @@ if __name__ == "__main__":
     parser.add_argument("--json", type=Path, help="also write the JSON line to this file")
     arguments = parser.parse_args()
     result = uvloop.run(main(arguments))
-    line = json.dumps(result)
-    if arguments.json:
-        arguments.json.parent.mkdir(parents=True, exist_ok=True)
-        arguments.json.write_text(line + "\n")
-    print(line)
+    emit(result, arguments.json)
     if not result["exact"]:
         sys.exit(1)

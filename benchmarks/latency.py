@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import multiprocessing
 import os
 import signal
@@ -47,6 +46,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.machine import Machine, cpu_seconds, run_queue
 from benchmarks.relay import wait_ready
+from benchmarks.results import emit
 from benchmarks.scratch import ROOT, drop_database, free_port, migrate, recreate_database
 from relay import schema
 from relay.app import clickhouse_sink
@@ -632,8 +632,4 @@ def parser() -> argparse.ArgumentParser:
 if __name__ == "__main__":
     arguments = parser().parse_args()
     result = uvloop.run(main(arguments))
-    line = json.dumps(result)
-    if arguments.json:
-        arguments.json.parent.mkdir(parents=True, exist_ok=True)
-        arguments.json.write_text(line + "\n")
-    print(line)
+    emit(result, arguments.json)

@@ -32,7 +32,6 @@ import argparse
 import asyncio
 import contextlib
 import itertools
-import json
 import statistics
 import sys
 import time
@@ -45,6 +44,7 @@ import asyncpg
 import uvloop
 
 from benchmarks.machine import Machine
+from benchmarks.results import emit
 from benchmarks.scratch import drop_database, migrate, recreate_database
 from shared.events import Envelope, UserCreated
 from shared.outbox import EVENT_LOG_COLUMNS, NOTIFY_CHANNEL, NOTIFY_DEBOUNCE_MS, OUTBOX_TABLE, WAKEUP_TABLE
@@ -377,11 +377,7 @@ def main(argv: list[str] | None = None) -> None:
     results = uvloop.run(benchmark(settings.database_url, workload))
     machine.finish()
     figures = {**report(results, workload), "machine": machine.describe()}
-    line = json.dumps(figures)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(line + "\n")
-    print(line)
+    emit(figures, args.json)
     ratio = float(figures["debounced_ratio"])  # type: ignore[arg-type]
     if ratio < args.min_ratio:
         print(f"debounced / no wake-up {ratio:.2f} is below the floor {args.min_ratio:.2f}", file=sys.stderr)

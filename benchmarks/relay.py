@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import signal
@@ -44,6 +43,7 @@ import uvloop
 from aiochclient import ChClient
 
 from benchmarks.machine import Machine, rss_mb
+from benchmarks.results import emit
 from benchmarks.scratch import ROOT, free_port, migrate, recreate_database
 from relay import schema
 from relay.outbox import OutboxQueries, copy_out
@@ -431,11 +431,7 @@ if __name__ == "__main__":
     parser.add_argument("--json", type=Path, help="also write the JSON line to this file")
     arguments = parser.parse_args()
     result = uvloop.run(main(arguments))
-    line = json.dumps(result)
-    if arguments.json:
-        arguments.json.parent.mkdir(parents=True, exist_ok=True)
-        arguments.json.write_text(line + "\n")
-    print(line)
+    emit(result, arguments.json)
     if not result["exactly_once"]:
         sys.exit(1)
     ratio = float(result["relay_to_pg_drain_ratio"])  # type: ignore[arg-type]
