@@ -13,12 +13,14 @@ checked per block) is split in halves instead.
 **Systemic refusals.** When ClickHouse itself changed (a column narrowed, a
 setting altered), every event is refused the same way, and dead-lettering
 them would empty the outbox into the dead-letter table. So when the first
-event of a refused batch is refused, a *canary* is inserted: a line
-ClickHouse accepted before (from this process, or from the archive; inserting
-it again is invisible, `event_log` collapses copies). If the canary is
-refused too, the refusal is systemic: nothing is set aside, and the caller
-backs off with the events kept in the outbox. With no canary at all, the
-batch's last event stands in: refused the same way, the refusal is systemic.
+event of a refused batch is refused, the batch's last event is tried alone:
+taken, or refused another way, the first event was simply bad. Refused the
+same way, a *canary* is inserted: a line ClickHouse accepted before (from this
+process, or from the archive; inserting it again is invisible, `event_log`
+collapses copies, so it is only sent when the batch itself cannot tell). If
+the canary is refused too, the refusal is systemic: nothing is set aside, and
+the caller backs off with the events kept in the outbox. With no canary at
+all, a last event refused the same way makes the refusal systemic.
 """
 
 from __future__ import annotations
@@ -160,31 +162,42 @@ class Isolator:
     async def _judge(self, error: RejectedData, lines: list[Line], outcome: Outcome) -> None:
         """Insert a line that should be good; raise `SystemicRefusal` if ClickHouse refuses it alike.
 
-        The canary (a line ClickHouse took before) if there is one, else the
-        batch's last line (then taken out of `lines`: delivered or refused here).
-        A lone event with nothing to compare against is treated as poison.
+        The batch's last line goes first (taken out of `lines`: delivered or
+        refused here), since it is owed anyway: taken, or refused another way,
+        the first refusal was the event's own. Refused the same way, the canary
+        (a line ClickHouse took before; sending it again stores a copy the view
+        hides) decides, and without one the refusal counts as systemic. A lone
+        event with nothing to compare against is treated as poison unless the
+        canary is refused too.
         """
-        canary = self.canary.line or await self.fallback()
-        if canary is not None:
+        probe: Line | None = None
+        probe_refusal: RejectedData | None = None
+        if len(lines) >= 2:
+            probe = lines.pop()
             outcome.inserts += 1
             try:
-                await self.sink.insert(canary)
+                await self.sink.insert(probe[1])
             except RejectedData as refusal:
-                raise SystemicRefusal(refusal, canary=True) from refusal
+                if refusal.code != error.code:
+                    outcome.refused.append(Refusal(probe[0], probe[1], refusal))
+                    return
+                probe_refusal = refusal
+            else:
+                _delivered(outcome, [probe])
+                self.canary.line = probe[1]
+                return
+        canary = self.canary.line or await self.fallback()
+        if canary is None:
+            if probe_refusal is not None:
+                raise SystemicRefusal(probe_refusal, canary=False) from probe_refusal
             return
-        if len(lines) < 2:
-            return
-        probe = lines.pop()
         outcome.inserts += 1
         try:
-            await self.sink.insert(probe[1])
+            await self.sink.insert(canary)
         except RejectedData as refusal:
-            if refusal.code == error.code:
-                raise SystemicRefusal(refusal, canary=False) from refusal
-            outcome.refused.append(Refusal(probe[0], probe[1], refusal))
-        else:
-            _delivered(outcome, [probe])
-            self.canary.line = probe[1]
+            raise SystemicRefusal(refusal, canary=True) from refusal
+        if probe is not None and probe_refusal is not None:
+            outcome.refused.append(Refusal(probe[0], probe[1], probe_refusal))
 
     async def _cut(self, lines: list[Line], outcome: Outcome, good: list[Line], until: float) -> None:
         position = 0

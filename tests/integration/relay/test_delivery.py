@@ -166,7 +166,12 @@ def test_a_flood_of_poison_events_costs_about_one_insert_per_poisoned_event(
 ) -> None:
     bad = outbox.produce(600, metadata_version=-1)
     outbox.produce(400)
-    relay = start_relay(batch_size=5000)
+    # One forwarder, so one batch holds the refused head and the good tail: the
+    # batch's own last event tells poison from a changed ClickHouse, and no copy
+    # of an event ClickHouse already holds is sent to find out. (Two forwarders
+    # may split off a batch of refused events only, which is then checked against
+    # a line ClickHouse took before: a copy the deduplicated view hides.)
+    relay = start_relay(batch_size=5000, concurrency=1)
 
     wait_until(lambda: outbox.pending() == 0, timeout=60)
     assert delivered(clickhouse) == 400

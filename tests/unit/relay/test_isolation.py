@@ -89,8 +89,18 @@ async def test_when_the_canary_is_refused_too_nothing_is_set_aside() -> None:
         await isolator(sink).isolate(batch(1_000))
 
     assert raised.value.canary
-    assert sink.inserts == 2  # the first attempt and the canary
+    assert sink.inserts == 3  # the first attempt, the batch's last event, and the canary
     assert sink.stored == []
+
+
+async def test_a_refused_head_is_judged_by_the_batchs_own_last_event_before_any_copy_is_sent() -> None:
+    sink = ClickHouseLike()
+
+    outcome = await isolator(sink, canary=b"0\tgood\n").isolate(batch(100, bad_first=10))
+
+    assert sorted(refusal.outbox_id for refusal in outcome.refused) == list(range(1, 11))
+    assert len(outcome.delivered) == 90
+    assert b"0\tgood\n" not in sink.stored  # nothing ClickHouse already holds went in again
 
 
 async def test_when_the_canary_is_taken_the_refused_events_are_poison() -> None:
