@@ -144,6 +144,9 @@ class Forwarder:
         async with self.pool.acquire() as connection, connection.transaction():
             body, traces = await outbox.take_batch(connection, self.queries, limit, max_bytes, traced=traced)
             if not body:
+                # Nothing waits that ClickHouse could refuse: another relay
+                # delivered it once ClickHouse took events again.
+                self._accepting(attempts)
                 return 0
             if len(body) > self.config.max_bytes and body.count(b"\n") == 1:
                 raise OversizedEvent(len(body), self.config.max_bytes)  # rolls back: isolation sets it aside
