@@ -26,6 +26,7 @@ from pathlib import Path
 import asyncpg
 import uvloop
 
+from benchmarks.machine import Machine
 from benchmarks.relay import (
     SCRATCH,
     clickhouse_counts,
@@ -90,6 +91,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
     ]
     rates: dict[str, list[float]] = {"on": [], "off": [], "clean": [], "poisoned": []}
     exact = True
+    machine = Machine.sample()
     for _ in range(args.rounds):
         for name, envelopes, env in (
             ("on", events, {}),
@@ -100,6 +102,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             rate, ok = await timed(url, settings, envelopes, args, **env)
             rates[name].append(rate)
             exact &= ok
+    machine.finish()
     archive_ratio = _ratio(rates["on"], rates["off"])
     poison_ratio = _ratio(rates["poisoned"], rates["clean"])
     print()
@@ -123,6 +126,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         "events": args.events,
         "poison_events": args.poison_events,
         "exact": exact,
+        "machine": machine.describe(),
     }
 
 

@@ -210,6 +210,11 @@ class Forwarder:
             self._accepting(attempts)
         if outcome.refused:
             self.observer.dead_lettered(len(outcome.refused))
+        # Poison seldom comes alone: while isolation keeps finding refused
+        # events, the next batch is isolated straight away instead of first
+        # failing whole on the hot path (a claim, delete and archive rolled
+        # back). A batch found clean returns the loop to the hot path.
+        attempts.isolate = bool(outcome.refused)
         (log.error if outcome.refused else log.info)(
             "batch_isolated",
             events=len(outcome.delivered),
@@ -273,7 +278,7 @@ class Attempts:
     max_bytes: int
     failures: int = 0  # failures in a row, of `kind`
     kind: str = ""
-    isolate: bool = False  # the next round isolates a refused batch
+    isolate: bool = False  # the next round isolates: a batch was refused, or the last isolation found poison
     refusing: bool = False  # ClickHouse refuses every event alike
 
     def failed(self, kind: str) -> None:

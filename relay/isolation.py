@@ -1,14 +1,23 @@
-"""Finding the events ClickHouse refuses in a batch, at about one round trip per refused event.
+"""Finding the events ClickHouse refuses in a batch: by cause where it can, else about one round trip each.
 
 ClickHouse parses a TSV insert row by row, writes nothing of an insert it
-refuses, and names the row it stopped at (`(at row N)`). So a refused batch
-is *cut*: the lines before row N are good (kept for one insert at the end),
-line N is refused with ClickHouse's own error, and the next attempt starts
-after it. The first attempt sends everything; later ones a window of about
-twice the distance to the last refusal (doubling while attempts succeed), so
-a dense flood never re-sends the whole remainder. Segments of the batch are cut concurrently,
-since a refusal costs a round trip. A refusal that names no row (a constraint
-checked per block) is split in halves instead.
+refuses, and names the row it stopped at (`(at row N)`) and, for a parse
+error, the column and the text (`relay.diagnostics`).
+
+**By cause.** The whole batch is sent. Refused at row N, the lines before N
+are good, line N is refused with ClickHouse's own error, and every other line
+holding the same text in the refused column is set aside with it (the parser
+reads each field alone: the same text is refused the same way). The rest is
+sent whole again. A flood of events spoilt by one bug costs a few inserts,
+one per distinct bad value.
+
+**Cutting.** When a refusal takes no other line with it (a unique fault, or
+diagnostics that do not show the field whole), the rest is *cut*: later
+attempts send a window of about twice the distance to the last refusal
+(doubling while attempts succeed), so a dense flood never re-sends the whole
+remainder. Segments of the rest are cut concurrently, since a refusal costs a
+round trip. A refusal that names no row (a constraint checked per block) is
+split in halves instead. The good lines go in one insert at the end.
 
 **Systemic refusals.** When ClickHouse itself changed (a column narrowed, a
 setting altered), every event is refused the same way, and dead-lettering
@@ -26,17 +35,16 @@ all, a last event refused the same way makes the refusal systemic.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from relay.clickhouse import RejectedData
+from relay.diagnostics import Fault, own_error, refused_row
 
 type Line = tuple[int, bytes]  # (outbox id, TSV line)
 
-_ROW = re.compile(r"\(at row (\d+)\)")
 # Segments of one batch cut at the same time.
 SEGMENTS: Final = 8
 # Windows after a refusal at row N: 2 N lines, at least this many. A refused
@@ -50,12 +58,6 @@ class Sink(Protocol):
 
     async def insert(self, body: bytes) -> None:
         """Insert a TSV body; raise `RejectedData` or `TransientError` when it is not taken."""
-
-
-def refused_row(error: RejectedData) -> int | None:
-    """The 1-based row ClickHouse stopped at, if its error names one."""
-    match = _ROW.search(str(error))
-    return int(match.group(1)) if match else None
 
 
 class SystemicRefusal(Exception):
@@ -122,11 +124,11 @@ class Isolator:
         return await self._fallback() if self._fallback is not None else None
 
     async def isolate(self, lines: list[Line]) -> Outcome:
-        """Cut `lines`; raise `SystemicRefusal` (nothing set aside) when ClickHouse refuses all alike."""
+        """Sort `lines` out; raise `SystemicRefusal` (nothing set aside) when ClickHouse refuses all alike."""
         outcome = Outcome()
         good: list[Line] = []
         until = time.monotonic() + self.deadline
-        rest = await self._head(list(lines), outcome)
+        rest = await self._by_cause(list(lines), outcome, good, until)
         if rest:
             size = -(-len(rest) // SEGMENTS)
             try:
@@ -141,23 +143,47 @@ class Isolator:
             await self._insert_all(good, outcome)
         return outcome
 
-    async def _head(self, lines: list[Line], outcome: Outcome) -> list[Line]:
-        """The first attempt alone: if the first event is refused, decide whether ClickHouse is at fault.
+    async def _by_cause(
+        self, lines: list[Line], outcome: Outcome, good: list[Line], until: float
+    ) -> list[Line]:
+        """Send the batch whole while each refusal takes the lines refused alike with it.
 
-        Returns the lines still to cut. Raises `SystemicRefusal`.
+        Returns the lines still to cut (after a refusal that took no other
+        line, or that named no row); lines known good but not yet delivered go
+        to `good`. Raises `SystemicRefusal` when the first event is refused
+        because ClickHouse refuses everything.
         """
-        chunk = lines
-        outcome.inserts += 1
-        try:
-            await self.sink.insert(b"".join(line for _, line in chunk))
-        except RejectedData as error:
-            if refused_row(error) != 1:
-                return lines
-            await self._judge(error, lines, outcome)
-            outcome.refused.append(Refusal(lines[0][0], lines[0][1], error))
-            return lines[1:]
-        _delivered(outcome, chunk)
-        return lines[len(chunk) :]
+        rest = lines
+        first = True
+        while rest:
+            if time.monotonic() > until:
+                outcome.untouched += len(rest)
+                return []
+            outcome.inserts += 1
+            try:
+                await self.sink.insert(b"".join(line for _, line in rest))
+            except RejectedData as error:
+                row = refused_row(error)
+                if row is None or not 1 <= row <= len(rest):
+                    return rest
+                if first and row == 1:
+                    await self._judge(error, rest, outcome)  # may take the last line out of `rest`
+                first = False
+                outbox_id, line = rest[row - 1]
+                outcome.refused.append(Refusal(outbox_id, line, own_error(error, row)))
+                fault = Fault.of(error, row, line)
+                alike = [] if fault is None else [entry for entry in rest[row:] if fault.matches(entry[1])]
+                if fault is None or not alike:
+                    good.extend(rest[: row - 1])
+                    return rest[row:]
+                outcome.refused.extend(Refusal(outbox_id, line, fault.error()) for outbox_id, line in alike)
+                left_out = {outbox_id for outbox_id, _ in alike}
+                # The lines before row N were good: they go again with the rest.
+                rest = rest[: row - 1] + [entry for entry in rest[row:] if entry[0] not in left_out]
+            else:
+                _delivered(outcome, rest)
+                return []
+        return []
 
     async def _judge(self, error: RejectedData, lines: list[Line], outcome: Outcome) -> None:
         """Insert a line that should be good; raise `SystemicRefusal` if ClickHouse refuses it alike.
@@ -217,7 +243,7 @@ class Isolator:
                     position += len(chunk)
                     continue
                 good.extend(chunk[: row - 1])
-                outcome.refused.append(Refusal(chunk[row - 1][0], chunk[row - 1][1], error))
+                outcome.refused.append(Refusal(chunk[row - 1][0], chunk[row - 1][1], own_error(error, row)))
                 position += row
                 window = max(2 * row, MIN_WINDOW)
             else:

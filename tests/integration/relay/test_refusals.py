@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import psycopg
@@ -15,6 +16,8 @@ from tests.support.relays import RelayFactory, visible
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
+
+UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 # `event_log` as it is, but with a payload column no event fits: ClickHouse
 # refuses every row, old or new, with a data error (131, too large).
@@ -70,6 +73,18 @@ def test_one_percent_poison_among_100k_events_is_set_aside_and_the_rest_delivere
     dead = outbox.dead_letters()
     assert sorted(event_id for event_id, _, _ in dead) == sorted(poisoned)
     assert all("Code: 27" in error and attempts == 1 for _, error, attempts in dead)
+    errors = "\n".join(error for _, error, _ in dead)
+    # No error quotes a good event (ClickHouse's message shows the rows around the refused one).
+    assert set(re.findall(UUID, errors)) <= set(poisoned)
+    assert all(int(number) % 100 == 50 for number in re.findall(r"person(\d+)@example\.com", errors))
+    # Refused for one cause, they are set aside together: a few inserts per batch, not one each.
+    isolations = relay.log_events("batch_isolated")
+    assert isolations
+    assert sum(int(entry["inserts"]) for entry in isolations) <= 3 * len(isolations)
+    # And each of the two forwarders fails a poisoned batch whole only once:
+    # while poison keeps coming, the next batch is isolated straight away.
+    failed_whole = [entry for entry in relay.log_events("batch_failed") if entry["error_kind"] == "rejected"]
+    assert len(failed_whole) <= 2 < len(isolations)
     assert visible(clickhouse) == 99_000
     assert clickhouse.value("SELECT uniqExact(event_id) FROM event_log") == "99000"
     assert relay.metric("relay_dead_letters_total") == 1000
