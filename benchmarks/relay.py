@@ -5,8 +5,9 @@ migrations) and a scratch ClickHouse database:
 
 1. prefill the outbox with N realistic events (sign-ups, sign-ins, sign-outs,
    failed sign-ins, with payloads as the site writes them);
-2. `pg_drain`: the relay's claim-and-delete statement in a loop with no sink,
-   on as many connections as the relay has forwarders: the ceiling PostgreSQL sets;
+2. `pg_drain`: the relay's claim-and-delete statement as it ships (copying
+   into the archive of delivered events included) in a loop with no sink, on
+   as many connections as the relay has forwarders: the ceiling PostgreSQL sets;
 3. prefill again, start the real relay (`python -m relay`) as a subprocess and
    time it from the moment the events commit until the outbox is empty; the
    same with 2 and 4 relay processes side by side (`--relays`), for scale-out;
@@ -110,8 +111,8 @@ async def prefill(url: str, envelopes: list[Envelope]) -> None:
 
 
 async def pg_drain(url: str, *, batch_size: int, concurrency: int) -> tuple[int, float]:
-    """The relay's claim-and-delete statement in a loop, results discarded."""
-    queries = OutboxQueries(timestamp_precision=0)
+    """The relay's claim-and-delete statement as it ships (archive included) in a loop, results discarded."""
+    queries = OutboxQueries(timestamp_precision=0, archive=True)
     pool = await asyncpg.create_pool(url, min_size=concurrency, max_size=concurrency)
     drained = 0
 

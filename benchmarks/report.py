@@ -62,15 +62,15 @@ def tail_verdict(latency: Figures, rate: float = 1000.0) -> str:
         f"{verdict} What sets the tail: ClickHouse's own one-row insert, probed beside the relay, took"
         f" {insert:.0f} ms at p99 ({row['clickhouse_insert_p50_ms']:.0f} ms p50) at this rate against"
         f" {insert_low:.0f} ms at {low['rate']:,.0f} events/s, and every event waits for one insert:"
-        f" {insert - insert_low:.0f} ms of the tail come from ClickHouse slowing down while producers,"
-        f" PostgreSQL, ClickHouse and the relay share the two cores (busy {busy:.0%}"
+        f" {insert - insert_low:.0f} ms more, as ClickHouse slows down while producers, PostgreSQL,"
+        f" ClickHouse and the relay share the two cores (busy {busy:.0%}"
         f" of the run; producers {'kept' if row['sustained'] else 'could not keep'} the schedule, p99"
         f" {row['schedule_lag_p99_ms']:.0f} ms late). The relay's own share is small: batch (claim to"
         f" commit) {row['batch_ms']:.0f} ms on average of which the insert is most, PostgreSQL commit p99"
         f" {row['postgres_commit_p99_ms']:.0f} ms, relay core wait {row['relay_core_wait_ms']:.1f} ms,"
-        f" observer period {latency['latency_observer_period_ms']} ms. Next step: give ClickHouse cores of"
-        " its own (its own machine or container, as in production) and measure again; on this machine, fewer"
-        " and larger inserts would trade the p50 for the p99."
+        f" observer period {latency['latency_observer_period_ms']} ms.{_other_variants(latency, rate)}"
+        " Next step: give ClickHouse cores of its own (its own machine or container, as in production)"
+        " and measure again."
     )
 
 
@@ -122,15 +122,14 @@ def latency_chart(latency: Figures, path: Path) -> None:
     )
     axes.axhline(TARGET_P99_MS, color="grey", linewidth=0.8, linestyle=":")
     axes.text(0, TARGET_P99_MS, " target p99", color="grey", va="bottom", fontsize=8)
-    axes.set_xticks(
-        range(len(rates)), [f"{rate:,.0f}" + ("*" if rate in unsustained else "") for rate in rates]
-    )
-    axes.set_yscale("log")
+    ticks = [f"{rate:,.0f}" + ("*" if rate in unsustained else "") for rate in rates]
+    axes.set_xticks(range(len(rates)), ticks)
+    axes.set_ylim(bottom=0)
     axes.set_xlabel("offered rate, events/s (* = producers could not keep the schedule in some run)")
     axes.set_ylabel("commit -> visible in ClickHouse, ms")
     axes.set_title("End-to-end latency under steady traffic")
-    axes.grid(True, which="both", axis="y", alpha=0.3)
-    axes.legend(fontsize=7, ncol=2)
+    axes.grid(True, axis="y", alpha=0.3)
+    axes.legend(fontsize=7, ncol=2, loc="lower right")
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
@@ -195,6 +194,18 @@ def _machine(figures: Figures) -> str:
         f" {machine['busy_share']:.0%} busy (all processes) and some task was waiting for a core"
         f" {machine.get('cpu_pressure', 0):.0%} of the time; load average {load} before it"
     )
+
+
+def _other_variants(latency: Figures, rate: float) -> str:
+    """The other variants' tails at `rate`: how batching more per insert traded against waiting longer."""
+    others = [
+        f"*{row['variant']}* p99 {row['p99_ms']:.1f} ms (ClickHouse insert p99"
+        f" {row['clickhouse_insert_p99_ms']:.0f} ms, {row['events_per_batch']:.0f} events per batch)"
+        for variant in _variants(latency)[1:]
+        for row in _rows(latency, variant)
+        if row["rate"] == rate
+    ]
+    return f" Beside it at this rate: {'; '.join(others)}." if others else ""
 
 
 def section(producers: Figures, relay: Figures, latency: Figures, completeness: Figures | None = None) -> str:
