@@ -250,6 +250,25 @@ class Probes:
             self.loop_lag_ms.append((time.perf_counter() - started - PROBE_PERIOD) * 1000)
 
 
+# ClickHouse's own counters (`system.events`), read around each run: how many
+# inserts and queries it served, how long its merges ran, whether it held
+# inserts back for too many parts.
+CLICKHOUSE_COUNTERS = ("InsertQuery", "SelectQuery", "MergesTimeMilliseconds", "DelayedInserts")
+
+
+async def clickhouse_counters(session: aiohttp.ClientSession, url: str) -> dict[str, float]:
+    """The server's cumulative counters named in `CLICKHOUSE_COUNTERS` (0 for one it has not counted yet)."""
+    names = ", ".join(f"'{name}'" for name in CLICKHOUSE_COUNTERS)
+    query = f"SELECT event, value FROM system.events WHERE event IN ({names}) FORMAT TabSeparated"
+    async with session.post(url, data=query) as response:
+        text = await response.text()
+    counters = dict.fromkeys(CLICKHOUSE_COUNTERS, 0.0)
+    for line in text.splitlines():
+        name, value = line.split("\t")
+        counters[name] = float(value)
+    return counters
+
+
 # --- one run: one relay configuration at one rate ------------------------------
 
 
@@ -271,6 +290,7 @@ class Run:
     clickhouse_insert_ms: list[float]
     postgres_commit_ms: list[float]
     loop_lag_ms: list[float]  # how late the observer's own process wakes up
+    clickhouse: dict[str, float]  # each of `CLICKHOUSE_COUNTERS` per second of the run
 
 
 async def reset_clickhouse(settings: RelaySettings) -> None:
@@ -335,10 +355,12 @@ async def one_run(
             start_at = time.time() + 0.3
             cpu_before = cpu_seconds(process.pid)
             waited_before, slices_before = run_queue(process.pid)
+            counters_before = await clickhouse_counters(session, settings.clickhouse_url)
             producers.start(rate=rate, seconds=WARM_UP + seconds, start_at=start_at)
             stamps = await loop.run_in_executor(None, producers.results)
             cpu_after = cpu_seconds(process.pid)
             waited_after, slices_after = run_queue(process.pid)
+            counters_after = await clickhouse_counters(session, settings.clickhouse_url)
             published = {key for key, _, _ in stamps}
             give_up = time.monotonic() + 10
             while not published <= observer.seen.keys() and time.monotonic() < give_up:  # noqa: ASYNC110
@@ -372,6 +394,10 @@ async def one_run(
         loop_lag_ms=probes.loop_lag_ms,
         postgres_commit_ms=probes.postgres_commit_ms,
         events_per_batch=batches.events / max(batches.count, 1),
+        clickhouse={
+            name: (counters_after[name] - counters_before[name]) / (WARM_UP + seconds)
+            for name in CLICKHOUSE_COUNTERS
+        },
     )
 
 
@@ -466,7 +492,8 @@ def report(
         f"\n{'rate':>6} {'variant':>18} {'events':>7} {'achieved':>9}"
         + "".join(f" {n:>7}" for n, _ in PERCENTILES)
         + f" {'sched p99':>9} {'relay CPU':>9} {'core wait':>9} {'batch ms':>8} {'ev/batch':>8}"
-        + f" {'CH ins p50/p99':>14} {'PG commit':>11} {'unseen':>6}"
+        + f" {'CH ins p50/p99':>14} {'PG commit':>11} {'CH ins/s':>8} {'sel/s':>6} {'merging':>7}"
+        + f" {'delayed':>7} {'unseen':>6}"
     )
     out: dict[str, object] = {}
     table = []
@@ -483,6 +510,12 @@ def report(
         ch = [value for run in cell.runs for value in run.clickhouse_insert_ms]
         pg = [value for run in cell.runs for value in run.postgres_commit_ms]
         lag = [value for run in cell.runs for value in run.loop_lag_ms]
+        server = {
+            name: sum(run.clickhouse[name] for run in cell.runs) / len(cell.runs)
+            for name in CLICKHOUSE_COUNTERS
+        }
+        merging = server["MergesTimeMilliseconds"] / 1000  # merge-seconds per second
+        delayed = sum(run.clickhouse["DelayedInserts"] * (WARM_UP + args.seconds) for run in cell.runs)
         print(
             f"{rate:>6,.0f} {variant:>18} {len(cell.latencies):>7,} {cell.achieved_rate:>9,.0f}"
             + "".join(f" {figures[name]:>7.1f}" for name, _ in PERCENTILES)
@@ -490,6 +523,7 @@ def report(
             + f" {batch_ms:>8.1f} {per_batch:>8.1f}"
             + f" {percentile(ch, 50):>6.1f}/{percentile(ch, 99):<7.1f}"
             + f" {percentile(pg, 50):>4.1f}/{percentile(pg, 99):<6.1f}"
+            + f" {server['InsertQuery']:>8.0f} {server['SelectQuery']:>6.0f} {merging:>7.0%} {delayed:>7.0f}"
             + f" {unseen:>6}"
             + ("" if cell.sustained else "   (rate not sustained by the producers)")
         )
@@ -510,6 +544,10 @@ def report(
             "postgres_commit_p50_ms": round(percentile(pg, 50), 1),
             "postgres_commit_p99_ms": round(percentile(pg, 99), 1),
             "observer_lag_p99_ms": round(percentile(lag, 99), 1),
+            "clickhouse_inserts_per_s": round(server["InsertQuery"], 1),
+            "clickhouse_selects_per_s": round(server["SelectQuery"], 1),
+            "clickhouse_merging": round(merging, 3),
+            "clickhouse_delayed_inserts": round(delayed),
             "unseen": unseen,
         }
         table.append(row)
@@ -531,7 +569,9 @@ def report(
         " core wait: the relay's mean wait for a core each time it became runnable, ms; batch ms: claim to"
         " commit (the relay's own histogram); CH ins, PG: probes beside the relay every"
         f" {PROBE_PERIOD * 1000:.0f} ms (a one-row insert like the relay's; a one-row write"
-        " transaction), p50/p99 ms."
+        " transaction), p50/p99 ms; CH ins/s, sel/s: inserts and SELECTs ClickHouse served per second (the"
+        " relay's, the probe's, the observer's); merging: merge-seconds per second (1 = a core's worth of"
+        " merging); delayed: inserts ClickHouse held back for too many parts."
     )
     out.update(
         latency_variant=default,
