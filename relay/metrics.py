@@ -107,9 +107,9 @@ class RelayMetrics:
             "Missing events reconciliation sent to ClickHouse again.",
             registry=r,
         )
-        self.reconcile_extra = Counter(
+        self.reconcile_extra = Gauge(
             "relay_reconcile_extra_events",
-            "Events reconciliation found in ClickHouse but not in the archive (counted on every run).",
+            "Events this relay's last reconciliation found in ClickHouse but not in the archive.",
             registry=r,
         )
         self.reconcile_last_success = Gauge(

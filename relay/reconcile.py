@@ -374,7 +374,7 @@ class Reconciler:
         """Count the findings in metrics, `/status` and one log line."""
         self.metrics.reconcile_missing.inc(report.missing)
         self.metrics.reconcile_resent.inc(report.resent)
-        self.metrics.reconcile_extra.inc(report.extra)
+        self.metrics.reconcile_extra.set(report.extra)  # the same extras are found again each run
         if report.complete:
             self.metrics.reconcile_last_success.set_to_current_time()
         self.status.reconciled(report.summary(), complete=report.complete)

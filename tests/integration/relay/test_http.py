@@ -21,7 +21,7 @@ REQUIRED_METRICS = {
     "relay_archive_events": "gauge",
     "relay_reconcile_missing_events": "counter",
     "relay_reconcile_resent_events": "counter",
-    "relay_reconcile_extra_events": "counter",
+    "relay_reconcile_extra_events": "gauge",
     "relay_reconcile_last_success_timestamp_seconds": "gauge",
     "relay_systemic_refusal": "gauge",
     "relay_outbox_pending_events": "gauge",

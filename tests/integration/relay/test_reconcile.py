@@ -106,6 +106,24 @@ def test_events_clickhouse_has_but_the_archive_does_not_are_counted_and_kept(
     assert visible(clickhouse) == 10  # never deleted
 
 
+def test_a_running_relay_reports_the_extras_its_last_reconciliation_found_without_adding_them_up(
+    outbox: Outbox, clickhouse: ClickHouse, start_relay: RelayFactory
+) -> None:
+    make_archive_partition(outbox, RECENT - timedelta(hours=1))
+    outbox.produce(10, event_date_time=RECENT)
+    deliver(outbox, clickhouse, start_relay, reconcile_interval="0")
+    with outbox.connect() as connection:
+        connection.execute(
+            f"DELETE FROM {ARCHIVE_TABLE} WHERE event_id IN (SELECT event_id FROM {ARCHIVE_TABLE} LIMIT 3)"
+        )
+
+    relay = start_relay(reconcile_interval="0.3")
+    wait_until(lambda: len(relay.log_events("reconcile_finished")) >= 3, timeout=15)
+
+    assert relay.metric("relay_reconcile_extra_events") == 3  # found on every run, reported once
+    assert visible(clickhouse) == 10
+
+
 def test_a_window_past_the_retention_is_reported_as_not_checked_rather_than_missing(
     outbox: Outbox, clickhouse: ClickHouse, start_relay: RelayFactory
 ) -> None:
