@@ -290,7 +290,7 @@ class Run:
     clickhouse_insert_ms: list[float]
     postgres_commit_ms: list[float]
     loop_lag_ms: list[float]  # how late the observer's own process wakes up
-    clickhouse: dict[str, float]  # each of `CLICKHOUSE_COUNTERS` per second of the run
+    clickhouse: dict[str, float]  # how much each of `CLICKHOUSE_COUNTERS` grew during the run
 
 
 async def reset_clickhouse(settings: RelaySettings) -> None:
@@ -394,10 +394,7 @@ async def one_run(
         loop_lag_ms=probes.loop_lag_ms,
         postgres_commit_ms=probes.postgres_commit_ms,
         events_per_batch=batches.events / max(batches.count, 1),
-        clickhouse={
-            name: (counters_after[name] - counters_before[name]) / (WARM_UP + seconds)
-            for name in CLICKHOUSE_COUNTERS
-        },
+        clickhouse={name: counters_after[name] - counters_before[name] for name in CLICKHOUSE_COUNTERS},
     )
 
 
@@ -510,12 +507,11 @@ def report(
         ch = [value for run in cell.runs for value in run.clickhouse_insert_ms]
         pg = [value for run in cell.runs for value in run.postgres_commit_ms]
         lag = [value for run in cell.runs for value in run.loop_lag_ms]
-        server = {
-            name: sum(run.clickhouse[name] for run in cell.runs) / len(cell.runs)
-            for name in CLICKHOUSE_COUNTERS
-        }
+        counted = {name: sum(run.clickhouse[name] for run in cell.runs) for name in CLICKHOUSE_COUNTERS}
+        run_seconds = len(cell.runs) * (WARM_UP + args.seconds)
+        server = {name: value / run_seconds for name, value in counted.items()}  # per second
         merging = server["MergesTimeMilliseconds"] / 1000  # merge-seconds per second
-        delayed = sum(run.clickhouse["DelayedInserts"] * (WARM_UP + args.seconds) for run in cell.runs)
+        delayed = counted["DelayedInserts"]
         print(
             f"{rate:>6,.0f} {variant:>18} {len(cell.latencies):>7,} {cell.achieved_rate:>9,.0f}"
             + "".join(f" {figures[name]:>7.1f}" for name, _ in PERCENTILES)

@@ -43,6 +43,15 @@ def lose(clickhouse: ClickHouse, event_ids: list[str]) -> None:
     wait_until(lambda: clickhouse.value(pending) == "0", timeout=30)
 
 
+def forget(outbox: Outbox, count: int) -> None:
+    """Delete `count` delivered events from the archive: ClickHouse then holds events it does not know."""
+    with outbox.connect() as connection:
+        connection.execute(
+            f"DELETE FROM {ARCHIVE_TABLE} WHERE event_id IN (SELECT event_id FROM {ARCHIVE_TABLE} LIMIT %s)",
+            (count,),
+        )
+
+
 def test_events_clickhouse_lost_are_found_resent_and_then_seen_exactly_once(
     outbox: Outbox, clickhouse: ClickHouse, start_relay: RelayFactory
 ) -> None:
@@ -94,10 +103,7 @@ def test_events_clickhouse_has_but_the_archive_does_not_are_counted_and_kept(
     make_archive_partition(outbox, RECENT - timedelta(hours=1))
     outbox.produce(10, event_date_time=RECENT)
     deliver(outbox, clickhouse, start_relay, reconcile_interval="0")
-    with outbox.connect() as connection:
-        connection.execute(
-            f"DELETE FROM {ARCHIVE_TABLE} WHERE event_id IN (SELECT event_id FROM {ARCHIVE_TABLE} LIMIT 3)"
-        )
+    forget(outbox, 3)
 
     result = run_relay_command(outbox, clickhouse, "reconcile")
 
@@ -112,10 +118,7 @@ def test_a_running_relay_reports_the_extras_its_last_reconciliation_found_withou
     make_archive_partition(outbox, RECENT - timedelta(hours=1))
     outbox.produce(10, event_date_time=RECENT)
     deliver(outbox, clickhouse, start_relay, reconcile_interval="0")
-    with outbox.connect() as connection:
-        connection.execute(
-            f"DELETE FROM {ARCHIVE_TABLE} WHERE event_id IN (SELECT event_id FROM {ARCHIVE_TABLE} LIMIT 3)"
-        )
+    forget(outbox, 3)
 
     relay = start_relay(reconcile_interval="0.3")
     wait_until(lambda: len(relay.log_events("reconcile_finished")) >= 3, timeout=15)
