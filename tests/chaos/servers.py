@@ -69,6 +69,9 @@ class ScratchPostgres:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     bindir: Path = field(default_factory=postgres_bindir)
+    # Server settings given on the command line: a base backup never copies
+    # them, so a standby cloned from this server does not inherit them.
+    settings: dict[str, str] = field(default_factory=dict)
 
     @property
     def data(self) -> Path:
@@ -107,6 +110,42 @@ class ScratchPostgres:
         if not (self.data / "PG_VERSION").exists():
             raise ServerError(f"initdb failed: {(self.directory / 'initdb.log').read_text()[-2000:]}")
 
+    def clone(self, source: ScratchPostgres, *, standby: bool) -> None:
+        """Make this cluster a base backup of `source` (`pg_basebackup`), a standby of it if asked.
+
+        `standby=True` writes `standby.signal`: the server then streams from
+        `source` (or from whatever `primary_conninfo` in `settings` names).
+        """
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if POSTGRES_ACCOUNT is not None:
+            account = pwd.getpwnam(POSTGRES_ACCOUNT)
+            os.chown(self.directory, account.pw_uid, account.pw_gid)
+        log = self.directory / "basebackup.log"
+        done = self.children.spawn(
+            [
+                self.bindir / "pg_basebackup",
+                "--pgdata",
+                self.data,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(source.port),
+                "--username",
+                "postgres",
+                "--wal-method",
+                "stream",
+                "--checkpoint",
+                "fast",
+                "--no-sync",
+                *(["--write-recovery-conf"] if standby else []),
+            ],
+            log=log,
+            run_as=POSTGRES_ACCOUNT,
+            cwd=self.directory,
+        ).wait()
+        if done != 0:
+            raise ServerError(f"pg_basebackup failed: {log.read_text()[-2000:]}")
+
     def start(self) -> None:
         """Start the postmaster and wait until it accepts connections."""
         self.launch()
@@ -138,6 +177,7 @@ class ScratchPostgres:
                 "max_connections=200",
                 "-c",
                 "log_min_messages=warning",
+                *(option for name, value in self.settings.items() for option in ("-c", f"{name}={value}")),
             ],
             log=self.log,
             run_as=POSTGRES_ACCOUNT,
@@ -182,6 +222,32 @@ class ScratchPostgres:
             return True
         return False
 
+    def kill(self) -> None:
+        """SIGKILL the postmaster and every backend at once, as when the machine dies."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        # The postmaster leads its own process group (the suite starts every
+        # child in a session of its own): one signal reaches every backend,
+        # the WAL sender included, so nothing goes out after the kill.
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def promote(self) -> None:
+        """`pg_ctl promote`: a standby ends recovery and takes writes; waits until it does."""
+        log = self.directory / "promote.log"
+        done = self.children.spawn(
+            [self.bindir / "pg_ctl", "promote", "--pgdata", self.data, "--wait", "--timeout", "60"],
+            log=log,
+            run_as=POSTGRES_ACCOUNT,
+            cwd=self.directory,
+        ).wait()
+        if done != 0:
+            raise ServerError(f"pg_ctl promote failed: {log.read_text()[-2000:]}")
+
+    def in_recovery(self) -> bool:
+        """Whether the server is a standby (read-only, replaying a primary's WAL)."""
+        return bool(self.execute("SELECT pg_is_in_recovery()")[0][0])
+
     def restart(self, *, mode: str = "fast") -> None:
         self.stop(mode=mode)
         self.start()
@@ -195,6 +261,88 @@ class ScratchPostgres:
     def remove(self) -> None:
         self.stop(mode="immediate")
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+# The standby's name on the primary (`application_name`), as
+# `synchronous_standby_names` and `pg_stat_replication` know it.
+STANDBY_NAME = "standby"
+
+
+def multi_host_url(ports: list[int], database: str) -> str:
+    """One URL naming every server: drivers try them in turn and keep the one that takes writes."""
+    hosts = ",".join(f"127.0.0.1:{port}" for port in ports)
+    return f"postgres://postgres@{hosts}/{database}?target_session_attrs=read-write"
+
+
+@dataclass
+class PostgresPair:
+    """A primary and a standby streaming its WAL, synchronously or not; clients are given both."""
+
+    primary: ScratchPostgres
+    standby: ScratchPostgres
+    synchronous: bool
+
+    @classmethod
+    def under(cls, children: Children, directory: Path, *, synchronous: bool) -> PostgresPair:
+        """A pair whose clusters live in `directory` (not created yet)."""
+        return cls(
+            primary=ScratchPostgres(children, directory / "primary"),
+            standby=ScratchPostgres(children, directory / "standby"),
+            synchronous=synchronous,
+        )
+
+    def url(self, database: str = "postgres") -> str:
+        """Both servers, the primary first; a driver connects to whichever takes writes."""
+        return multi_host_url([self.primary.port, self.standby.port], database)
+
+    def create(self, *, source: ScratchPostgres | None = None, replication_port: int | None = None) -> None:
+        """Create and start both (main thread); the primary is `source`'s base backup if given.
+
+        The standby streams from `replication_port` (a proxy in front of the
+        primary, say), else from the primary itself. Wait for `streaming()`
+        before relying on the standby.
+        """
+        if source is None:
+            self.primary.create()
+        else:
+            self.primary.clone(source, standby=False)
+        # On the command line, not in a file: the standby's base backup must
+        # not inherit them (a promoted standby would wait for a standby of its own).
+        self.primary.settings["synchronous_commit"] = "on"
+        if self.synchronous:
+            self.primary.settings["synchronous_standby_names"] = STANDBY_NAME
+        self.primary.start()
+        self.standby.clone(self.primary, standby=True)
+        self.standby.settings["primary_conninfo"] = (
+            f"host=127.0.0.1 port={replication_port or self.primary.port} user=postgres"
+            f" application_name={STANDBY_NAME}"
+        )
+        self.standby.start()
+
+    def streaming(self) -> bool:
+        """Whether the standby streams from the primary (and, for a synchronous pair, as its sync standby)."""
+        rows = self.primary.execute(
+            f"SELECT state, sync_state FROM pg_stat_replication WHERE application_name = '{STANDBY_NAME}'"
+        )
+        wanted = "sync" if self.synchronous else "async"
+        return any(state == "streaming" and sync_state == wanted for state, sync_state in rows)
+
+    def lag_bytes(self) -> int | None:
+        """WAL the primary wrote that the standby has not yet flushed, or None if it is not connected."""
+        rows = self.primary.execute(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), flush_lsn)::bigint FROM pg_stat_replication"
+            f" WHERE application_name = '{STANDBY_NAME}'"
+        )
+        return int(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    def fail_over(self) -> None:
+        """The primary dies (SIGKILL, every process at once); the standby is promoted in its place."""
+        self.primary.kill()
+        self.standby.promote()
+
+    def remove(self) -> None:
+        self.primary.remove()
+        self.standby.remove()
 
 
 @dataclass
