@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import shlex
 import shutil
 import signal
 import subprocess
@@ -155,34 +156,74 @@ class ScratchPostgres:
         """Wait until the postmaster accepts connections (any thread)."""
         _wait(self.accepts_connections, timeout=60, what="PostgreSQL did not accept connections")
 
+    def options(self) -> list[str]:
+        """The server's command-line settings (after `-D <data>`)."""
+        settings = {
+            "listen_addresses": "127.0.0.1",
+            "unix_socket_directories": str(self.directory),
+            # The OS survives every crash the suite causes, so the page
+            # cache keeps what fsync would have forced to disk; commits
+            # stay synchronous, so an acknowledged commit is in the WAL.
+            "fsync": "off",
+            "max_connections": "200",
+            "log_min_messages": "warning",
+            **self.settings,
+        }
+        return ["-p", str(self.port), *(f"--{name}={value}" for name, value in settings.items())]
+
     def launch(self) -> None:
         """Start the postmaster (main thread) without waiting for it."""
         self.process = self.children.spawn(
-            [
-                self.bindir / "postgres",
-                "-D",
-                self.data,
-                "-p",
-                str(self.port),
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                f"unix_socket_directories={self.directory}",
-                # The OS survives every crash the suite causes, so the page
-                # cache keeps what fsync would have forced to disk; commits
-                # stay synchronous, so an acknowledged commit is in the WAL.
-                "-c",
-                "fsync=off",
-                "-c",
-                "max_connections=200",
-                "-c",
-                "log_min_messages=warning",
-                *(option for name, value in self.settings.items() for option in ("-c", f"{name}={value}")),
-            ],
+            [self.bindir / "postgres", "-D", self.data, *self.options()],
             log=self.log,
             run_as=POSTGRES_ACCOUNT,
             cwd=self.directory,
         )
+
+    def start_detached(self) -> None:
+        """Start the server with `pg_ctl` so it outlives this process; wait until it accepts connections."""
+        done = self.children.spawn(
+            [
+                self.bindir / "pg_ctl",
+                "start",
+                "--pgdata",
+                self.data,
+                "--log",
+                self.log,
+                "--wait",
+                "--timeout",
+                "60",
+                "--options",
+                shlex.join(self.options()),
+            ],
+            log=self.directory / "pg_ctl.log",
+            run_as=POSTGRES_ACCOUNT,
+            cwd=self.directory,
+        ).wait()
+        if done != 0:
+            raise ServerError(f"pg_ctl start failed: {self.log.read_text()[-2000:]}")
+        self.wait_ready()
+
+    def stop_detached(self, *, mode: str = "fast") -> None:
+        """`pg_ctl stop` (`fast`, or `immediate`: a crash) a server started with `start_detached`."""
+        self.children.spawn(
+            [self.bindir / "pg_ctl", "stop", "--pgdata", self.data, "--mode", mode, "--wait"],
+            log=self.directory / "pg_ctl.log",
+            run_as=POSTGRES_ACCOUNT,
+            cwd=self.directory,
+        ).wait()
+
+    def running_detached(self) -> bool:
+        """Whether `pg_ctl status` finds the server running."""
+        if not (self.data / "PG_VERSION").exists():
+            return False
+        done = self.children.spawn(
+            [self.bindir / "pg_ctl", "status", "--pgdata", self.data],
+            log=self.directory / "pg_ctl.log",
+            run_as=POSTGRES_ACCOUNT,
+            cwd=self.directory,
+        ).wait()
+        return done == 0
 
     def accepts_connections(self) -> bool:
         if self.process is not None and self.process.poll() is not None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-import dj_database_url
 import django_stubs_ext
 from sentry_sdk.integrations.celery import CeleryIntegration
 from sentry_sdk.integrations.django import DjangoIntegration
@@ -82,7 +81,7 @@ TEMPLATES = [
 ]
 
 DATABASES = {
-    "default": dj_database_url.parse(ENV.database_url, conn_max_age=60, conn_health_checks=True),
+    "default": ENV.database,
 }
 # A PostgreSQL that stops answering must fail requests and probes, not hang them.
 DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
