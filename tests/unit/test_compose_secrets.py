@@ -65,7 +65,9 @@ def test_a_second_run_changes_nothing(tmp_path: Path) -> None:
 
 def test_values_already_set_are_kept_and_empty_ones_filled_in_place(tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
-    env_file.write_text("DEBUG=true\nREDIS_PASSWORD=chosen-by-hand\nSECRET_KEY=\n# no newline at the end", encoding="utf-8")
+    env_file.write_text(
+        "DEBUG=true\nREDIS_PASSWORD=chosen-by-hand\nSECRET_KEY=\n# no newline at the end", encoding="utf-8"
+    )
 
     write_secrets(env_file)
 

@@ -22,7 +22,11 @@ def a_path_with(tmp_path: Path, **programs: str) -> str:
     """A PATH holding only bash, dirname and the named programs (name=target): no Python unless named."""
     directory = tmp_path / "bin"
     directory.mkdir()
-    for name, target in {"bash": shutil.which("bash"), "dirname": shutil.which("dirname"), **programs}.items():
+    for name, target in {
+        "bash": shutil.which("bash"),
+        "dirname": shutil.which("dirname"),
+        **programs,
+    }.items():
         assert target
         (directory / name).symlink_to(target)
     return str(directory)
@@ -43,7 +47,9 @@ def find_python(tmp_path: Path, path: str, **extra: str) -> subprocess.Completed
     )
 
 
-def test_without_python_3_13_the_set_up_stops_with_one_sentence_saying_what_to_install(tmp_path: Path) -> None:
+def test_without_python_3_13_the_set_up_stops_with_one_sentence_saying_what_to_install(
+    tmp_path: Path,
+) -> None:
     result = find_python(tmp_path, a_path_with(tmp_path))
 
     assert result.returncode == 1
