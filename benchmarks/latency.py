@@ -100,6 +100,7 @@ def producer_main(pipe: Connection, database_url: str) -> None:
         DEBUG="false",  # production mode: no query log kept in memory
         SECRET_KEY="benchmark-only",
         ALLOWED_HOSTS="localhost",
+        EMAIL_HOST="smtp.invalid",  # named, as production mode demands; never connected to
         LOG_LEVEL="WARNING",
     )
     import django

@@ -3,12 +3,15 @@
 #
 #   scripts/secrets.sh [ENV_FILE]   (default: .env beside compose.yaml; `make secrets`)
 #
-# Every variable compose.yaml requires (`${NAME:?...}`) or hands to a service as
-# a secret (`environment: NAME` under `secrets:`) that ENV_FILE does not set yet
-# gets a random value: 32 random bytes as 64 hex characters, safe inside the
-# URLs the passwords travel in. A value already there is never changed, so a
-# second run changes nothing; an empty one (`NAME=`) counts as missing and is
-# filled in place. docs/SECURITY.md says what each secret is for.
+# Every secret compose.yaml requires (`${NAME:?...}` whose name ends in
+# _PASSWORD, _SECRET or _KEY) or hands to a service as a secret
+# (`environment: NAME` under `secrets:`) that ENV_FILE does not set yet gets a
+# random value: 32 random bytes as 64 hex characters, safe inside the URLs the
+# passwords travel in. A value already there is never changed, so a second run
+# changes nothing; an empty one (`NAME=`) counts as missing and is filled in
+# place. A required variable that is no secret (EMAIL_HOST: your SMTP server)
+# is not invented: the script names each one still missing, and exits 0.
+# docs/SECURITY.md says what each secret is for.
 #
 # Compose reads ENV_FILE for its ${...} values and hands it to the application
 # containers. `make run` reads .env too: in a checkout that runs both, give
@@ -29,13 +32,18 @@ ENV_FILE="${1:-$REPO_ROOT/.env}"
 case "$ENV_FILE" in -h | --help | help) usage && exit 0 ;; esac
 [ -f "$COMPOSE_FILE" ] || die "$COMPOSE_FILE not found"
 
-# The names, in the order compose.yaml first mentions them.
+# "secret NAME" or "setting NAME" for each variable compose.yaml requires, in
+# the order it first mentions them.
 required_names() {
+    local name
     {
-        grep -oE '\$\{[A-Z_][A-Z0-9_]*:\?' "$COMPOSE_FILE" | sed -E 's/^\$\{//; s/:\?$//'
+        grep -oE '\$\{[A-Z_][A-Z0-9_]*:\?' "$COMPOSE_FILE" | sed -E 's/^\$\{//; s/:\?$//' |
+            while read -r name; do
+                if [[ "$name" =~ (_PASSWORD|_SECRET|_KEY)$ ]]; then echo "secret $name"; else echo "setting $name"; fi
+            done
         grep -E '^[[:space:]]+environment:[[:space:]]+[A-Z_][A-Z0-9_]*[[:space:]]*$' "$COMPOSE_FILE" |
-            sed -E 's/.*environment:[[:space:]]+//; s/[[:space:]]*$//'
-    } | awk '!seen[$0]++'
+            sed -E 's/.*environment:[[:space:]]+/secret /; s/[[:space:]]*$//'
+    } | awk '!seen[$2]++'
 }
 
 random_secret() { od -An -N32 -tx1 /dev/urandom | tr -d ' \n'; }
@@ -50,10 +58,14 @@ if [ ! -e "$ENV_FILE" ]; then
     say "secrets: created $ENV_FILE"
 fi
 
-written=() kept=()
-while read -r name; do
+written=() kept=() yours=()
+while read -r kind name; do
     if [ -n "$(current_value "$name")" ]; then
         kept+=("$name")
+        continue
+    fi
+    if [ "$kind" = setting ]; then
+        yours+=("$name")
         continue
     fi
     value="$(random_secret)"
@@ -70,3 +82,6 @@ done < <(required_names)
 
 say "secrets: ${#written[@]} written to $ENV_FILE${written[*]:+ (${written[*]})}," \
     "${#kept[@]} already set${kept[*]:+ (${kept[*]})}"
+for name in "${yours[@]}"; do
+    say "secrets: compose also requires $name, which is no secret to invent: set it in $ENV_FILE"
+done

@@ -22,6 +22,11 @@ def required_by_compose() -> set[str]:
     return required | {secret["environment"] for secret in secrets.values() if "environment" in secret}
 
 
+def secrets_required_by_compose() -> set[str]:
+    """What of that is a secret, by its name: the rest (EMAIL_HOST) is the operator's to choose."""
+    return {name for name in required_by_compose() if re.search(r"(_PASSWORD|_SECRET|_KEY)$", name)}
+
+
 def write_secrets(env_file: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(SECRETS_SH), str(env_file)], capture_output=True, text=True, check=True, timeout=30
@@ -35,7 +40,18 @@ def assignments(env_file: Path) -> dict[str, str]:
 
 def test_compose_requires_secrets_at_all() -> None:
     # Guards the derivation below: a regex that matched nothing would pass every test.
-    assert {"SECRET_KEY", "POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD"} <= required_by_compose()
+    assert {"SECRET_KEY", "POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD"} <= secrets_required_by_compose()
+
+
+def test_every_required_variable_is_written_or_named_as_the_operators_to_set(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+
+    result = write_secrets(env_file)
+
+    for name in required_by_compose() - secrets_required_by_compose():
+        assert f"compose also requires {name}, which is no secret to invent" in result.stdout
+        assert name not in assignments(env_file)
+    assert set(assignments(env_file)) == secrets_required_by_compose()
 
 
 def test_every_secret_compose_requires_is_written_with_a_random_url_safe_value(tmp_path: Path) -> None:
@@ -45,7 +61,7 @@ def test_every_secret_compose_requires_is_written_with_a_random_url_safe_value(t
     write_secrets(second)
 
     values = assignments(first)
-    assert set(values) == required_by_compose()
+    assert set(values) == secrets_required_by_compose()
     for name, value in values.items():
         assert re.fullmatch(r"[0-9a-f]{64}", value), name
         assert value != assignments(second)[name], name
@@ -76,4 +92,4 @@ def test_values_already_set_are_kept_and_empty_ones_filled_in_place(tmp_path: Pa
     assert re.fullmatch(r"SECRET_KEY=[0-9a-f]{64}", lines[2])
     assert lines[3] == "# no newline at the end"
     assert sum(line.startswith("SECRET_KEY=") for line in lines) == 1
-    assert set(assignments(env_file)) == required_by_compose() | {"DEBUG"}
+    assert set(assignments(env_file)) == secrets_required_by_compose() | {"DEBUG"}
