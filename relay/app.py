@@ -28,7 +28,7 @@ from relay.core.forwarder import Forwarder, ForwarderConfig
 from relay.core.isolation import Canary
 from relay.core.listener import Listener
 from relay.core.observer import Observer, Observers
-from relay.core.outbox import POSTGRES_ERRORS, OutboxQueries
+from relay.core.outbox import POSTGRES_ERRORS, OutboxQueries, require_writable
 from relay.core.retry import Backoff
 from relay.core.waits import sleep_unless
 from relay.maintenance import reconcile as reconciliation
@@ -166,6 +166,7 @@ async def reconcile(settings: RelaySettings, *, since: datetime | None) -> int:
                     sink=sink,
                     precision=shape.timestamp_precision,
                     batch_size=settings.relay_batch_size,
+                    settle=settings.relay_reconcile_settle,
                 ).run(since=since)
             finally:
                 await reconciliation.unlock(connection)
@@ -209,6 +210,9 @@ async def run(
         # failover) fails the statement instead of blocking a forwarder forever.
         command_timeout=settings.relay_postgres_timeout,
         server_settings=session_settings(settings),
+        # A connection to a server that became a standby or read-only is
+        # dropped when next lent, so the next one goes where writes go.
+        setup=require_writable,
     )
     try:
         async with aiohttp.ClientSession() as session:
@@ -302,6 +306,7 @@ async def _serve(
                 precision=shape.timestamp_precision,
                 batch_size=settings.relay_batch_size,
                 interval=settings.relay_reconcile_interval.total_seconds(),
+                settle=settings.relay_reconcile_settle,
                 metrics=metrics,
                 status=status,
             )

@@ -64,6 +64,9 @@ class RelaySettings(CommonSettings):
     relay_archive_retention: Duration = timedelta(hours=24)
     # How often the relays compare the archive with ClickHouse; 0: never (by themselves).
     relay_reconcile_interval: Duration = timedelta(minutes=10)
+    # Reconciliation checks events dated and delivered longer ago than this (a
+    # ClickHouse replica or a batch in flight may lack the newer ones for a moment).
+    relay_reconcile_settle: Duration = timedelta(minutes=1)
 
     # Events older than this many days leave `event_log` (ClickHouse TTL, or
     # `relay expire` on servers without TTL); 0 keeps them forever.

@@ -271,6 +271,8 @@ def relay_environment(servers: Servers, profile: Profile, clickhouse_database: s
         "RELAY_POSTGRES_TIMEOUT": "10",
         "RELAY_STATS_INTERVAL": "1",
         "RELAY_SHUTDOWN_GRACE": "10",
+        # Scenarios reconcile right after the outbox drains (a failover one sets its own).
+        "RELAY_RECONCILE_SETTLE": "0",
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",
     }
