@@ -427,6 +427,12 @@ async def run_scenario(servers: Servers, scenario: Scenario, profile: Profile, *
         accounting = await _run_and_account(context, scenario, database)
     finally:
         _clean_up(context)
+    if context.rolled_back is not None:
+        context.notes.append(
+            f"rpo_lost {accounting.rpo_lost}: acknowledged, rolled back by the failover, never seen by"
+            f" analysts; {len(context.rolled_back) - accounting.rpo_lost} more were delivered before the"
+            " kill, though PostgreSQL no longer has them"
+        )
     if accounting.lost_ids:
         context.problems.append(f"lost, e.g. {', '.join(accounting.lost_ids[:3])}")
     await asyncio.to_thread(servers.clickhouse.query, f"DROP DATABASE IF EXISTS {database}")
