@@ -360,13 +360,17 @@ class PostgresPair:
         )
         self.standby.start()
 
-    def streaming(self) -> bool:
-        """Whether the standby streams from the primary (and, for a synchronous pair, as its sync standby)."""
+    def streaming(self, *, as_configured: bool = True) -> bool:
+        """Whether the standby streams from the primary (as its sync standby, for a synchronous pair).
+
+        `as_configured=False`: streaming at all (a promoted primary waits
+        for no standby until `resume_synchronous`).
+        """
         rows = self.primary.execute(
             f"SELECT state, sync_state FROM pg_stat_replication WHERE application_name = '{STANDBY_NAME}'"
         )
-        wanted = "sync" if self.synchronous else "async"
-        return any(state == "streaming" and sync_state == wanted for state, sync_state in rows)
+        wanted = {"sync" if self.synchronous else "async"} if as_configured else {"sync", "async"}
+        return any(state == "streaming" and sync_state in wanted for state, sync_state in rows)
 
     def lag_bytes(self) -> int | None:
         """WAL the primary wrote that the standby has not yet flushed, or None if it is not connected."""
@@ -381,9 +385,43 @@ class PostgresPair:
         self.primary.kill()
         self.standby.promote()
 
+    def rejoin(self) -> None:
+        """After `fail_over` (main thread): a fresh standby of the new primary where the old one was.
+
+        It takes the old primary's port, so a URL naming both hosts stays
+        right; the roles swap. Wait for `streaming()`, then `resume_synchronous()`.
+        """
+        old, promoted = self.primary, self.standby
+        old.remove()
+        fresh = ScratchPostgres(old.children, old.directory, port=old.port, bindir=old.bindir)
+        fresh.settings.update(
+            {name: value for name, value in promoted.settings.items() if name != "primary_conninfo"}
+        )
+        fresh.clone(promoted, standby=True)
+        _forget_setting(fresh.data / "postgresql.auto.conf", "synchronous_standby_names")
+        fresh.settings["primary_conninfo"] = (
+            f"host=127.0.0.1 port={promoted.port} user=postgres application_name={STANDBY_NAME}"
+        )
+        fresh.launch()
+        self.primary, self.standby = promoted, fresh
+
+    def resume_synchronous(self) -> None:
+        """Make the (promoted) primary wait for its new standby again, without a restart."""
+        if self.synchronous:
+            # In postgresql.auto.conf, which the next rejoin's base backup drops again.
+            self.primary.execute(f"ALTER SYSTEM SET synchronous_standby_names = '{STANDBY_NAME}'")
+            self.primary.execute("SELECT pg_reload_conf()")
+
     def remove(self) -> None:
         self.primary.remove()
         self.standby.remove()
+
+
+def _forget_setting(path: Path, name: str) -> None:
+    """Drop a setting a base backup copied (`ALTER SYSTEM`'s file) from the copy."""
+    if path.exists():
+        kept = [line for line in path.read_text().splitlines() if not line.strip().startswith(name)]
+        path.write_text("\n".join(kept) + "\n")
 
 
 @dataclass
