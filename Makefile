@@ -64,9 +64,9 @@ cluster-up: ## start ZooKeeper and two ClickHouse replicas (cluster die_hard, HT
 cluster-down: ## stop what `make cluster-up` started (the cluster's data is kept)
 	scripts/cluster.sh down
 
-migrate: $(VENV)/.installed .env ## apply both schemas and grant the web and relay roles their rights (idempotent)
-	$(BIN)/python manage.py migrate --no-input
-	$(BIN)/python manage.py database_grants
+migrate: $(VENV)/.installed .env ## apply both schemas as their owners (DATABASE_ADMIN_URL, CLICKHOUSE_ADMIN_USER) and grant the web and relay roles their rights (idempotent)
+	$(BIN)/python manage.py migrate --database owner --no-input
+	$(BIN)/python manage.py database_grants --database owner
 	$(BIN)/relay migrate
 
 run: $(VENV)/.installed .env ## run services, web, relay and Celery worker in the foreground; Ctrl-C stops them
