@@ -30,7 +30,7 @@ from relay.core.forwarder import Forwarder, ForwarderConfig
 from relay.core.isolation import Canary
 from relay.core.listener import Listener
 from relay.core.observer import Observer, Observers
-from relay.core.outbox import OutboxQueries
+from relay.core.outbox import OutboxQueries, PostgresOutbox
 from relay.core.readiness import Readiness
 from relay.core.retry import Backoff
 from relay.core.waits import sleep_unless
@@ -277,7 +277,9 @@ async def _serve(
             return exit_code
         if shape.async_insert:
             sink.pin_synchronous_inserts()
-        queries = OutboxQueries(timestamp_precision=shape.timestamp_precision, archive=archiving)
+        outbox = PostgresOutbox(
+            pool, OutboxQueries(timestamp_precision=shape.timestamp_precision, archive=archiving)
+        )
         config = ForwarderConfig(
             batch_size=settings.relay_batch_size,
             max_bytes=settings.relay_batch_max_bytes,
@@ -312,9 +314,8 @@ async def _serve(
             for forwarder in (
                 Forwarder(
                     name=f"forwarder-{number}",
-                    pool=pool,
+                    outbox=outbox,
                     sink=sink,
-                    queries=queries,
                     config=config,
                     doorbell=doorbell,
                     observer=observer,

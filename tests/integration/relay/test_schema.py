@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from relay import app
-from relay.core.outbox import OutboxQueries, take_batch
+from relay.core.outbox import OutboxQueries, PostgresClaim
 from relay.settings import RelaySettings
 from tests.support.clickhouse import ClickHouse
 from tests.support.current_clickhouse import CurrentClickHouse
@@ -32,7 +32,9 @@ def relay_bodies(outbox: Outbox, *, precision: int, batch_size: int) -> list[byt
             queries = OutboxQueries(timestamp_precision=precision)
             while True:
                 async with connection.transaction():
-                    body, _ = await take_batch(connection, queries, batch_size, 16 * 1024 * 1024)
+                    body, _ = await PostgresClaim(connection, queries).take_batch(
+                        batch_size, 16 * 1024 * 1024
+                    )
                 if not body:
                     return bodies
                 bodies.append(body)
