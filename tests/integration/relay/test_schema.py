@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from relay import app
+from relay import app, commands
 from relay.core.outbox import OutboxQueries, PostgresClaim
 from relay.settings import RelaySettings
 from tests.support.clickhouse import ClickHouse
@@ -103,7 +103,7 @@ def test_relay_expire_deletes_events_past_the_retention_period_on_the_legacy_ser
         event_log_retention_days=30,
     )
 
-    assert asyncio.run(app.expire(settings)) == app.EXIT_OK
+    assert asyncio.run(commands.expire(settings)) == app.EXIT_OK
 
     # A mutation: ClickHouse applies it in the background, shortly.
     wait_until(lambda: clickhouse.value("SELECT count() FROM event_log") == "1", timeout=30)
