@@ -27,8 +27,7 @@ import structlog
 from relay.core.clickhouse import RejectedData, TransientError
 from relay.core.doorbell import Doorbell
 from relay.core.isolation import Canary, Isolator, Line, Outcome, Refusal, Sink, SystemicRefusal
-from relay.core.observer import Batch, Delivery, Observer
-from relay.core.outbox import TraceContext
+from relay.core.observer import Batch, Delivery, Observer, TraceContext
 from relay.core.postgres import POSTGRES_ERRORS
 from relay.core.retry import Backoff
 from relay.core.waits import Clock

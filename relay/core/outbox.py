@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from relay.core.archive import ArchiveQueries
+from relay.core.observer import TraceContext
 from relay.core.postgres import Connection, copy_out, tsv_columns
 from shared.outbox import (
     BACKLOG,
@@ -45,14 +46,6 @@ DELETE_IDS = f"DELETE FROM {OUTBOX_TABLE} WHERE id = ANY($1::bigint[])"
 # Bytes a TSV line takes besides the payload, type and environment: the id,
 # the timestamp, the version, the tabs and the newline.
 _LINE_OVERHEAD = 72
-
-
-@dataclass(frozen=True, slots=True)
-class TraceContext:
-    """Sentry trace headers an event was written with."""
-
-    sentry_trace: str
-    baggage: str
 
 
 class OutboxQueries:

@@ -28,8 +28,7 @@ from relay.core.forwarder import (
     next_step,
 )
 from relay.core.isolation import Line, SystemicRefusal
-from relay.core.observer import Delivery, Observer
-from relay.core.outbox import TraceContext
+from relay.core.observer import Delivery, Observer, TraceContext
 from relay.core.retry import Backoff
 from relay.core.waits import Clock
 
