@@ -129,7 +129,7 @@ class Step:
 
     kind: str  # the failure's kind, for metrics and logs
     next: Next
-    failures: int  # failures of this kind in a row, this one included
+    failures: int  # failures of this kind in a row, this one included (isolating is no retry: unchanged)
 
 
 def next_step(error: Exception, *, last_kind: str, failures: int) -> Step:
@@ -141,6 +141,8 @@ def next_step(error: Exception, *, last_kind: str, failures: int) -> Step:
     for errors, fixed_kind, response in RESPONSES:
         if isinstance(error, errors):
             kind = fixed_kind or str(getattr(error, "kind", "error"))
+            if response is Next.ISOLATE:
+                return Step(kind=kind, next=response, failures=failures)
             in_a_row = failures + 1 if kind == last_kind else 1
             shrink = response is Next.BACK_OFF and kind in SHRINKING_KINDS and in_a_row >= SHRINK_AFTER
             return Step(kind=kind, next=Next.SHRINK if shrink else response, failures=in_a_row)
@@ -222,7 +224,6 @@ class Forwarder:
 
     async def _answer(self, error: Exception, stop: asyncio.Event, attempts: Attempts) -> None:
         step = next_step(error, last_kind=attempts.kind, failures=attempts.failures)
-        attempts.kind, attempts.failures = step.kind, step.failures
         details = _details(error)
         if step.next is Next.ISOLATE:
             # Some row in the batch is bad (or too big to send). The transaction
@@ -230,6 +231,7 @@ class Forwarder:
             attempts.isolate = True
             self._failed(step.kind, **details)
             return
+        attempts.kind, attempts.failures = step.kind, step.failures
         if step.next is Next.REFUSED:
             assert isinstance(error, SystemicRefusal)
             self._refusing(attempts, error)

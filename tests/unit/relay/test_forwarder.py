@@ -388,8 +388,10 @@ UNAVAILABLE = TransientError("ClickHouse unreachable: ClientConnectorError", kin
 @pytest.mark.parametrize(
     ("error", "last_kind", "failures", "expected"),
     [
-        (REFUSED, "", 0, Step("rejected", Next.ISOLATE, 1)),
-        (OversizedEvent(2_000, 1_000), "", 0, Step("rejected", Next.ISOLATE, 1)),
+        (REFUSED, "", 0, Step("rejected", Next.ISOLATE, 0)),
+        (REFUSED, "timeout", 1, Step("rejected", Next.ISOLATE, 1)),  # isolating is no retry
+        (OversizedEvent(2_000, 1_000), "", 0, Step("rejected", Next.ISOLATE, 0)),
+        (SystemicRefusal(REFUSED, canary=True), "", 0, Step("rejected", Next.REFUSED, 1)),
         (SystemicRefusal(REFUSED, canary=True), "rejected", 1, Step("rejected", Next.REFUSED, 2)),
         (UNAVAILABLE, "", 0, Step("unavailable", Next.BACK_OFF, 1)),
         (UNAVAILABLE, "unavailable", 5, Step("unavailable", Next.BACK_OFF, 6)),
