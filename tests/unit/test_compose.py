@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import subprocess
 import sys
@@ -37,7 +38,7 @@ CONTAINER_SETTINGS = (
     "ENVIRONMENT",
 )
 APP_SERVICES = ("migrate", "web", "relay", "worker", "beat")
-MONITORING_SERVICES = ("prometheus", "grafana")
+MONITORING_SERVICES = ("prometheus", "alertmanager", "grafana")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(us|ms|s|m|h)")
 _UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -205,6 +206,7 @@ def test_published_ports_are_reachable_from_this_machine_only(services: dict[str
         "web": ["127.0.0.1:8000:8000"],
         "relay": ["127.0.0.1:8001:8001"],
         "prometheus": ["127.0.0.1:9090:9090"],
+        "alertmanager": ["127.0.0.1:9093:9093"],
         "grafana": ["127.0.0.1:3000:3000"],
     }
 
@@ -279,6 +281,51 @@ def test_prometheus_scrapes_every_relay_on_its_http_port(services: dict[str, dic
     ]
 
 
+def prometheus_config() -> dict[str, Any]:
+    config: dict[str, Any] = YAML(typ="safe").load(
+        (ROOT / "docker" / "prometheus" / "prometheus.yml").read_text(encoding="utf-8")
+    )
+    return config
+
+
+def test_prometheus_scrapes_the_site_by_a_name_it_serves_from_the_one_address_it_trusts(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    web_job = next(job for job in prometheus_config()["scrape_configs"] if job["job_name"] == "web")
+    [target] = web_job["static_configs"][0]["targets"]
+    host, port = target.split(":")
+    prometheus_address = ipaddress.ip_address(services["prometheus"]["networks"]["default"]["ipv4_address"])
+    [subnet] = [
+        ipaddress.ip_network(config["subnet"]) for config in compose["networks"]["default"]["ipam"]["config"]
+    ]
+    web = services["web"]["environment"]
+    trusted = [ipaddress.ip_network(network) for network in web["INTERNAL_NETWORKS"].split(",")]
+
+    assert host == "web"
+    assert services["web"]["command"][-1].endswith(f":{port}")
+    # The default, when ALLOWED_HOSTS is not set: `${ALLOWED_HOSTS:-<default>}`.
+    assert host in web["ALLOWED_HOSTS"].removeprefix("${ALLOWED_HOSTS:-").removesuffix("}").split(",")
+    assert any(prometheus_address in network for network in trusted)
+    assert prometheus_address in subnet
+    # Nothing else on the compose network (the gateway that published ports come through included).
+    assert not any(network.overlaps(subnet) and network.num_addresses > 1 for network in trusted)
+
+
+def test_prometheus_sends_alerts_to_the_alertmanager_that_loads_the_repositorys_configuration(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    alertmanager = services["alertmanager"]
+    mounts = bind_mounts(alertmanager)
+    config_path = next(
+        arg.split("=", 1)[1] for arg in alertmanager["command"] if arg.startswith("--config.file=")
+    )
+    [target] = prometheus_config()["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+
+    assert mounts[config_path] == ROOT / "docker" / "alertmanager" / "alertmanager.yml"
+    assert target == "alertmanager:9093"
+    assert alertmanager["ports"] == ["127.0.0.1:9093:9093"]
+
+
 def test_prometheus_keeps_running_while_the_relays_are_down(services: dict[str, dict[str, Any]]) -> None:
     assert "depends_on" not in services["prometheus"]
 
@@ -334,6 +381,12 @@ def test_compose_has_no_default_secret_and_refuses_to_start_without_one() -> Non
     assert {"SECRET_KEY", "POSTGRES_PASSWORD", "REDIS_PASSWORD", "CLICKHOUSE_ADMIN_PASSWORD"} <= set(secrets)
     # `${NAME:?message}` stops `docker compose up` with the message while NAME is unset or empty.
     assert {name: rest for name, rest in secrets.items() if not rest.startswith(":?")} == {}
+
+
+def test_compose_refuses_to_start_without_a_mail_server(services: dict[str, dict[str, Any]]) -> None:
+    # Production mode would refuse it too, container by container; compose says so first.
+    for name in ("web", "worker", "beat"):
+        assert services[name]["environment"]["EMAIL_HOST"].startswith("${EMAIL_HOST:?")
 
 
 def credentials(service: dict[str, Any]) -> tuple[str, str]:

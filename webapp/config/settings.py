@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 import django_stubs_ext
@@ -81,11 +82,17 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {
-    "default": dj_database_url.parse(ENV.database_url, conn_max_age=60, conn_health_checks=True),
+DATABASES: dict[str, dict[str, Any]] = {
+    "default": {**dj_database_url.parse(ENV.database_url, conn_max_age=60, conn_health_checks=True)},
+    # The tables' owner (DATABASE_ADMIN_URL), used only where the site's role
+    # may not go: `manage.py migrate --database owner` and `database_grants`
+    # (`make migrate`); the test suite connects as it too (tests/conftest.py).
+    # Never opened by the site or the worker themselves.
+    "owner": {**dj_database_url.parse(ENV.postgres_admin_dsn), "TEST": {"MIRROR": "default"}},
 }
 # A PostgreSQL that stops answering must fail requests and probes, not hang them.
-DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+for _database in DATABASES.values():
+    _database.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "users.User"
@@ -189,15 +196,14 @@ THROTTLE_PASSWORD_RESET_ADDRESS_RATE = ENV.throttle_password_reset_address_rate
 DEFAULT_FROM_EMAIL = ENV.default_from_email
 # A mail server that stops answering must not hold a dispatcher (and the row it locked) for long.
 EMAIL_TIMEOUT = 10
-if ENV.email_host:
-    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    EMAIL_HOST = ENV.email_host
-    EMAIL_PORT = ENV.email_port
-    EMAIL_HOST_USER = ENV.email_host_user
-    EMAIL_HOST_PASSWORD = ENV.email_host_password.get_secret_value()
-    EMAIL_USE_TLS = ENV.email_use_tls
-else:
-    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+# Production mode refuses to start without a delivering transport (webapp.config.env);
+# development without EMAIL_HOST prints e-mail to the console.
+EMAIL_BACKEND = ENV.email_backend_path
+EMAIL_HOST = ENV.email_host or "localhost"
+EMAIL_PORT = ENV.email_port
+EMAIL_HOST_USER = ENV.email_host_user
+EMAIL_HOST_PASSWORD = ENV.email_host_password.get_secret_value()
+EMAIL_USE_TLS = ENV.email_use_tls
 
 # --- Security: on in production mode -----------------------------------------
 SESSION_COOKIE_HTTPONLY = True
