@@ -37,9 +37,9 @@ def test_every_event_is_published_exactly_as_its_class_declares_it(event: type[E
     recorded = PUBLISHED.get(event.event_type, {}).get(event.metadata_version)
 
     assert recorded == event.schema(), (
-        f"{event.event_type} v{event.metadata_version} is not recorded as declared in shared/event_schemas.json:"
-        " a published version never changes. Give the event a new metadata_version and record it beside the"
-        " old one (docs/EVENTS.md)."
+        f"{event.event_type} v{event.metadata_version} is not recorded as declared"
+        " in shared/event_schemas.json: a published version never changes. Give the"
+        " event a new metadata_version and record it beside the old one (docs/EVENTS.md)."
     )
 
 
