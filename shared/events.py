@@ -46,7 +46,7 @@ class Event(BaseModel):
         return json.dumps(self.model_dump(mode="json"), separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
-    def schema(cls) -> dict[str, str]:
+    def field_kinds(cls) -> dict[str, str]:
         """The payload's fields and their kinds, as `PUBLISHED_SCHEMAS` records them."""
         return {name: field_kind(info.annotation) for name, info in cls.model_fields.items()}
 
