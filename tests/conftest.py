@@ -33,6 +33,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="save a picture of each page the browser tests check into DIR",
     )
+    parser.addoption(
+        "--image",
+        metavar="NAME",
+        default=None,
+        help="run tests/image/ against this built container image (make image-test)",
+    )
 
 
 @pytest.fixture(scope="session")
