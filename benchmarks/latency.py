@@ -297,7 +297,7 @@ class Run:
 async def reset_clickhouse(settings: RelaySettings) -> None:
     """A fresh scratch database with the relay's schema and the observer's view."""
     async with aiohttp.ClientSession() as session:
-        client = clickhouse_sink(session, settings, database="default").client
+        client = await clickhouse_sink(session, settings, database="default").first_answering()
         await client.execute(f"DROP DATABASE IF EXISTS {SCRATCH}")
         await schema.apply(client, SCRATCH)
         await client.execute(
@@ -310,9 +310,8 @@ async def reset_clickhouse(settings: RelaySettings) -> None:
 async def drop_clickhouse(settings: RelaySettings) -> None:
     """Leave the server as the benchmark found it."""
     async with aiohttp.ClientSession() as session:
-        await clickhouse_sink(session, settings, database="default").client.execute(
-            f"DROP DATABASE IF EXISTS {SCRATCH}"
-        )
+        client = await clickhouse_sink(session, settings, database="default").first_answering()
+        await client.execute(f"DROP DATABASE IF EXISTS {SCRATCH}")
 
 
 async def start_relay(url: str, variant: str) -> tuple[asyncio.subprocess.Process, int]:
@@ -586,7 +585,7 @@ def report(
 
 async def main(args: argparse.Namespace) -> dict[str, object]:
     settings = load(RelaySettings)
-    url = await recreate_database(settings.database_url, SCRATCH)
+    url = await recreate_database(settings.postgres_admin_dsn, SCRATCH)
     migrate(url)
     connection = await asyncpg.connect(url)
     try:
@@ -626,7 +625,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                     )
     finally:
         producers.close()
-        await drop_database(settings.database_url, SCRATCH)
+        await drop_database(settings.postgres_admin_dsn, SCRATCH)
         await drop_clickhouse(settings)
     machine.finish()
     return report(cells, args, machine)

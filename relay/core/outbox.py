@@ -9,14 +9,16 @@ row is deleted in the same transaction that delivered it, so "delivered" and
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 
+from relay.core.archive import ArchiveQueries
+from relay.core.observer import TraceContext
+from relay.core.postgres import Connection, copy_out, tsv_columns
 from shared.outbox import (
-    ARCHIVE_TABLE,
     BACKLOG,
     DEAD_LETTER_TABLE,
     EVENT_COLUMNS,
@@ -27,52 +29,7 @@ from shared.outbox import (
     Backlog,
 )
 
-
-class ReadOnlyServer(Exception):
-    """The PostgreSQL server takes no writes: a standby, or one set read-only (fenced)."""
-
-
-# Errors that mean PostgreSQL is (for now) unreachable, went away mid-statement,
-# or takes no writes.
-POSTGRES_ERRORS = (
-    ReadOnlyServer,
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    # What asyncpg raises when the server's "terminating connection" message has
-    # arrived but the socket's close has not yet: the next statement (often the
-    # COMMIT) finds the protocol still consuming that error.
-    asyncpg.InternalClientError,
-)
-
-
-def read_only(connection: asyncpg.Connection | PoolConnectionProxy) -> bool:
-    """Whether the server said it takes no writes, without a round trip.
-
-    PostgreSQL (14 and later) reports `in_hot_standby` and
-    `default_transaction_read_only` to every session when they change: a
-    promoted standby, a primary fenced with `default_transaction_read_only`.
-    """
-    settings = connection.get_settings()
-    return "on" in (
-        getattr(settings, "in_hot_standby", "off"),
-        getattr(settings, "default_transaction_read_only", "off"),
-    )
-
-
-async def require_writable(connection: asyncpg.Connection | PoolConnectionProxy) -> None:
-    """The pool's `setup`: a connection to a server that takes no writes is closed, never used.
-
-    The pool then connects anew, and a `DATABASE_URL` naming several hosts
-    with `target_session_attrs=read-write` finds the one that takes writes.
-    """
-    if read_only(connection):
-        raise ReadOnlyServer("the PostgreSQL server takes no writes (a standby, or read-only)")
-
-
 _CARRIED_COLUMNS = ", ".join((*EVENT_LOG_COLUMNS, *TRACE_COLUMNS))
-_LOG_COLUMNS = ", ".join(EVENT_LOG_COLUMNS)
 
 # Dead letters, any number in one statement: each keeps every column the event
 # had, counts one more time set aside, and records its own error.
@@ -90,17 +47,6 @@ DELETE_IDS = f"DELETE FROM {OUTBOX_TABLE} WHERE id = ANY($1::bigint[])"
 # the timestamp, the version, the tabs and the newline.
 _LINE_OVERHEAD = 72
 
-# A connection of its own or one a pool lends: every statement runs on either.
-type Connection = asyncpg.Connection | PoolConnectionProxy
-
-
-@dataclass(frozen=True, slots=True)
-class TraceContext:
-    """Sentry trace headers an event was written with."""
-
-    sentry_trace: str
-    baggage: str
-
 
 class OutboxQueries:
     """The statements that render events as ClickHouse TSV, for a table of one timestamp precision.
@@ -111,48 +57,38 @@ class OutboxQueries:
     """
 
     def __init__(self, *, timestamp_precision: int, archive: bool = False) -> None:
-        # ClickHouse's DateTime parser takes no fraction; DateTime64(6) takes microseconds.
-        fmt = "YYYY-MM-DD HH24:MI:SS.US" if timestamp_precision == 6 else "YYYY-MM-DD HH24:MI:SS"
-        timestamp = f"to_char(event_date_time AT TIME ZONE 'UTC', '{fmt}')"
-        self.tsv_columns = ", ".join(
-            timestamp if name == "event_date_time" else name for name in EVENT_LOG_COLUMNS
-        )
+        self.tsv_columns = tsv_columns(timestamp_precision)
         # With the archive on, every statement that removes delivered events
         # also copies them there, in the same statement.
-        self.archive = archive
-        self.delete_ids = _archiving(DELETE_IDS, None) if archive else DELETE_IDS
+        self.archive = ArchiveQueries(timestamp_precision=timestamp_precision) if archive else None
+        self.delete_ids = ArchiveQueries.moving(DELETE_IDS, returning=None) if archive else DELETE_IDS
         # A recently delivered event, to check whether ClickHouse still takes
         # what it took before (see `relay.core.isolation`); none without the archive.
-        self.canary = (
-            f"SELECT {self.tsv_columns} FROM {ARCHIVE_TABLE}"
-            " WHERE delivered_at > now() - interval '1 hour' LIMIT 1"
-            if archive
-            else None
-        )
+        self.canary = self.archive.canary if self.archive else None
 
     def _removing(self, delete: str) -> str:
         if self.archive:
-            return _archiving(delete, self.tsv_columns)
+            return ArchiveQueries.moving(delete, returning=self.tsv_columns)
         return f"{delete} RETURNING {self.tsv_columns}"
 
-    def take_batch(self, limit: int, max_bytes: int) -> str:
-        """The hot path: claim, delete and render up to `limit` events (about `max_bytes`) at once."""
+    def batch(self, limit: int, max_bytes: int) -> str:
+        """The hot path's statement: claim, delete and render up to `limit` events (about `max_bytes`)."""
         return self._removing(f"DELETE FROM {OUTBOX_TABLE} WHERE id IN ({_claim(limit, max_bytes)})")
 
-    def take_ids(self, ids: Iterable[int]) -> str:
-        """Delete and render the events with these outbox ids (already claimed)."""
+    def removal(self, ids: Iterable[int]) -> str:
+        """The statement that deletes and renders the events with these outbox ids (already claimed)."""
         id_list = ", ".join(str(int(outbox_id)) for outbox_id in ids)
         return self._removing(f"DELETE FROM {OUTBOX_TABLE} WHERE id IN ({id_list})")
 
-    def claim_traced(self, limit: int, max_bytes: int) -> str:
-        """Claim the next batch's ids with the trace headers their events were written with."""
+    def traced_ids(self, limit: int, max_bytes: int) -> str:
+        """The statement that claims the next batch's ids with the trace headers of their events."""
         return (
             f"SELECT id, sentry_trace, baggage FROM {OUTBOX_TABLE}"
             f" WHERE id IN ({_claim(limit, max_bytes)}) ORDER BY id"
         )
 
-    def claim_lines(self, limit: int, max_bytes: int) -> str:
-        """The isolation path: claim up to `limit` events without deleting them, each line led by its id."""
+    def lines(self, limit: int, max_bytes: int) -> str:
+        """The isolation path's statement: claim up to `limit` events, not deleted, each led by its id."""
         return (
             f"SELECT id, {self.tsv_columns} FROM {OUTBOX_TABLE}"
             f" WHERE id IN ({_claim(limit, max_bytes)}) ORDER BY id"
@@ -173,73 +109,69 @@ def _claim(limit: int, max_bytes: int) -> str:
     ) AS sized WHERE before = 0 OR before + size <= {int(max_bytes)}"""
 
 
-def _archiving(delete: str, output: str | None) -> str:
-    """`delete` (a DELETE without RETURNING) that also copies the rows into the archive.
+@dataclass(frozen=True, slots=True)
+class PostgresOutbox:
+    """The outbox a forwarder works on (`relay.core.forwarder.Outbox`), over a pool of connections."""
 
-    One statement: the rows leave the outbox and enter the archive in the same
-    transaction, still with no per-event round trip. `output` is what the
-    statement returns (nothing when `None`).
-    """
-    moved = f"moved AS ({delete} RETURNING {_LOG_COLUMNS})"
-    archive = f"INSERT INTO {ARCHIVE_TABLE} ({_LOG_COLUMNS}) SELECT {_LOG_COLUMNS} FROM moved"
-    if output is None:
-        return f"WITH {moved} {archive}"
-    return f"WITH {moved}, archived AS ({archive}) SELECT {output} FROM moved"
+    pool: asyncpg.Pool
+    queries: OutboxQueries
 
+    @contextlib.asynccontextmanager
+    async def claim(self) -> AsyncIterator[PostgresClaim]:
+        """One transaction on a pooled connection, committed when the block ends without an error."""
+        async with self.pool.acquire() as connection, connection.transaction():
+            yield PostgresClaim(connection, self.queries)
 
-async def copy_out(connection: Connection, query: str) -> bytes:
-    """Run `COPY (query) TO STDOUT` and return its text output."""
-    chunks: list[bytes] = []
-
-    async def collect(chunk: bytes) -> None:
-        chunks.append(chunk)
-
-    await connection.copy_from_query(query, output=collect)
-    return b"".join(chunks)
+    async def canary(self) -> bytes | None:
+        """A recently delivered event, as TSV, to test ClickHouse with (`None` without the archive)."""
+        if self.queries.canary is None:
+            return None
+        async with self.pool.acquire() as connection:
+            body = await copy_out(connection, self.queries.canary)
+        return body or None
 
 
-async def take_batch(
-    connection: Connection, queries: OutboxQueries, limit: int, max_bytes: int, *, traced: bool = False
-) -> tuple[bytes, list[TraceContext]]:
-    """Claim and delete up to `limit` events (about `max_bytes`); return them as ClickHouse TSV.
+@dataclass(frozen=True, slots=True)
+class PostgresClaim:
+    """What a forwarder does inside one outbox transaction (`relay.core.forwarder.Claim`)."""
 
-    A traced batch also returns the trace headers its events were written with,
-    at the price of one more statement.
-    """
-    if not traced:
-        return await copy_out(connection, queries.take_batch(limit, max_bytes)), []
-    rows = await connection.fetch(queries.claim_traced(limit, max_bytes))
-    if not rows:
-        return b"", []
-    body = await copy_out(connection, queries.take_ids(row["id"] for row in rows))
-    traces = [TraceContext(row["sentry_trace"], row["baggage"]) for row in rows if row["sentry_trace"]]
-    return body, traces
+    connection: Connection
+    queries: OutboxQueries
 
+    async def take_batch(
+        self, limit: int, max_bytes: int, *, traced: bool = False
+    ) -> tuple[bytes, list[TraceContext]]:
+        """Claim and delete up to `limit` events (about `max_bytes`); return them as ClickHouse TSV.
 
-async def claim_lines(
-    connection: Connection, queries: OutboxQueries, limit: int, max_bytes: int
-) -> list[tuple[int, bytes]]:
-    """Claim up to `limit` events (about `max_bytes`) without deleting them: (id, TSV line) pairs."""
-    data = await copy_out(connection, queries.claim_lines(limit, max_bytes))
-    lines = []
-    for line in data.splitlines(keepends=True):
-        outbox_id, _, rest = line.partition(b"\t")
-        lines.append((int(outbox_id), rest))
-    return lines
+        A traced batch also returns the trace headers its events were written
+        with, at the price of one more statement.
+        """
+        if not traced:
+            return await copy_out(self.connection, self.queries.batch(limit, max_bytes)), []
+        rows = await self.connection.fetch(self.queries.traced_ids(limit, max_bytes))
+        if not rows:
+            return b"", []
+        body = await copy_out(self.connection, self.queries.removal(row["id"] for row in rows))
+        traces = [TraceContext(row["sentry_trace"], row["baggage"]) for row in rows if row["sentry_trace"]]
+        return body, traces
 
+    async def claim_lines(self, limit: int, max_bytes: int) -> list[tuple[int, bytes]]:
+        """Claim up to `limit` events (about `max_bytes`) without deleting them: (id, TSV line) pairs."""
+        data = await copy_out(self.connection, self.queries.lines(limit, max_bytes))
+        lines = []
+        for line in data.splitlines(keepends=True):
+            outbox_id, _, rest = line.partition(b"\t")
+            lines.append((int(outbox_id), rest))
+        return lines
 
-async def delete(connection: Connection, queries: OutboxQueries, ids: list[int]) -> None:
-    """Remove delivered events (into the archive when it is on)."""
-    if ids:
-        await connection.execute(queries.delete_ids, ids)
-
-
-async def dead_letter(connection: Connection, refused: list[tuple[int, str]]) -> None:
-    """Move events to the dead-letter table, each with the error that refused it: (outbox id, error)."""
-    if refused:
-        await connection.execute(
-            DEAD_LETTER, [outbox_id for outbox_id, _ in refused], [error for _, error in refused]
-        )
+    async def settle(self, *, delivered: list[int], refused: list[tuple[int, str]]) -> None:
+        """Remove delivered events (into the archive when it is on); set refused ones aside, with errors."""
+        if delivered:
+            await self.connection.execute(self.queries.delete_ids, delivered)
+        if refused:
+            await self.connection.execute(
+                DEAD_LETTER, [outbox_id for outbox_id, _ in refused], [error for _, error in refused]
+            )
 
 
 async def backlog(connection: Connection) -> Backlog:

@@ -30,14 +30,14 @@ import sys
 import time
 from pathlib import Path
 
-from tests.chaos.processes import Children
 from tests.chaos.servers import (
     STANDBY_NAME,
     PostgresPair,
     ScratchPostgres,
-    ServerError,
     multi_host_url,
 )
+from tests.support.processes import Children
+from tests.support.scratch_clickhouse import ServerError
 
 ROOT = Path(__file__).resolve().parents[2]
 HOME = ROOT / ".services" / "pg-cluster"

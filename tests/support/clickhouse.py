@@ -20,6 +20,7 @@ import pytest
 from aiochclient import ChClient
 
 from relay.core import schema
+from relay.settings import RelaySettings
 from shared.settings import CommonSettings, load
 
 
@@ -34,9 +35,16 @@ class ClickHouse:
         self.user = user
         self.password = password
 
-    def query(self, sql: str, *, data: bytes | None = None, timeout: float = 30) -> str:
-        """Run a statement; return the TSV answer."""
-        params = {"database": self.database}
+    def query(
+        self,
+        sql: str,
+        *,
+        data: bytes | None = None,
+        timeout: float = 30,
+        settings: dict[str, str] | None = None,
+    ) -> str:
+        """Run a statement (with these ClickHouse `settings`); return the answer."""
+        params = {"database": self.database, **(settings or {})}
         if data is not None:
             params["query"] = sql
         request = urllib.request.Request(
@@ -68,12 +76,9 @@ def common_settings() -> CommonSettings:
 
 @pytest.fixture(scope="session")
 def clickhouse_server(common_settings: CommonSettings) -> ClickHouse:
-    """The ClickHouse server, seen from its default database."""
-    return ClickHouse(
-        common_settings.clickhouse_url,
-        user=common_settings.clickhouse_user,
-        password=common_settings.clickhouse_password.get_secret_value(),
-    )
+    """The ClickHouse server, seen from its default database, as the user that may create databases."""
+    user, password = load(RelaySettings).clickhouse_admin
+    return ClickHouse(common_settings.clickhouse_url, user=user, password=password.get_secret_value())
 
 
 @pytest.fixture(scope="session")
@@ -93,10 +98,15 @@ def clickhouse(clickhouse_server: ClickHouse, clickhouse_database: str) -> Click
     )
     client.query("DROP TABLE IF EXISTS event_log_dedup")
     client.query("DROP TABLE IF EXISTS event_log")
+    migrate(client)
+    return client
+
+
+def migrate(client: ClickHouse) -> None:
+    """Apply the relay's schema to the client's database, exactly as `relay migrate` does."""
     # In a thread of its own: the browser tests keep an event loop running in this one.
     with ThreadPoolExecutor(max_workers=1) as thread:
         thread.submit(asyncio.run, _apply_schema(client)).result()
-    return client
 
 
 async def _apply_schema(client: ClickHouse) -> None:

@@ -12,8 +12,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.chaos.processes import Children
 from tests.chaos.servers import PostgresPair
+from tests.support.processes import Children
 from tests.support.waiting import wait_until
 
 

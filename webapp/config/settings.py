@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import django_stubs_ext
 from sentry_sdk.integrations.celery import CeleryIntegration
@@ -16,7 +17,7 @@ from sentry_sdk.integrations.django import DjangoIntegration
 from shared.logging import configure_logging
 from shared.sentry import init_sentry
 from shared.settings import load
-from webapp.config.env import WebSettings
+from webapp.config.env import WebSettings, database_config
 
 # ModelAdmin[Model], Field[Set, Get] and the like, for the type checker, must work at run time.
 django_stubs_ext.monkeypatch()
@@ -49,6 +50,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: forwarding headers from anyone but a trusted proxy are dropped before they are read.
+    "webapp.core.clients.TrustedProxyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -80,11 +83,17 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {
-    "default": ENV.database,
+DATABASES: dict[str, dict[str, Any]] = {
+    "default": {**ENV.database},
+    # The tables' owner (DATABASE_ADMIN_URL), used only where the site's role
+    # may not go: `manage.py migrate --database owner` and `database_grants`
+    # (`make migrate`); the test suite connects as it too (tests/conftest.py).
+    # Never opened by the site or the worker themselves.
+    "owner": {**database_config(ENV.postgres_admin_dsn), "TEST": {"MIRROR": "default"}},
 }
 # A PostgreSQL that stops answering must fail requests and probes, not hang them.
-DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+for _database in DATABASES.values():
+    _database.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "users.User"
@@ -165,14 +174,18 @@ CACHES = {
 }
 
 # --- Abuse throttles (webapp/users/throttling.py) -----------------------------
-TRUSTED_PROXY_COUNT = ENV.trusted_proxy_count
+TRUSTED_PROXIES = ENV.trusted_proxies
 INTERNAL_NETWORKS = ENV.internal_networks
-AXES_HANDLER = "webapp.users.throttling.FailOpenCacheHandler"
+THROTTLE_IPV6_PREFIX = ENV.throttle_ipv6_prefix
+AXES_HANDLER = "webapp.users.throttling.SignInLockoutHandler"
+# Per account; the handler keeps its own limits for pairs and addresses.
 AXES_FAILURE_LIMIT = ENV.throttle_sign_in_failures
+THROTTLE_SIGN_IN_PAIR_FAILURES = ENV.throttle_sign_in_pair_failures
+THROTTLE_SIGN_IN_ADDRESS_FAILURES = ENV.throttle_sign_in_address_failures
 AXES_COOLOFF_TIME = timedelta(minutes=ENV.throttle_sign_in_cooloff_minutes)
-# Either is enough to lock: guessing many passwords for one account, or many
-# accounts from one address.
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# What is counted (SignInLockoutHandler keys and limits them itself): the
+# account, the (account, address) pair, the address.
+AXES_LOCKOUT_PARAMETERS = ["username", ["username", "ip_address"], "ip_address"]
 AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "webapp.users.throttling.axes_client_ip"
 AXES_USERNAME_CALLABLE = "webapp.users.throttling.axes_username"
@@ -181,6 +194,7 @@ AXES_LOCKOUT_CALLABLE = "webapp.users.throttling.locked_out_response"
 AXES_VERBOSE = False
 RATELIMIT_USE_CACHE = "default"
 THROTTLE_SIGN_UP_RATE = ENV.throttle_sign_up_rate
+THROTTLE_ACTIVITY_RATE = ENV.throttle_activity_rate
 THROTTLE_PASSWORD_RESET_RATE = ENV.throttle_password_reset_rate
 THROTTLE_PASSWORD_RESET_ADDRESS_RATE = ENV.throttle_password_reset_address_rate
 
@@ -203,9 +217,9 @@ CSRF_COOKIE_HTTPONLY = False  # the HTML form reads the token from the page, not
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
-if TRUSTED_PROXY_COUNT:
-    # Only a proxy known to be in front (and to overwrite the header) says
-    # whether the client spoke HTTPS; without one, anyone could claim it.
+if TRUSTED_PROXIES:
+    # Only a proxy known to be in front says whether the client spoke HTTPS:
+    # TrustedProxyMiddleware drops the header from every other peer.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 if not DEBUG:
     SECURE_SSL_REDIRECT = ENV.secure_ssl_redirect

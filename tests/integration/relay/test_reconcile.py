@@ -9,7 +9,7 @@ import pytest
 from django.test import Client
 from pytest_django import Settings
 
-from relay.maintenance import archive
+from relay.core import archive
 from shared.outbox import ARCHIVE_TABLE, RECONCILE_LOCK
 from tests.support.clickhouse import ClickHouse
 from tests.support.outbox_tables import Outbox

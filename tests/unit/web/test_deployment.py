@@ -105,6 +105,8 @@ def test_serve_replaces_itself_with_gunicorn_when_debug_is_off(
     settings.DEBUG = False
     execs: list[tuple[str, list[str], dict[str, str]]] = []
     monkeypatch.setattr("os.execvpe", lambda file, argv, env: execs.append((file, argv, env)))
+    # The start-up check of its rights asks the servers (tests/integration/relay/test_least_privilege.py).
+    monkeypatch.setattr("webapp.core.management.commands.serve.privileges_warn", lambda **_: [])
 
     call_command("serve", "--workers", "3", "--threads", "2", skip_checks=True)
 
@@ -141,4 +143,12 @@ def proxy_ssl_header(**env: str) -> str:
 
 def test_x_forwarded_proto_is_ignored_unless_a_proxy_is_trusted() -> None:
     assert proxy_ssl_header() == "None"
-    assert proxy_ssl_header(TRUSTED_PROXY_COUNT="1") == "('HTTP_X_FORWARDED_PROTO', 'https')"
+    assert proxy_ssl_header(TRUSTED_PROXIES="10.0.0.0/8") == "('HTTP_X_FORWARDED_PROTO', 'https')"
+
+
+@pytest.mark.slow
+def test_the_old_proxy_count_is_refused_with_the_setting_that_replaces_it() -> None:
+    result = manage("check", env=production_env(TRUSTED_PROXY_COUNT="1"))
+
+    assert result.returncode != 0
+    assert "TRUSTED_PROXIES" in result.stderr

@@ -3,9 +3,9 @@
 Each dependency is probed with a read-only trivial query within its own
 timeout, concurrently. The answer is one word per dependency (`ok`,
 `unavailable`, `timeout`, and for PostgreSQL `read-only`: a standby or a
-fenced primary, which the relay never writes to), never an error text. Every probe also sets the
-`relay_dependency_up` gauge, so Prometheus can alert on readiness without
-calling `/readyz` itself.
+fenced primary, which the relay never writes to), never an error text. Every answer is also told to
+the observer (the ops side sets the `relay_dependency_up` gauge from it), so
+Prometheus can alert on readiness without calling `/readyz` itself.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import asyncpg
 
 from relay.core.clickhouse import ClickHouseSink, DeliveryError
-from relay.core.outbox import POSTGRES_ERRORS, ReadOnlyServer
+from relay.core.observer import Observer
+from relay.core.postgres import POSTGRES_ERRORS, ReadOnlyServer
 from relay.core.waits import sleep_unless
-from relay.ops.metrics import RelayMetrics
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -28,7 +28,7 @@ class Readiness:
 
     pool: asyncpg.Pool
     sink: ClickHouseSink
-    metrics: RelayMetrics
+    observer: Observer
     timeout: float
 
     async def check(self) -> dict[str, str]:
@@ -36,8 +36,7 @@ class Readiness:
         probes = {"postgres": self._postgres, "clickhouse": self._clickhouse}
         results = await asyncio.gather(*(self._probe(probe) for probe in probes.values()))
         report = dict(zip(probes, results, strict=True))
-        for dependency, result in report.items():
-            self.metrics.dependency_up.labels(dependency=dependency).set(1 if result == "ok" else 0)
+        self.observer.probed(report)
         return report
 
     async def run(self, stop: asyncio.Event, *, interval: float) -> None:
@@ -60,7 +59,7 @@ class Readiness:
 
     async def _postgres(self) -> None:
         async with self.pool.acquire() as connection:
-            # Read-only itself: a standby answers it too, and says so.
+            # Read-only itself, and answered by a standby too, which says what it is.
             if await connection.fetchval(
                 "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only')::bool"
             ):
