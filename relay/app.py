@@ -36,9 +36,10 @@ from relay.core.retry import Backoff
 from relay.core.waits import sleep_unless
 from relay.maintenance import reconcile as reconciliation
 from relay.maintenance.partitions import ArchiveKeeper
-from relay.ops.http import HttpEndpoint
+from relay.ops.http import HttpEndpoint, RecentReadiness
 from relay.ops.metrics import RelayMetrics
 from relay.ops.monitor import Heartbeat, OutboxMonitor
+from relay.ops.privileges import privileges_warn
 from relay.ops.status import RelayStatus
 from relay.ops.telemetry import Telemetry
 from relay.settings import RelaySettings
@@ -231,6 +232,8 @@ async def _serve(
     pool: asyncpg.Pool,
     observers: Sequence[Observer],
 ) -> int:
+    if not settings.debug:
+        await privileges_warn(pool=pool, sink=sink)
     backoff = Backoff(initial=settings.relay_backoff_initial, maximum=settings.relay_backoff_max)
     metrics = RelayMetrics()
     status = RelayStatus()
@@ -259,7 +262,7 @@ async def _serve(
         "http": HttpEndpoint(
             host=settings.relay_http_host,
             port=settings.relay_http_port,
-            readiness=readiness,
+            readiness=RecentReadiness(readiness),
             listener=listener,
             metrics=metrics,
             status=status,
