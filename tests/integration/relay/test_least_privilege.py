@@ -22,7 +22,7 @@ import psycopg
 import pytest
 from django.core.management import call_command
 
-from relay import app
+from relay import app, commands
 from relay.settings import RelaySettings
 from shared.outbox import DEAD_LETTER_TABLE, OUTBOX_TABLE
 from tests.support.clickhouse import ClickHouse
@@ -72,7 +72,7 @@ def migrated(private_clickhouse: str) -> str:
         clickhouse_user=RELAY_USER,
         clickhouse_admin_user="default",
     )
-    assert asyncio.run(app.migrate(settings)) == app.EXIT_OK
+    assert asyncio.run(commands.migrate(settings)) == app.EXIT_OK
     return database
 
 
@@ -254,9 +254,12 @@ def test_the_relay_warns_at_start_when_it_could_change_either_schema(
         port=0,
     )
     relay.port = int(relay.env["RELAY_HTTP_PORT"])
-    relay.start()  # returns once its HTTP endpoint answers, which starts after the check
+    relay.start()
     try:
-        warnings = relay.log_events("running_with_excess_privileges")
+        warnings = wait_until(
+            lambda: (found := relay.log_events("running_with_excess_privileges")) and len(found) == 2 and found,
+            timeout=30,
+        )
     finally:
         assert relay.stop() == 0, relay.log()[-3000:]
 
