@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None, *, observers: Sequence[Observer] = ()) -
         settings = load(RelaySettings, **overrides)
     except ConfigurationError as error:
         print(f"relay: {error}", file=sys.stderr)
-        return app.EXIT_MISCONFIGURED
+        return app.EXIT_CONFIG
     configure_logging(level=settings.log_level, log_format=settings.log_format)
     init_sentry(settings, component="relay")
     if command == "migrate":
@@ -62,7 +62,7 @@ async def _check(settings: RelaySettings) -> int:
                 await schema.inspect_cluster(sink, settings.clickhouse_database, settings.clickhouse_cluster)
         except schema.SchemaError as error:
             structlog.get_logger("relay").error("clickhouse_schema_invalid", problem=str(error))
-            return app.EXIT_MISCONFIGURED
+            return app.EXIT_SCHEMA
         except DeliveryError as error:
             structlog.get_logger("relay").error("clickhouse_unavailable", error_kind=error.kind)
             return app.EXIT_FAILED
