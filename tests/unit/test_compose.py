@@ -491,3 +491,18 @@ def test_the_site_and_the_relay_can_be_pointed_at_the_cluster(services: dict[str
         environment = services[name]["environment"]
         assert environment["CLICKHOUSE_CLUSTER"] == "${CLICKHOUSE_CLUSTER:-}"
         assert environment["CLICKHOUSE_HOSTS"] == "${CLICKHOUSE_HOSTS:-}"
+
+
+def test_image_installs_the_project_dependencies_and_no_dependency_group() -> None:
+    syncs = re.findall(r"uv sync [^\n]*", DOCKERFILE.read_text(encoding="utf-8"))
+    assert syncs
+    # --no-dev alone would still install the other default groups (bench).
+    assert all("--no-default-groups" in sync for sync in syncs), syncs
+
+
+def test_image_takes_its_base_as_a_build_argument_defaulting_to_the_official_python() -> None:
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    assert re.search(r"^ARG BASE_IMAGE=docker\.io/library/python:3\.13-slim$", text, flags=re.MULTILINE)
+    bases = re.findall(r"^FROM\s+(\S+)", text, flags=re.MULTILINE)
+    assert bases
+    assert set(bases) == {"${BASE_IMAGE}"}
