@@ -75,6 +75,9 @@ class WebSettings(CommonSettings):
     throttle_password_reset_rate: str = Field(default="20/h", pattern=r"^\d+/\d*[smhd]$")
     throttle_password_reset_address_rate: str = Field(default="3/h", pattern=r"^\d+/\d*[smhd]$")
 
+    # Activity page views per signed-in account (each one queries ClickHouse), same format.
+    throttle_activity_rate: str = Field(default="30/m", pattern=r"^\d+/\d*[smhd]$")
+
     # The activity page: how long it waits for ClickHouse, and events per page.
     activity_query_timeout: float = Field(default=3.0, gt=0)
     activity_page_size: int = Field(default=20, ge=1, le=200)

@@ -16,6 +16,10 @@ Password reset: django-ratelimit counts requests per client address
 address has an account, so the answer tells nothing about accounts. The second
 is counted under a keyed hash of the folded address, never the address itself.
 
+Activity page: django-ratelimit counts page views per signed-in account
+(`THROTTLE_ACTIVITY_RATE`): each view queries ClickHouse, so one account
+cannot keep it busy.
+
 Refused requests are counted in `web_throttled_requests_total`, never written
 as events. All fail open: while Redis does not answer, nothing is throttled (and
 `throttle_unavailable` is logged), rather than every request refused.
@@ -176,7 +180,9 @@ def too_many_password_resets_message(retry_after: int) -> str:
     )
 
 
-def _retry_after(request: HttpRequest, *, action: str, group: str, key: str, rate: str) -> int | None:
+def _retry_after(
+    request: HttpRequest, *, action: str, group: str, key: str, rate: str, method: str = "POST"
+) -> int | None:
     """Count this request in `group` under `key`; the seconds to wait if it is over `rate`, else None."""
     try:
         usage = get_usage(
@@ -184,7 +190,7 @@ def _retry_after(request: HttpRequest, *, action: str, group: str, key: str, rat
             group=group,
             key=lambda _group, _request: key,
             rate=rate,
-            method="POST",
+            method=method,
             increment=True,
         )
     except RedisError as error:
@@ -231,3 +237,20 @@ def password_reset_address_retry_after(request: HttpRequest, email: str) -> int 
         key=email_pseudonym(email),
         rate=settings.THROTTLE_PASSWORD_RESET_ADDRESS_RATE,
     )
+
+
+def activity_retry_after(request: HttpRequest, *, user_id: int) -> int | None:
+    """Count this activity page view against the account; the seconds to wait if over the rate, else None."""
+    return _retry_after(
+        request,
+        action="activity",
+        group="activity",
+        key=str(user_id),
+        rate=settings.THROTTLE_ACTIVITY_RATE,
+        method="GET",
+    )
+
+
+def too_many_activity_views_message(retry_after: int) -> str:
+    """What a throttled activity page view is told."""
+    return f"You have looked at your activity very often. Try again in {_wait_in_minutes(retry_after)}."
