@@ -12,10 +12,12 @@ import argparse
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib.metadata import version
 from typing import Any
 
 from relay.settings import RelaySettings, parse_duration
+from shared.events import published_schemas
 
 PROG = "relay"
 DEFAULT_COMMAND = "run"
@@ -90,6 +92,10 @@ _ARCHIVE = (
         "DURATION",
     ),
 )
+_BATCHES = (
+    Option("relay_batch_size", "--batch-size", "most events per ClickHouse insert", "EVENTS"),
+    Option("relay_batch_max_bytes", "--batch-max-bytes", "most bytes per ClickHouse insert", "BYTES"),
+)
 _DAEMON = (
     Option("relay_batch_size", "--batch-size", "most events per ClickHouse insert", "EVENTS"),
     Option("relay_batch_max_bytes", "--batch-max-bytes", "most bytes per ClickHouse insert", "BYTES"),
@@ -133,6 +139,32 @@ _DAEMON = (
 )
 
 
+def parse_moment(text: str) -> datetime:
+    """An ISO 8601 time (UTC unless it names its zone), or a duration before now (`6h`, `2d`)."""
+    try:
+        return datetime.now(UTC) - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a time: {text!r} (examples: 2026-12-01T09:00Z, 2026-12-01, 6h, 2d)"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def parse_event_types(text: str) -> tuple[str, ...]:
+    """Comma-separated event types, each one the contract has published."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = sorted(set(names) - set(published_schemas()))
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown event type {', '.join(unknown) or repr(text)}; known: {', '.join(published_schemas())}"
+        )
+    return names
+
+
 @dataclass(frozen=True, slots=True)
 class Argument:
     """An option of one command that no setting stands behind (it lands in the overrides under `dest`)."""
@@ -153,6 +185,7 @@ class Command:
     options: tuple[Option, ...]
     environment_only: tuple[str, ...]
     arguments: tuple[Argument, ...] = ()
+    required: tuple[str, ...] = ()
 
 
 COMMANDS = (
@@ -177,6 +210,38 @@ COMMANDS = (
                 parse_duration,
             ),
         ),
+    ),
+    Command(
+        "replay",
+        "send the archived events of a time window to ClickHouse again (to fill a new, rebuilt or "
+        "additional cluster), in batches through the relay's own insert; idempotent: the deduplicated view "
+        "hides copies; the last line printed is JSON; exit 0 when the archive still held the whole window",
+        _BATCHES + _CLICKHOUSE + _OBSERVABILITY,
+        ("database_url", "relay_database_url", "clickhouse_password", "sentry_config_dsn"),
+        (
+            Argument(
+                "--since",
+                "since",
+                "events from this time on: an ISO 8601 time (UTC unless it says), or how long ago (e.g. 6h)",
+                "TIME",
+                parse_moment,
+            ),
+            Argument(
+                "--until",
+                "until",
+                "events before this time (same forms); default: now",
+                "TIME",
+                parse_moment,
+            ),
+            Argument(
+                "--event-type",
+                "event_types",
+                "only these event types, comma-separated (e.g. user_created,user_logged_in); default: all",
+                "TYPES",
+                parse_event_types,
+            ),
+        ),
+        required=("--since",),
     ),
     Command(
         "migrate",
@@ -234,6 +299,7 @@ def parser() -> argparse.ArgumentParser:
                 type=argument.type,
                 metavar=argument.metavar,
                 default=argparse.SUPPRESS,
+                required=argument.flag in command.required,
                 help=argument.help,
             )
     return root

@@ -27,6 +27,7 @@ import structlog
 from relay.core import archive
 from relay.core.archive import ArchiveQueries
 from relay.core.clickhouse import ClickHouseSink
+from relay.core.isolation import Sink
 from relay.core.postgres import Connection
 from relay.maintenance.reconcile import lock, unlock
 
@@ -96,10 +97,10 @@ def delivery_windows(
     return windows
 
 
-class _Batches:
+class Batches:
     """Cuts COPY's stream of TSV lines into insert bodies of bounded size, and sends each."""
 
-    def __init__(self, sink: ClickHouseSink, *, max_events: int, max_bytes: int) -> None:
+    def __init__(self, sink: Sink, *, max_events: int, max_bytes: int) -> None:
         self._sink = sink
         self._max_events = max_events
         self._max_bytes = max_bytes
@@ -168,7 +169,7 @@ class Replay:
         started = time.monotonic()
         covered = await archive.covered_since(self.connection)
         report = ReplayReport(since=since, until=until, event_types=event_types, archive_covers_since=covered)
-        batches = _Batches(self.sink, max_events=self.batch_size, max_bytes=self.batch_max_bytes)
+        batches = Batches(self.sink, max_events=self.batch_size, max_bytes=self.batch_max_bytes)
         for start, end in delivery_windows(since - CLOCK_SKEW, covered, now):
             before = batches.events
             await lock(self.connection)
