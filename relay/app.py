@@ -44,9 +44,19 @@ from shared.outbox import EVENT_LOG_TABLE, NOTIFY_CHANNEL, NOTIFY_DEBOUNCE_MS
 
 log = structlog.get_logger("relay")
 
+# Exit codes, one meaning each (docs/OPERATIONS.md): an init container or a
+# supervisor tells a typo from a missing table from an outage.
 EXIT_OK = 0
+# Something failed that may work next time (a database unreachable, a part that died): retry.
 EXIT_FAILED = 1
-EXIT_MISCONFIGURED = 2
+# The command line itself is wrong (argparse's own code).
+EXIT_USAGE = 2
+# sysexits EX_DATAERR: ClickHouse does not hold what the relay needs (event_log
+# missing, incompatible or not replicated, a quorum larger than the shard, the
+# user refused): run `relay migrate` or fix the cluster; retrying will not help.
+EXIT_SCHEMA = 65
+# sysexits EX_CONFIG: a setting is missing or malformed; nothing was contacted.
+EXIT_CONFIG = 78
 
 
 def clickhouse_sink(
@@ -190,7 +200,7 @@ async def _serve(
     try:
         prepared = await _wait_for_clickhouse(session, settings, parts.backoff, stop)
         if prepared is None:
-            exit_code = EXIT_OK if stop.is_set() else EXIT_MISCONFIGURED
+            exit_code = EXIT_OK if stop.is_set() else EXIT_SCHEMA
             return exit_code
         if parts.archiving:
             # This hour's partition before the first delivery: otherwise the
