@@ -54,6 +54,7 @@ MIDDLEWARE = [
     # First: forwarding headers from anyone but a trusted proxy are dropped before they are read.
     "webapp.core.clients.TrustedProxyMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "webapp.core.headers.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -227,8 +228,11 @@ if not DEBUG:
     # Probes from inside the cluster speak plain HTTP.
     SECURE_REDIRECT_EXEMPT = [r"^health/$"]
     SECURE_HSTS_SECONDS = ENV.secure_hsts_seconds
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = True
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = ENV.secure_hsts_include_subdomains
+    # Joining the browsers' preload list is hard to undo: the operator opts in.
+    SECURE_HSTS_PRELOAD = ENV.secure_hsts_preload
+    if not SECURE_HSTS_PRELOAD:
+        SILENCED_SYSTEM_CHECKS.append("security.W021")
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
 
