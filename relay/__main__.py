@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None, *, observers: Sequence[Observer] = ()) -
         settings = load(RelaySettings, **overrides)
     except ConfigurationError as error:
         print(f"relay: {error}", file=sys.stderr)
-        return app.EXIT_MISCONFIGURED
+        return app.EXIT_CONFIG
     configure_logging(level=settings.log_level, log_format=settings.log_format)
     init_sentry(settings, component="relay")
     start = datetime.now(UTC) - since if since is not None else None

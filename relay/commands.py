@@ -1,7 +1,7 @@
 """The one-shot sub-commands: `relay migrate`, `relay check`, `relay reconcile`, `relay expire`.
 
 Each is one function of the settings that returns the process's exit code:
-0 done, 1 failed, 2 misconfigured (see `relay.app`). `relay run` is the daemon
+0 done, 1 failed, 65 the ClickHouse schema does not fit (see `relay.app`). `relay run` is the daemon
 itself, `relay.app.run`.
 """
 
@@ -16,7 +16,7 @@ import aiohttp
 import asyncpg
 import structlog
 
-from relay.app import EXIT_FAILED, EXIT_MISCONFIGURED, EXIT_OK, clickhouse_sink, prepare_sink
+from relay.app import EXIT_FAILED, EXIT_OK, EXIT_SCHEMA, clickhouse_sink, prepare_sink
 from relay.core import schema
 from relay.core.archive import ArchiveQueries
 from relay.core.clickhouse import DeliveryError
@@ -64,7 +64,7 @@ async def check(settings: RelaySettings) -> int:
                 await schema.inspect_cluster(sink, settings.clickhouse_database, settings.clickhouse_cluster)
         except schema.SchemaError as error:
             log.error("clickhouse_schema_invalid", problem=str(error))
-            return EXIT_MISCONFIGURED
+            return EXIT_SCHEMA
         except DeliveryError as error:
             log.error("clickhouse_unavailable", error_kind=error.kind)
             return EXIT_FAILED
@@ -93,7 +93,7 @@ async def reconcile(settings: RelaySettings, *, since: datetime | None) -> int:
 
     Exit 0 when ClickHouse holds every archived event of the hours checked
     (after re-sending what it lacked), 1 when it does not or a database failed,
-    2 when the ClickHouse table is missing or incompatible. It is the running
+    65 when the ClickHouse table is missing or incompatible. It is the running
     relays' own procedure (`Reconciler.once`), waiting while one of them is at it.
     """
     async with aiohttp.ClientSession() as session:
@@ -101,7 +101,7 @@ async def reconcile(settings: RelaySettings, *, since: datetime | None) -> int:
             prepared = await prepare_sink(session, settings)  # re-sends go with the quorum too
         except schema.SchemaError as error:
             log.error("clickhouse_schema_invalid", problem=str(error))
-            return EXIT_MISCONFIGURED
+            return EXIT_SCHEMA
         except DeliveryError as error:
             log.error("clickhouse_unavailable", error_kind=error.kind)
             return EXIT_FAILED
