@@ -19,6 +19,7 @@ from shared.logging import configure_logging
 from shared.sentry import init_sentry
 from shared.settings import load
 from webapp.config.env import WebSettings
+from webapp.core.logs import quiet_client_faults
 
 # ModelAdmin[Model], Field[Set, Get] and the like, for the type checker, must work at run time.
 django_stubs_ext.monkeypatch()
@@ -239,6 +240,7 @@ if not DEBUG:
 # --- Logging and errors -------------------------------------------------------
 LOGGING_CONFIG = None  # shared.logging owns the configuration
 configure_logging(level=ENV.log_level, log_format=ENV.log_format)
+quiet_client_faults()
 DJANGO_STRUCTLOG_CELERY_ENABLED = True
 # No personal data in logs: a client's address is one, and the one django-structlog
 # would bind comes from X-Forwarded-For, which any client can set.
