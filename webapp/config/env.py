@@ -60,6 +60,8 @@ class WebSettings(CommonSettings):
     # asked for (whoever asks, account or not), in the same format.
     throttle_password_reset_rate: str = Field(default="20/h", pattern=r"^\d+/\d*[smhd]$")
     throttle_password_reset_address_rate: str = Field(default="3/h", pattern=r"^\d+/\d*[smhd]$")
+    # Verification links an account may ask to be sent again, in the same format.
+    throttle_email_verification_rate: str = Field(default="3/h", pattern=r"^\d+/\d*[smhd]$")
 
     # The activity page: how long it waits for ClickHouse, and events per page.
     activity_query_timeout: float = Field(default=3.0, gt=0)

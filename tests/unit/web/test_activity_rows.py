@@ -41,3 +41,29 @@ def test_the_query_asks_only_for_security_events_of_one_user_newest_first() -> N
     assert "FROM event_log_dedup" in sql
     assert "ORDER BY event_date_time DESC" in sql
     assert sql.rstrip().endswith("LIMIT 21")
+
+
+def test_every_event_about_a_persons_own_account_is_named_on_the_activity_page() -> None:
+    about_the_account = {
+        "user_created",
+        "user_email_verified",
+        "user_logged_in",
+        "user_logged_out",
+        "user_login_failed",
+        "user_password_changed",
+        "user_password_reset_requested",
+        "user_password_reset",
+        "user_updated",
+    }
+
+    assert set(SECURITY_EVENTS) == about_the_account
+    [entry] = delivered_entries(
+        [
+            {
+                **ROW,
+                "event_type": "user_email_verified",
+                "event_context": '{"user_id":42,"ip_address":"192.0.2.1"}',
+            }
+        ]
+    )
+    assert (entry.description, entry.ip_address) == ("E-mail address verified", "192.0.2.1")
