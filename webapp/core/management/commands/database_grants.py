@@ -26,7 +26,15 @@ from django.core.management.base import BaseCommand
 from django.db import connection, transaction
 from psycopg import sql
 
-from shared.outbox import ARCHIVE_TABLE, DEAD_LETTER_TABLE, OUTBOX_TABLE, WAKEUP_TABLE
+from shared.outbox import (
+    ARCHIVE_ADD_PARTITION,
+    ARCHIVE_DROP_PARTITION,
+    ARCHIVE_EXPIRE_DEFAULT,
+    ARCHIVE_TABLE,
+    DEAD_LETTER_TABLE,
+    OUTBOX_TABLE,
+    WAKEUP_TABLE,
+)
 
 logger = structlog.get_logger(__name__)
 
@@ -68,9 +76,9 @@ def relay_grants(role: str) -> list[sql.Composed]:
         # that run as the archive's owner.
         sql.SQL("GRANT SELECT, INSERT ON {} TO {}").format(sql.Identifier(ARCHIVE_TABLE), name),
         sql.SQL("GRANT EXECUTE ON FUNCTION {}(timestamptz), {}(text), {}(timestamptz) TO {}").format(
-            sql.Identifier(f"{ARCHIVE_TABLE}_add_partition"),
-            sql.Identifier(f"{ARCHIVE_TABLE}_drop_partition"),
-            sql.Identifier(f"{ARCHIVE_TABLE}_expire_default"),
+            sql.Identifier(ARCHIVE_ADD_PARTITION),
+            sql.Identifier(ARCHIVE_DROP_PARTITION),
+            sql.Identifier(ARCHIVE_EXPIRE_DEFAULT),
             name,
         ),
     ]

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 import asyncpg
 import structlog
 
-from relay import archive, outbox
-from relay.metrics import RelayMetrics
-from relay.outbox import POSTGRES_ERRORS
-from relay.status import RelayStatus
-from relay.waits import sleep_unless
+from relay.core import archive, outbox
+from relay.core.postgres import POSTGRES_ERRORS
+from relay.core.waits import sleep_unless
+from relay.ops.metrics import RelayMetrics
+from relay.ops.status import RelayStatus
 
 log = structlog.get_logger("relay.monitor")
 
