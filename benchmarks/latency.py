@@ -585,7 +585,7 @@ def report(
 
 async def main(args: argparse.Namespace) -> dict[str, object]:
     settings = load(RelaySettings)
-    url = await recreate_database(settings.database_url, SCRATCH)
+    url = await recreate_database(settings.postgres_admin_dsn, SCRATCH)
     migrate(url)
     connection = await asyncpg.connect(url)
     try:
@@ -625,7 +625,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                     )
     finally:
         producers.close()
-        await drop_database(settings.database_url, SCRATCH)
+        await drop_database(settings.postgres_admin_dsn, SCRATCH)
         await drop_clickhouse(settings)
     machine.finish()
     return report(cells, args, machine)

@@ -366,7 +366,7 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     settings = load(CommonSettings)
-    server = urlsplit(settings.database_url)
+    server = urlsplit(settings.postgres_admin_dsn)
     print(
         f"producers: {workload.clients} clients per variant, {workload.shape} per event,"
         f" {workload.cycles} x {workload.slice:g} s per variant,"
@@ -374,7 +374,7 @@ def main(argv: list[str] | None = None) -> None:
         flush=True,
     )
     machine = Machine.sample()
-    results = uvloop.run(benchmark(settings.database_url, workload))
+    results = uvloop.run(benchmark(settings.postgres_admin_dsn, workload))
     machine.finish()
     figures = {**report(results, workload), "machine": machine.describe()}
     emit(figures, args.json)

@@ -148,7 +148,7 @@ async def naive_relay(
     moved = 0
     async with aiohttp.ClientSession() as session:
         client = ChClient(
-            session, url=settings.clickhouse_url, user=settings.clickhouse_user, database=SCRATCH
+            session, url=settings.clickhouse_url, user=settings.clickhouse_admin[0], database=SCRATCH
         )
 
         async def worker() -> None:
@@ -276,7 +276,7 @@ async def clickhouse_counts(settings: RelaySettings) -> tuple[int, int]:
     """Rows and distinct event ids in the scratch `event_log` (before any merge)."""
     async with aiohttp.ClientSession() as session:
         client = ChClient(
-            session, url=settings.clickhouse_url, user=settings.clickhouse_user, database=SCRATCH
+            session, url=settings.clickhouse_url, user=settings.clickhouse_admin[0], database=SCRATCH
         )
         row = await client.fetchrow("SELECT count() AS rows, uniqExact(event_id) AS ids FROM event_log")
         return row["rows"], row["ids"]
@@ -285,14 +285,14 @@ async def clickhouse_counts(settings: RelaySettings) -> tuple[int, int]:
 async def reset_clickhouse(settings: RelaySettings) -> None:
     """A fresh scratch database with the relay's schema."""
     async with aiohttp.ClientSession() as session:
-        client = ChClient(session, url=settings.clickhouse_url, user=settings.clickhouse_user)
+        client = ChClient(session, url=settings.clickhouse_url, user=settings.clickhouse_admin[0])
         await client.execute(f"DROP DATABASE IF EXISTS {SCRATCH}")
         await schema.apply(client, SCRATCH)
 
 
 async def main(args: argparse.Namespace) -> dict[str, object]:
     settings = load(RelaySettings)
-    url = await recreate_database(settings.database_url, SCRATCH)
+    url = await recreate_database(settings.postgres_admin_dsn, SCRATCH)
     migrate(url)
     machine = Machine.sample()
     envelopes = realistic_events(args.events)

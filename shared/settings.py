@@ -38,6 +38,9 @@ class CommonSettings(BaseSettings):
     environment: str = "Local"
 
     database_url: str = "postgres://postgres@127.0.0.1:5432/diehard"
+    # The owner of the site's tables: migrations and grants (`make migrate`),
+    # and the databases the tests and benchmarks create; unset: DATABASE_URL.
+    database_admin_url: str | None = None
     redis_url: str = "redis://127.0.0.1:6379/0"
 
     clickhouse_host: str = "127.0.0.1"
@@ -64,6 +67,11 @@ class CommonSettings(BaseSettings):
         """HTTP(S) endpoint of the ClickHouse server."""
         scheme = "https" if self.clickhouse_secure else "http"
         return f"{scheme}://{self.clickhouse_host}:{self.clickhouse_port}/"
+
+    @property
+    def postgres_admin_dsn(self) -> str:
+        """Where schema changes and database creation connect: the owner's URL when there is one."""
+        return self.database_admin_url or self.database_url
 
     def require(self, *names: str) -> None:
         """Fail unless each named variable was given in the environment or `.env`."""
