@@ -77,6 +77,9 @@ class WebSettings(CommonSettings):
     # Verification links an account may ask to be sent again, in the same format.
     throttle_email_verification_rate: str = Field(default="3/h", pattern=r"^\d+/\d*[smhd]$")
 
+    # Activity page views per signed-in account (each one queries ClickHouse), same format.
+    throttle_activity_rate: str = Field(default="30/m", pattern=r"^\d+/\d*[smhd]$")
+
     # The activity page: how long it waits for ClickHouse, and events per page.
     activity_query_timeout: float = Field(default=3.0, gt=0)
     activity_page_size: int = Field(default=20, ge=1, le=200)

@@ -191,6 +191,7 @@ AXES_LOCKOUT_CALLABLE = "webapp.users.throttling.locked_out_response"
 AXES_VERBOSE = False
 RATELIMIT_USE_CACHE = "default"
 THROTTLE_SIGN_UP_RATE = ENV.throttle_sign_up_rate
+THROTTLE_ACTIVITY_RATE = ENV.throttle_activity_rate
 THROTTLE_PASSWORD_RESET_RATE = ENV.throttle_password_reset_rate
 THROTTLE_PASSWORD_RESET_ADDRESS_RATE = ENV.throttle_password_reset_address_rate
 THROTTLE_EMAIL_VERIFICATION_RATE = ENV.throttle_email_verification_rate

@@ -20,6 +20,10 @@ Verification link sent again: django-ratelimit counts requests per account
 (`THROTTLE_EMAIL_VERIFICATION_RATE`), so a signed-in session cannot flood the
 address with links (the sign-up sends the first one).
 
+Activity page: django-ratelimit counts page views per signed-in account
+(`THROTTLE_ACTIVITY_RATE`): each view queries ClickHouse, so one account
+cannot keep it busy.
+
 Refused requests are counted in `web_throttled_requests_total`, never written
 as events. All fail open: while Redis does not answer, nothing is throttled (and
 `throttle_unavailable` is logged), rather than every request refused.
@@ -180,7 +184,9 @@ def too_many_password_resets_message(retry_after: int) -> str:
     )
 
 
-def _retry_after(request: HttpRequest, *, action: str, group: str, key: str, rate: str) -> int | None:
+def _retry_after(
+    request: HttpRequest, *, action: str, group: str, key: str, rate: str, method: str = "POST"
+) -> int | None:
     """Count this request in `group` under `key`; the seconds to wait if it is over `rate`, else None."""
     try:
         usage = get_usage(
@@ -188,7 +194,7 @@ def _retry_after(request: HttpRequest, *, action: str, group: str, key: str, rat
             group=group,
             key=lambda _group, _request: key,
             rate=rate,
-            method="POST",
+            method=method,
             increment=True,
         )
     except RedisError as error:
@@ -254,3 +260,20 @@ def email_verification_retry_after(request: HttpRequest, user: User) -> int | No
         key=f"user:{user.pk}",
         rate=settings.THROTTLE_EMAIL_VERIFICATION_RATE,
     )
+
+
+def activity_retry_after(request: HttpRequest, *, user_id: int) -> int | None:
+    """Count this activity page view against the account; the seconds to wait if over the rate, else None."""
+    return _retry_after(
+        request,
+        action="activity",
+        group="activity",
+        key=str(user_id),
+        rate=settings.THROTTLE_ACTIVITY_RATE,
+        method="GET",
+    )
+
+
+def too_many_activity_views_message(retry_after: int) -> str:
+    """What a throttled activity page view is told."""
+    return f"You have looked at your activity very often. Try again in {_wait_in_minutes(retry_after)}."
