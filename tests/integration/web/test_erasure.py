@@ -178,7 +178,7 @@ def test_an_erasure_removes_the_accounts_events_from_the_relays_archive_too(
 
 @pytest.mark.django_db
 def test_an_erasure_leaves_another_sources_user_with_the_same_id_alone(erasing_into: ClickHouse) -> None:
-    leaving = user_create(**SignUpFactory.build())
+    leaving = user_create(**SignUpFactory.build(), verify_link=verify_link)
     rows = "".join(
         f"{uuid.uuid4()}\tuser_logged_in\t2026-11-26 10:00:00\t{environment}\t"
         f'{{"user_id":{leaving.pk},"ip_address":"198.51.100.1"}}\t1\n'
