@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 
 import sentry_sdk
 
-from relay.core.outbox import TraceContext
+from relay.core.observer import TraceContext
 
 _MAX_LINKED = 100
 
