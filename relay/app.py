@@ -34,9 +34,10 @@ from relay.core.retry import Backoff
 from relay.core.waits import sleep_unless
 from relay.maintenance import reconcile as reconciliation
 from relay.maintenance.partitions import ArchiveKeeper
-from relay.ops.http import HttpEndpoint
+from relay.ops.http import HttpEndpoint, RecentReadiness
 from relay.ops.metrics import RelayMetrics
 from relay.ops.monitor import Heartbeat, OutboxMonitor
+from relay.ops.privileges import privileges_warn
 from relay.ops.status import RelayStatus
 from relay.ops.telemetry import Telemetry
 from relay.settings import RelaySettings
@@ -202,6 +203,8 @@ async def _serve(
         if prepared is None:
             exit_code = EXIT_OK if stop.is_set() else EXIT_SCHEMA
             return exit_code
+        if not settings.debug:
+            await privileges_warn(pool=pool, sink=prepared.sink)
         if parts.archiving:
             # This hour's partition before the first delivery: otherwise the
             # first batches land in the default partition and block it.
@@ -311,7 +314,7 @@ class _Parts:
             "http": HttpEndpoint(
                 host=settings.relay_http_host,
                 port=settings.relay_http_port,
-                readiness=self.readiness,
+                readiness=RecentReadiness(self.readiness),
                 listener=self.listener,
                 metrics=self.metrics,
                 status=self.status,
