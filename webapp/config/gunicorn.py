@@ -17,6 +17,12 @@ logconfig_dict = logging_config(level=_settings.log_level, log_format=_settings.
 # django-structlog writes one line per request, with its request id.
 accesslog = None
 
+# gunicorn's control socket (for gunicornc), in the private directory `serve`
+# makes for each start: the default, under $HOME or $XDG_RUNTIME_DIR, is
+# read-only or absent in the image, under systemd and on Kubernetes.
+if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+    control_socket = os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], "gunicorn.ctl")
+
 
 def child_exit(server: object, worker: Any) -> None:
     """A worker's metric files are merged into the dead-worker totals when it exits."""
