@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import multiprocess
@@ -21,7 +22,7 @@ accesslog = None
 # makes for each start: the default, under $HOME or $XDG_RUNTIME_DIR, is
 # read-only or absent in the image, under systemd and on Kubernetes.
 if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
-    control_socket = os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], "gunicorn.ctl")
+    control_socket = str(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]) / "gunicorn.ctl")
 
 
 def child_exit(server: object, worker: Any) -> None:
