@@ -22,7 +22,6 @@ from shared.outbox import (
     EVENT_COLUMNS,
     EVENT_LOG_COLUMNS,
     OUTBOX_TABLE,
-    RESTORE_WAKEUP_ROW,
     TRACE_COLUMNS,
     Backlog,
 )
@@ -211,11 +210,7 @@ async def dead_letter(connection: Connection, refused: list[tuple[int, str]]) ->
 
 
 async def backlog(connection: Connection) -> Backlog:
-    """Count pending events and dead letters, and the age of the oldest pending event.
-
-    Also puts the wake-up trigger's single row back if it went missing.
-    """
-    await connection.execute(RESTORE_WAKEUP_ROW)
+    """Count pending events and dead letters, and the age of the oldest pending event."""
     row = await connection.fetchrow(BACKLOG)
     assert row is not None, "an aggregate answers one row"
     return Backlog.from_row(row["pending_events"], row["oldest_pending_age_seconds"], row["dead_letters"])
