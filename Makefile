@@ -2,25 +2,34 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-PYTHON ?= python3.13
-UV_VERSION := 0.13.8
+# A Python 3.13 for .venv: empty means python3.13 on PATH, else one uv installs
+# (where GitHub, which serves uv's builds, is reachable); scripts/python.sh.
+PYTHON ?=
+export PYTHON
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 PROMETHEUS := $(TOOLS)/bin/prometheus
 
-.PHONY: help install browser cluster-tools services services-down cluster-up cluster-down migrate run test test-unit screenshots lint format bench bench-guard chaos soak clean
+.PHONY: help install test-tools browser cluster-tools secrets services services-down cluster-up cluster-down migrate run test test-unit screenshots lint format bench bench-guard chaos soak clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-$(UV):
-	$(PYTHON) -m venv $(TOOLS)
-	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+$(UV): scripts/python.sh
+	scripts/python.sh uv
 
+# Two sets of Python packages: what running needs (the project's dependencies
+# and honcho for `make run`), and with it the tools to test, lint and benchmark
+# (the dev and bench groups: chdb, Playwright, mypy, ... over 1 GB). The first
+# never removes the second (--inexact).
 $(VENV)/.installed: $(UV) pyproject.toml uv.lock
-	$(UV) sync --frozen --python $(PYTHON)
+	$(UV) sync --frozen --inexact --no-default-groups --group run --python "$$(scripts/python.sh find)"
+	@touch $@
+
+$(VENV)/.dev-installed: $(VENV)/.installed
+	$(UV) sync --frozen
 	@touch $@
 
 .env:
@@ -30,13 +39,18 @@ $(VENV)/.installed: $(UV) pyproject.toml uv.lock
 $(PROMETHEUS): scripts/prometheus.sh | $(UV)
 	scripts/prometheus.sh
 
-install: $(VENV)/.installed .env $(PROMETHEUS) browser cluster-tools services migrate ## create .venv, .env, Prometheus tools, Chromium and axe-core for the browser tests, ZooKeeper for the cluster tests, start services, apply both schemas
+install: $(VENV)/.installed .env services migrate ## what running needs: .venv (no test tools), .env, PostgreSQL, Redis, ClickHouse, both schemas
+
+test-tools: $(VENV)/.dev-installed $(PROMETHEUS) browser cluster-tools ## what only the tests need: test and lint packages, promtool, Chromium and axe-core, ZooKeeper (make test installs them)
 
 cluster-tools: ## install ZooKeeper and the ClickHouse server package for the cluster (unless present)
 	scripts/cluster.sh install
 
 browser: ## install Debian's Chromium and axe-core for the browser tests (unless present)
 	scripts/browser.sh
+
+secrets: ## write each secret `docker compose up` requires (random, URL-safe) into .env, once; never overwrites
+	scripts/secrets.sh
 
 services: ## start PostgreSQL, Redis and ClickHouse on 127.0.0.1 unless they already run
 	scripts/services.sh up
@@ -62,25 +76,25 @@ run: $(VENV)/.installed .env ## run services, web, relay and Celery worker in th
 # of their own, so a worker started by `make run` never sees them.
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/14
 
-test: $(VENV)/.installed .env $(PROMETHEUS) browser cluster-tools services ## run every test, against the real services
+test: test-tools .env services ## run every test, against the real services
 	DEBUG=true REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest $(PYTEST_ARGS)
 
 # The unit tests need no service and no .env: the settings' defaults are enough.
-test-unit: $(VENV)/.installed $(PROMETHEUS) ## run the tests that need no service (tests/unit/), in seconds
+test-unit: $(VENV)/.dev-installed $(PROMETHEUS) ## run the tests that need no service (tests/unit/), in seconds
 	DEBUG=true DIE_HARD_ENV_FILE=/dev/null $(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-screenshots: $(VENV)/.installed .env browser services ## refresh docs/screenshots/ from the browser tests
+screenshots: $(VENV)/.dev-installed .env browser services ## refresh docs/screenshots/ from the browser tests
 	DEBUG=true REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest tests/integration/browser --screenshots docs/screenshots
 
 # mypy's Django plugin loads the settings: development mode, defaults only.
-lint: $(VENV)/.installed ## ruff (lint and format check), the import contracts, mypy --strict and shellcheck
+lint: $(VENV)/.dev-installed ## ruff (lint and format check), the import contracts, mypy --strict and shellcheck
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	DEBUG=true DIE_HARD_ENV_FILE=/dev/null $(BIN)/mypy
 	$(BIN)/shellcheck --external-sources scripts/*.sh scripts/lib/*.sh .ci/run
 
-format: $(VENV)/.installed ## apply ruff's fixes and formatting
+format: $(VENV)/.dev-installed ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
@@ -88,7 +102,7 @@ format: $(VENV)/.installed ## apply ruff's fixes and formatting
 # (docs/img/) and the results section of docs/BENCHMARKS.md from them.
 BENCH_RESULTS ?= docs/results
 
-bench: $(VENV)/.installed .env services ## latency, throughput and scale-out, the archive's and poison's cost, producer cost, 1 server vs a quorum of 2; charts into docs/img/
+bench: $(VENV)/.dev-installed .env services ## latency, throughput and scale-out, the archive's and poison's cost, producer cost, 1 server vs a quorum of 2; charts into docs/img/
 	$(BIN)/python -m benchmarks.producers --json $(BENCH_RESULTS)/producers.json
 	$(BIN)/python -m benchmarks.relay --json $(BENCH_RESULTS)/relay.json
 	$(BIN)/python -m benchmarks.completeness --json $(BENCH_RESULTS)/completeness.json
@@ -99,18 +113,18 @@ bench: $(VENV)/.installed .env services ## latency, throughput and scale-out, th
 # Floors far below today's ratios in these short runs (producers about 0.9; the
 # relay 0.85-0.88 of a drain running the same statement, archive included): a
 # change that halves either fails, machine noise does not.
-bench-guard: $(VENV)/.installed .env services ## a short benchmark that fails when throughput ratios collapse (CI)
+bench-guard: $(VENV)/.dev-installed .env services ## a short benchmark that fails when throughput ratios collapse (CI)
 	$(BIN)/python -m benchmarks.producers --seconds 6 --slice 0.5 --min-ratio 0.6
 	$(BIN)/python -m benchmarks.relay --events 50000 --rounds 3 --relays 1 --no-naive --min-ratio 0.45
 
 # The chaos suite and the soak start servers of their own (a scratch PostgreSQL
 # cluster, a private ClickHouse, a TCP proxy) on free ports; they never touch
 # the services above, and stop everything they started, even when interrupted.
-chaos: $(VENV)/.installed ## fault scenarios with Jepsen-style accounting; last line JSON, non-zero on any loss
+chaos: $(VENV)/.dev-installed ## fault scenarios with Jepsen-style accounting; last line JSON, non-zero on any loss
 	scripts/clickhouse.sh install
 	$(BIN)/python -m tests.chaos $(CHAOS_ARGS)
 
-soak: $(VENV)/.installed ## >= 1M events over >= 20 min with random faults; lag, backlog and RSS over time, a PNG plot
+soak: $(VENV)/.dev-installed ## >= 1M events over >= 20 min with random faults; lag, backlog and RSS over time, a PNG plot
 	scripts/clickhouse.sh install
 	$(BIN)/python -m tests.chaos.soak $(SOAK_ARGS)
 

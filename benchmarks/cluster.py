@@ -41,7 +41,7 @@ from aiochclient import ChClient
 from benchmarks.relay import SCRATCH, realistic_events, relay_run
 from benchmarks.results import emit
 from benchmarks.scratch import ROOT, drop_database, free_port, migrate, recreate_database
-from relay import schema
+from relay.core import schema
 from relay.settings import RelaySettings
 from shared.settings import load
 

@@ -48,8 +48,8 @@ from benchmarks.machine import Machine, cpu_seconds, run_queue
 from benchmarks.relay import wait_ready
 from benchmarks.results import emit
 from benchmarks.scratch import ROOT, drop_database, free_port, migrate, recreate_database
-from relay import schema
 from relay.app import clickhouse_sink
+from relay.core import schema
 from relay.settings import RelaySettings
 from shared.outbox import OUTBOX_TABLE
 from shared.settings import load
@@ -100,6 +100,7 @@ def producer_main(pipe: Connection, database_url: str) -> None:
         DEBUG="false",  # production mode: no query log kept in memory
         SECRET_KEY="benchmark-only",
         ALLOWED_HOSTS="localhost",
+        EMAIL_HOST="smtp.invalid",  # named, as production mode demands; never connected to
         LOG_LEVEL="WARNING",
     )
     import django

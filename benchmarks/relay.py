@@ -46,8 +46,8 @@ from aiochclient import ChClient
 from benchmarks.machine import Machine, rss_mb
 from benchmarks.results import emit
 from benchmarks.scratch import ROOT, free_port, migrate, recreate_database
-from relay import schema
-from relay.outbox import OutboxQueries, copy_out
+from relay.core import schema
+from relay.core.outbox import OutboxQueries, copy_out
 from relay.settings import RelaySettings
 from shared.events import Envelope, Event, UserCreated, UserLoggedIn, UserLoggedOut, UserLoginFailed
 from shared.outbox import EVENT_LOG_COLUMNS, OUTBOX_TABLE

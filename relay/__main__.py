@@ -20,9 +20,10 @@ import aiohttp
 import structlog
 import uvloop
 
-from relay import app, cli, schema
-from relay.clickhouse import DeliveryError
-from relay.observer import Observer
+from relay import app, cli
+from relay.core import schema
+from relay.core.clickhouse import DeliveryError
+from relay.core.observer import Observer
 from relay.settings import RelaySettings
 from shared.logging import configure_logging
 from shared.sentry import init_sentry

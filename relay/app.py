@@ -21,25 +21,25 @@ import asyncpg
 import structlog
 from aiochclient import ChClient
 
-from relay import reconcile as reconciliation
-from relay import schema
-from relay.archive import ArchiveKeeper
-from relay.clickhouse import ClickHouseSink, DeliveryError, insert_settings
-from relay.doorbell import Doorbell
-from relay.forwarder import Forwarder, ForwarderConfig
-from relay.http import HttpEndpoint
-from relay.isolation import Canary
-from relay.listener import Listener
-from relay.metrics import RelayMetrics
-from relay.monitor import Heartbeat, OutboxMonitor
-from relay.observer import Observer, Observers
-from relay.outbox import POSTGRES_ERRORS, OutboxQueries
-from relay.readiness import Readiness
-from relay.retry import Backoff
+from relay.core import schema
+from relay.core.clickhouse import ClickHouseSink, DeliveryError, insert_settings
+from relay.core.doorbell import Doorbell
+from relay.core.forwarder import Forwarder, ForwarderConfig
+from relay.core.isolation import Canary
+from relay.core.listener import Listener
+from relay.core.observer import Observer, Observers
+from relay.core.outbox import POSTGRES_ERRORS, OutboxQueries
+from relay.core.retry import Backoff
+from relay.core.waits import sleep_unless
+from relay.maintenance import reconcile as reconciliation
+from relay.maintenance.archive import ArchiveKeeper
+from relay.ops.http import HttpEndpoint
+from relay.ops.metrics import RelayMetrics
+from relay.ops.monitor import Heartbeat, OutboxMonitor
+from relay.ops.readiness import Readiness
+from relay.ops.status import RelayStatus
+from relay.ops.telemetry import Telemetry
 from relay.settings import RelaySettings
-from relay.status import RelayStatus
-from relay.telemetry import Telemetry
-from relay.waits import sleep_unless
 from shared.outbox import EVENT_LOG_TABLE, NOTIFY_CHANNEL, NOTIFY_DEBOUNCE_MS
 
 log = structlog.get_logger("relay")

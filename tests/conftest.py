@@ -22,6 +22,7 @@ pytest_plugins = [
     "tests.support.outbox_tables",
     "tests.support.relays",
     "tests.support.sentry",
+    "tests.support.smtp",
 ]
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 from aiochclient import ChClient
 
-from relay import schema
+from relay.core import schema
 from shared.outbox import ARCHIVE_TABLE
 from tests.chaos.checker import Accounting, account
 from tests.chaos.processes import Children

@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 from aiochclient import ChClient
 
-from relay import schema
+from relay.core import schema
 from shared.settings import CommonSettings, load
 
 

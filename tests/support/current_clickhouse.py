@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from relay.clickhouse import insert_query
-from relay.schema import CURRENT, create_statements
+from relay.core.clickhouse import insert_query
+from relay.core.schema import CURRENT, create_statements
 
 
 class CurrentClickHouse:

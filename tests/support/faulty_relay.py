@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import structlog
 
 from relay.__main__ import main
-from relay.observer import Batch, Observer
+from relay.core.observer import Batch, Observer
 
 FAULT_VARIABLE = "DIE_HARD_FAULT"
 

@@ -20,6 +20,8 @@ def production_env(**overrides: str) -> dict[str, str]:
         "ALLOWED_HOSTS": "diehard.example.com,localhost",
         # Never connected to by these tests: start-up must not need the database.
         "DATABASE_URL": "postgres://diehard@127.0.0.1:9/diehard",
+        # Nor the mail server: it is only named, as production mode demands.
+        "EMAIL_HOST": "smtp.example.com",
         "LOG_FORMAT": "json",
     }
     env.update(overrides)

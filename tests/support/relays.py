@@ -21,15 +21,15 @@ import asyncpg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from relay import archive
-from relay.clickhouse import ClickHouseSink
-from relay.doorbell import Doorbell
-from relay.forwarder import Forwarder, ForwarderConfig
-from relay.metrics import RelayMetrics
-from relay.outbox import OutboxQueries
-from relay.retry import Backoff
-from relay.status import RelayStatus
-from relay.telemetry import Telemetry
+from relay.core.clickhouse import ClickHouseSink
+from relay.core.doorbell import Doorbell
+from relay.core.forwarder import Forwarder, ForwarderConfig
+from relay.core.outbox import OutboxQueries
+from relay.core.retry import Backoff
+from relay.maintenance import archive
+from relay.ops.metrics import RelayMetrics
+from relay.ops.status import RelayStatus
+from relay.ops.telemetry import Telemetry
 from tests.support.clickhouse import ClickHouse
 from tests.support.faulty_relay import FAULT_VARIABLE
 from tests.support.outbox_tables import Outbox

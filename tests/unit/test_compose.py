@@ -336,6 +336,12 @@ def test_compose_has_no_default_secret_and_refuses_to_start_without_one() -> Non
     assert {name: rest for name, rest in secrets.items() if not rest.startswith(":?")} == {}
 
 
+def test_compose_refuses_to_start_without_a_mail_server(services: dict[str, dict[str, Any]]) -> None:
+    # Production mode would refuse it too, container by container; compose says so first.
+    for name in ("web", "worker", "beat"):
+        assert services[name]["environment"]["EMAIL_HOST"].startswith("${EMAIL_HOST:?")
+
+
 def credentials(service: dict[str, Any]) -> tuple[str, str]:
     """The PostgreSQL role and the ClickHouse user a service connects as."""
     role = re.match(r"postgres://([^:]+):", service["environment"]["DATABASE_URL"])

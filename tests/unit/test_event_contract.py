@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from relay.clickhouse import insert_query
-from relay.outbox import OutboxQueries
-from relay.schema import CURRENT, LEGACY, check_columns, event_log_columns
+from relay.core.clickhouse import insert_query
+from relay.core.outbox import OutboxQueries
+from relay.core.schema import CURRENT, LEGACY, check_columns, event_log_columns
 from shared.events import Envelope, UserCreated
 from shared.outbox import EVENT_COLUMNS, EVENT_LOG_COLUMNS
 from webapp.outbox.models import DeadLetter, EventFields, OutboxEvent

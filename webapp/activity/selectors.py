@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import structlog
+from django.conf import settings
 from django.db.models import F, TextField
 from django.db.models.expressions import RawSQL
 
@@ -30,7 +31,7 @@ from shared.events import (
     UserUpdated,
 )
 from shared.outbox import EVENT_LOG_DEDUP_VIEW
-from webapp.activity.clickhouse import ClickHouseReader, ClickHouseUnavailable
+from webapp.core.clickhouse import ClickHouseClient, ClickHouseError, site_reader
 from webapp.outbox.models import OutboxEvent
 
 logger = structlog.get_logger(__name__)
@@ -87,15 +88,16 @@ class ActivityPage:
 
 
 def user_activity(
-    *, user_id: int, page: int, page_size: int, reader: ClickHouseReader | None = None
+    *, user_id: int, page: int, page_size: int, reader: ClickHouseClient | None = None
 ) -> ActivityPage:
     """Page `page` (from 1, at most `MAX_PAGES`) of the user's security events, newest first."""
     page = min(max(page, 1), MAX_PAGES)
     wanted = page * page_size + 1  # this page and everything newer, plus one to know of a next page
     pending = _pending(user_id=user_id, limit=wanted)
     try:
-        delivered = _delivered(reader or ClickHouseReader.from_settings(), user_id=user_id, limit=wanted)
-    except ClickHouseUnavailable as error:
+        reader = reader or site_reader(timeout=settings.ACTIVITY_QUERY_TIMEOUT)
+        delivered = _delivered(reader, user_id=user_id, limit=wanted)
+    except ClickHouseError as error:
         logger.warning("activity_history_unavailable", user_id=user_id, error=str(error))
         delivered, available = [], False
     else:
@@ -130,7 +132,7 @@ def _pending(*, user_id: int, limit: int) -> list[ActivityEntry]:
     ]
 
 
-def _delivered(reader: ClickHouseReader, *, user_id: int, limit: int) -> list[ActivityEntry]:
+def _delivered(reader: ClickHouseClient, *, user_id: int, limit: int) -> list[ActivityEntry]:
     return delivered_entries(reader.rows(delivered_query(user_id=user_id, limit=limit)))
 
 

@@ -8,7 +8,18 @@ from typing import Annotated, Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import NoDecode
 
-from shared.settings import CommonSettings
+from shared.settings import CommonSettings, ConfigurationError
+
+SMTP_EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+CONSOLE_EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+# Backends that keep each message where others can read it instead of delivering it.
+LEAKING_EMAIL_BACKENDS = frozenset(
+    {
+        CONSOLE_EMAIL_BACKEND,
+        "django.core.mail.backends.filebased.EmailBackend",
+        "django.core.mail.backends.locmem.EmailBackend",
+    }
+)
 
 
 class WebSettings(CommonSettings):
@@ -21,6 +32,9 @@ class WebSettings(CommonSettings):
     secure_hsts_seconds: int = 31_536_000
 
     default_from_email: str = "Die Hard <no-reply@example.com>"
+    # Production mode needs a transport that delivers: EMAIL_HOST (SMTP), or an
+    # EMAIL_BACKEND chosen on purpose. Unset in development: the console backend.
+    email_backend: str = ""
     email_host: str = ""
     email_port: int = 587
     email_host_user: str = ""
@@ -80,7 +94,30 @@ class WebSettings(CommonSettings):
     def _production_needs_secrets(self) -> Self:
         if not self.debug:
             self.require("secret_key", "database_url", "allowed_hosts")
+            self._require_mail_transport()
         return self
+
+    def _require_mail_transport(self) -> None:
+        # The console, file and in-memory backends keep every message (password
+        # reset links included) where whoever reads the logs or the disk can
+        # read it: in production they would hand out every account.
+        if self.email_backend in LEAKING_EMAIL_BACKENDS:
+            raise ConfigurationError(
+                f"EMAIL_BACKEND={self.email_backend} keeps e-mail (password-reset links included) in logs,"
+                " files or memory; production mode needs EMAIL_HOST (SMTP) or a delivering EMAIL_BACKEND"
+            )
+        if not self.email_host and not self.email_backend:
+            raise ConfigurationError(
+                "missing required environment variable(s) in production mode: EMAIL_HOST"
+                " (the SMTP server; or EMAIL_BACKEND naming another delivering backend)"
+            )
+
+    @property
+    def email_backend_path(self) -> str:
+        """The Django e-mail backend: the chosen one, SMTP when a host is set, else the console."""
+        if self.email_backend:
+            return self.email_backend
+        return SMTP_EMAIL_BACKEND if self.email_host else CONSOLE_EMAIL_BACKEND
 
     @property
     def clickhouse_reader(self) -> tuple[str, SecretStr]:

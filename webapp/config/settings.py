@@ -189,15 +189,14 @@ THROTTLE_PASSWORD_RESET_ADDRESS_RATE = ENV.throttle_password_reset_address_rate
 DEFAULT_FROM_EMAIL = ENV.default_from_email
 # A mail server that stops answering must not hold a dispatcher (and the row it locked) for long.
 EMAIL_TIMEOUT = 10
-if ENV.email_host:
-    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    EMAIL_HOST = ENV.email_host
-    EMAIL_PORT = ENV.email_port
-    EMAIL_HOST_USER = ENV.email_host_user
-    EMAIL_HOST_PASSWORD = ENV.email_host_password.get_secret_value()
-    EMAIL_USE_TLS = ENV.email_use_tls
-else:
-    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+# Production mode refuses to start without a delivering transport (webapp.config.env);
+# development without EMAIL_HOST prints e-mail to the console.
+EMAIL_BACKEND = ENV.email_backend_path
+EMAIL_HOST = ENV.email_host or "localhost"
+EMAIL_PORT = ENV.email_port
+EMAIL_HOST_USER = ENV.email_host_user
+EMAIL_HOST_PASSWORD = ENV.email_host_password.get_secret_value()
+EMAIL_USE_TLS = ENV.email_use_tls
 
 # --- Security: on in production mode -----------------------------------------
 SESSION_COOKIE_HTTPONLY = True

@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import http.client
-import urllib.parse
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -30,6 +28,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from shared.outbox import Backlog
+from webapp.core.clickhouse import ClickHouseClient, ClickHouseError
 from webapp.outbox.selectors import outbox_backlog
 
 # Short enough for a load balancer's probe to get an answer before it gives
@@ -96,29 +95,14 @@ class ClickHouse(HealthCheck):
     timeout = PROBE_TIMEOUT
 
     def run(self) -> None:
-        address = urllib.parse.urlsplit(self.url)
-        connection_class = (
-            http.client.HTTPSConnection if address.scheme == "https" else http.client.HTTPConnection
-        )
-        # Straight to the server, like the relay's client (no proxy from the
-        # environment), and closed here whatever happens: a probe must not
-        # leave sockets for the garbage collector.
-        connection = connection_class(
-            address.hostname or "127.0.0.1", address.port, timeout=self.timeout.total_seconds()
+        client = ClickHouseClient(
+            url=self.url, user=self.user, password=self.password, timeout=self.timeout.total_seconds()
         )
         try:
-            connection.request(
-                "GET",
-                f"/?{urllib.parse.urlencode({'query': 'SELECT 1'})}",
-                headers={"X-ClickHouse-User": self.user, "X-ClickHouse-Key": self.password},
-            )
-            response = connection.getresponse()
-            answer = response.read(16)
-        except (OSError, http.client.HTTPException) as error:
+            answer = client.value("SELECT 1")
+        except ClickHouseError as error:
             raise ServiceUnavailable("no answer") from error
-        finally:
-            connection.close()
-        if response.status != 200 or answer.strip() != b"1":
+        if answer != "1":
             raise ServiceUnavailable("unexpected answer")
 
 

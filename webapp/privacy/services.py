@@ -15,7 +15,6 @@ ClickHouse after its erasure there.
 
 from __future__ import annotations
 
-import http.client
 import random
 from datetime import timedelta
 from functools import partial
@@ -29,8 +28,9 @@ from django.utils import timezone
 from shared.events import UserErased
 from shared.outbox import ARCHIVE_TABLE, DEAD_LETTER_TABLE, OUTBOX_TABLE, RECONCILE_LOCK
 from webapp.core.broker import send_soon
+from webapp.core.clickhouse import ClickHouseError
 from webapp.outbox.client import EventLogClient
-from webapp.privacy.clickhouse import ClickHouseRefused, erase_user_events
+from webapp.privacy.clickhouse import erase_user_events
 from webapp.privacy.models import ErasureRequest
 
 logger = structlog.get_logger(__name__)
@@ -60,7 +60,7 @@ def erasure_process(*, request_id: int) -> bool:
             if request is None:
                 return False
             _erase(request)
-    except (ClickHouseRefused, OSError, http.client.HTTPException) as error:
+    except ClickHouseError as error:
         _defer(request_id, error)
         return False
     logger.info("user_erased", erasure_id=request_id)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from relay import archive
+from relay.maintenance import archive
 from shared.outbox import ARCHIVE_TABLE
 from tests.support.clickhouse import ClickHouse
 from tests.support.outbox_tables import Outbox

@@ -25,7 +25,7 @@ import aiohttp
 import pytest
 from aiochclient import ChClient
 
-from relay import schema
+from relay.core import schema
 from tests.support.clickhouse import ClickHouse
 from tests.support.outbox_tables import Outbox
 from tests.support.project import ROOT

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from relay import app
-from relay.outbox import OutboxQueries, take_batch
+from relay.core.outbox import OutboxQueries, take_batch
 from relay.settings import RelaySettings
 from tests.support.clickhouse import ClickHouse
 from tests.support.current_clickhouse import CurrentClickHouse

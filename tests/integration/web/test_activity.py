@@ -14,8 +14,8 @@ import pytest
 from django.test import Client
 from pytest_django import Settings
 
-from relay.clickhouse import insert_query
-from relay.schema import CURRENT, create_statements
+from relay.core.clickhouse import insert_query
+from relay.core.schema import CURRENT, create_statements
 from shared.events import Envelope, Event, UserLoggedIn, UserLoginFailed, UserUpdated
 from tests.integration.web.factories import UserFactory
 from tests.support.clickhouse import ClickHouse

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from relay.clickhouse import insert_settings
+from relay.core.clickhouse import insert_settings
 from relay.settings import RelaySettings
 from shared.settings import ConfigurationError, load
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from relay.clickhouse import RejectedData
-from relay.diagnostics import Fault, own_error, refused_row
+from relay.core.clickhouse import RejectedData
+from relay.core.diagnostics import Fault, own_error, refused_row
 
 ADA = "0b9c5a3e-9f6e-4b1a-8d7c-000000000001"
 BAD = "0b9c5a3e-9f6e-4b1a-8d7c-000000000002"

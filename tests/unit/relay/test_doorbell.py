@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from relay.doorbell import Doorbell
+from relay.core.doorbell import Doorbell
 
 
 def test_a_new_subscriber_looks_at_the_outbox_once_before_waiting() -> None:

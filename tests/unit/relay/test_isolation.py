@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 from aiochclient import ChClientError
 
-from relay.clickhouse import RejectedData, TransientError, classify
-from relay.isolation import Canary, Isolator, Line, SystemicRefusal
+from relay.core.clickhouse import RejectedData, TransientError, classify
+from relay.core.isolation import Canary, Isolator, Line, SystemicRefusal
 from shared.events import Envelope, UserCreated
 from tests.support.current_clickhouse import CurrentClickHouse
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from relay.observer import Batch, Delivery, Observer, Observers, WakeCause
+from relay.core.observer import Batch, Delivery, Observer, Observers, WakeCause
 from tests.support.faulty_relay import FaultAfterAck
 
 

@@ -7,8 +7,8 @@ import random
 import pytest
 from aiochclient import ChClientError
 
-from relay.clickhouse import DeliveryError, RejectedData, TransientError, classify
-from relay.retry import Backoff
+from relay.core.clickhouse import DeliveryError, RejectedData, TransientError, classify
+from relay.core.retry import Backoff
 
 
 def test_backoff_bounds_grow_exponentially_up_to_the_maximum() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from relay.schema import (
+from relay.core.schema import (
     CURRENT,
     DISTRIBUTED_TABLE,
     LEGACY,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from relay.app import session_settings
-from relay.forwarder import FollowUp
+from relay.core.forwarder import FollowUp
 from relay.settings import RelaySettings
 
 

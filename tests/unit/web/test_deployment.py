@@ -46,6 +46,47 @@ def test_production_mode_without_a_secret_key_fails_at_start_up_naming_it() -> N
     assert "SECRET_KEY" in result.stderr
 
 
+@pytest.mark.slow
+def test_production_mode_without_a_mail_server_fails_at_start_up_naming_it() -> None:
+    env = production_env()
+    del env["EMAIL_HOST"]
+
+    result = manage("check", env=env)
+
+    assert result.returncode != 0
+    assert "EMAIL_HOST" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["console", "filebased", "locmem"])
+def test_production_mode_refuses_a_mail_backend_that_keeps_the_messages(backend: str) -> None:
+    env = production_env(EMAIL_BACKEND=f"django.core.mail.backends.{backend}.EmailBackend")
+    del env["EMAIL_HOST"]
+
+    result = manage("check", env=env)
+
+    assert result.returncode != 0
+    assert f"EMAIL_BACKEND=django.core.mail.backends.{backend}.EmailBackend" in result.stderr
+
+
+@pytest.mark.slow
+def test_production_mode_takes_a_delivering_backend_chosen_instead_of_smtp() -> None:
+    env = production_env(EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend")
+    del env["EMAIL_HOST"]
+
+    assert manage("check", env=env).returncode == 0
+
+
+@pytest.mark.slow
+def test_the_deployment_checks_flag_a_mail_backend_that_delivers_nothing() -> None:
+    env = production_env(EMAIL_BACKEND="django.core.mail.backends.dummy.EmailBackend")
+
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=env)
+
+    assert result.returncode != 0
+    assert "diehard.W001" in result.stderr
+
+
 def test_serve_runs_the_development_server_when_debug_is_on(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -31,7 +31,7 @@ from typing import Final
 
 from aiochclient import ChClient
 
-from relay.clickhouse import (
+from relay.core.clickhouse import (
     ACCESS_CODES,
     MISSING_SCHEMA_CODES,
     ClickHouseSink,

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from relay.clickhouse import RejectedData
+from relay.core.clickhouse import RejectedData
 from shared.outbox import EVENT_LOG_COLUMNS
 
 _ROW: Final = re.compile(r"\(at row (\d+)\)")

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 import asyncpg
 import structlog
 
-from relay.doorbell import Doorbell
-from relay.observer import Observer
-from relay.outbox import POSTGRES_ERRORS
-from relay.retry import Backoff
-from relay.waits import first_of, sleep_unless
+from relay.core.doorbell import Doorbell
+from relay.core.observer import Observer
+from relay.core.outbox import POSTGRES_ERRORS
+from relay.core.retry import Backoff
+from relay.core.waits import first_of, sleep_unless
 
 log = structlog.get_logger("relay.listener")
 

@@ -3,7 +3,7 @@
 Served by aiohttp inside the relay's event loop. `/livez` checks only that the
 loop ticks (a database outage must not get healthy relays restarted);
 `/readyz` checks PostgreSQL and ClickHouse, each within its own timeout
-(see `relay.readiness`).
+(see `relay.ops.readiness`).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from relay.listener import Listener
-from relay.metrics import RelayMetrics
-from relay.readiness import Readiness
-from relay.status import RelayStatus
+from relay.core.listener import Listener
+from relay.ops.metrics import RelayMetrics
+from relay.ops.readiness import Readiness
+from relay.ops.status import RelayStatus
 
 
 def _iso(timestamp: float | None) -> str | None:

@@ -2,7 +2,7 @@
 
 ClickHouse parses a TSV insert row by row, writes nothing of an insert it
 refuses, and names the row it stopped at (`(at row N)`) and, for a parse
-error, the column and the text (`relay.diagnostics`).
+error, the column and the text (`relay.core.diagnostics`).
 
 **By cause.** The whole batch is sent. Refused at row N, the lines before N
 are good, line N is refused with ClickHouse's own error, and every other line
@@ -40,8 +40,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
-from relay.clickhouse import RejectedData
-from relay.diagnostics import Fault, own_error, refused_row
+from relay.core.clickhouse import RejectedData
+from relay.core.diagnostics import Fault, own_error, refused_row
 
 type Line = tuple[int, bytes]  # (outbox id, TSV line)
 
@@ -54,7 +54,7 @@ MIN_WINDOW: Final = 16
 
 
 class Sink(Protocol):
-    """Where lines go: `relay.clickhouse.ClickHouseSink`."""
+    """Where lines go: `relay.core.clickhouse.ClickHouseSink`."""
 
     async def insert(self, body: bytes) -> None:
         """Insert a TSV body; raise `RejectedData` or `TransientError` when it is not taken."""

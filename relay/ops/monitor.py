@@ -9,11 +9,12 @@ from dataclasses import dataclass
 import asyncpg
 import structlog
 
-from relay import archive, outbox
-from relay.metrics import RelayMetrics
-from relay.outbox import POSTGRES_ERRORS
-from relay.status import RelayStatus
-from relay.waits import sleep_unless
+from relay.core import outbox
+from relay.core.outbox import POSTGRES_ERRORS
+from relay.core.waits import sleep_unless
+from relay.maintenance import archive
+from relay.ops.metrics import RelayMetrics
+from relay.ops.status import RelayStatus
 
 log = structlog.get_logger("relay.monitor")
 

@@ -16,14 +16,14 @@ from datetime import UTC, datetime
 import asyncpg
 import structlog
 
-from relay import outbox
-from relay.clickhouse import ClickHouseSink, RejectedData, TransientError
-from relay.doorbell import Doorbell
-from relay.isolation import Canary, Isolator, Line, Outcome, Refusal, SystemicRefusal
-from relay.observer import Batch, Delivery, Observer
-from relay.outbox import POSTGRES_ERRORS, OutboxQueries
-from relay.retry import Backoff
-from relay.waits import first_of, sleep_unless
+from relay.core import outbox
+from relay.core.clickhouse import ClickHouseSink, RejectedData, TransientError
+from relay.core.doorbell import Doorbell
+from relay.core.isolation import Canary, Isolator, Line, Outcome, Refusal, SystemicRefusal
+from relay.core.observer import Batch, Delivery, Observer
+from relay.core.outbox import POSTGRES_ERRORS, OutboxQueries
+from relay.core.retry import Backoff
+from relay.core.waits import first_of, sleep_unless
 
 log = structlog.get_logger("relay.forwarder")
 
@@ -176,7 +176,7 @@ class Forwarder:
         """Deliver a batch that ClickHouse refused, setting its bad events aside; -1 when done.
 
         The events are cut where ClickHouse says it stopped (see
-        `relay.isolation`): the good ones are delivered and removed, each
+        `relay.core.isolation`): the good ones are delivered and removed, each
         refused one goes to the dead-letter table with ClickHouse's error, an
         event over the byte cap goes there without being sent, all in one
         transaction bounded by `ISOLATION_DEADLINE`. A systemic refusal raises

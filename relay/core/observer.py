@@ -1,7 +1,7 @@
 """What the relay's core reports as it works, and the one object it reports to.
 
 The delivery loop and the listener know nothing of metrics, `/status` or
-traces: they tell an `Observer` what happened. The ops side (`relay.telemetry`)
+traces: they tell an `Observer` what happened. The ops side (`relay.ops.telemetry`)
 is one observer; `Observers` lets more listen at once.
 """
 
@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Literal
 
-from relay.outbox import TraceContext
+from relay.core.outbox import TraceContext
 
 type WakeCause = Literal["notify", "poll", "recheck"]
 

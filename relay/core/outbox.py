@@ -89,7 +89,7 @@ class OutboxQueries:
         self.archive = archive
         self.delete_ids = _archiving(DELETE_IDS, None) if archive else DELETE_IDS
         # A recently delivered event, to check whether ClickHouse still takes
-        # what it took before (see `relay.isolation`); none without the archive.
+        # what it took before (see `relay.core.isolation`); none without the archive.
         self.canary = (
             f"SELECT {self.tsv_columns} FROM {ARCHIVE_TABLE}"
             " WHERE delivered_at > now() - interval '1 hour' LIMIT 1"

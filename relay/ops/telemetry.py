@@ -7,10 +7,10 @@ import contextlib
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
-from relay import tracing
-from relay.metrics import RelayMetrics
-from relay.observer import Batch, Delivery, Observer, WakeCause
-from relay.status import RelayStatus
+from relay.core.observer import Batch, Delivery, Observer, WakeCause
+from relay.ops import tracing
+from relay.ops.metrics import RelayMetrics
+from relay.ops.status import RelayStatus
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,12 +31,13 @@ from typing import Final
 import asyncpg
 import structlog
 
-from relay import archive, outbox
-from relay.clickhouse import ClickHouseSink, DeliveryError
-from relay.metrics import RelayMetrics
-from relay.outbox import POSTGRES_ERRORS, Connection
-from relay.status import RelayStatus
-from relay.waits import sleep_unless
+from relay.core import outbox
+from relay.core.clickhouse import ClickHouseSink, DeliveryError
+from relay.core.outbox import POSTGRES_ERRORS, Connection
+from relay.core.waits import sleep_unless
+from relay.maintenance import archive
+from relay.ops.metrics import RelayMetrics
+from relay.ops.status import RelayStatus
 from shared.outbox import ARCHIVE_TABLE, EVENT_LOG_TABLE, RECONCILE_LOCK
 
 log = structlog.get_logger("relay.reconcile")

@@ -1,7 +1,7 @@
 """The archive of delivered events: hourly partitions made ahead, dropped whole when expired.
 
 Forwarders copy each delivered event into `event_outbox_delivered` in the
-transaction that deletes it from the outbox (see `relay.outbox`). This module
+transaction that deletes it from the outbox (see `relay.core.outbox`). This module
 keeps the partitions: it creates the current and next hours' partitions ahead
 of need, drops those older than the retention (a `DROP TABLE`: no dead tuples,
 no vacuum), and says which delivery times the archive still covers. One relay
@@ -19,8 +19,8 @@ from typing import Final
 import asyncpg
 import structlog
 
-from relay.outbox import POSTGRES_ERRORS, Connection
-from relay.waits import sleep_unless
+from relay.core.outbox import POSTGRES_ERRORS, Connection
+from relay.core.waits import sleep_unless
 from shared.outbox import ARCHIVE_TABLE
 
 log = structlog.get_logger("relay.archive")

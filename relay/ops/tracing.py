@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 
 import sentry_sdk
 
-from relay.outbox import TraceContext
+from relay.core.outbox import TraceContext
 
 _MAX_LINKED = 100
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from relay.clickhouse import ClickHouseSink, DeliveryError
-from relay.metrics import RelayMetrics
-from relay.outbox import POSTGRES_ERRORS
-from relay.waits import sleep_unless
+from relay.core.clickhouse import ClickHouseSink, DeliveryError
+from relay.core.outbox import POSTGRES_ERRORS
+from relay.core.waits import sleep_unless
+from relay.ops.metrics import RelayMetrics
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

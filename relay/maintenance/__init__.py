@@ -1,0 +1,1 @@
+"""Upkeep beside delivery: the delivered-events archive and reconciliation against ClickHouse."""
