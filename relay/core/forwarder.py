@@ -11,7 +11,6 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import asyncpg
 import structlog
@@ -141,28 +140,37 @@ class Forwarder:
         traced = self.observer.wants_traces()
         attempts = attempts or Attempts(limit=self.config.batch_size, max_bytes=self.config.max_bytes)
         limit, max_bytes = attempts.limit, attempts.max_bytes
-        async with self.pool.acquire() as connection, connection.transaction():
-            body, traces = await outbox.take_batch(connection, self.queries, limit, max_bytes, traced=traced)
-            if not body:
-                # Nothing waits that ClickHouse could refuse: another relay
-                # delivered it once ClickHouse took events again.
-                self._accepting(attempts)
-                return 0
-            if len(body) > self.config.max_bytes and body.count(b"\n") == 1:
-                raise OversizedEvent(len(body), self.config.max_bytes)  # rolls back: isolation sets it aside
-            batch = Batch(
-                batch_id=batch_id, events=body.count(b"\n"), size=len(body), traces=traces if traced else None
-            )
-            with self.observer.inserting(batch):
-                await self.sink.insert(body)
-            acknowledged_at = time.time()
-            await self.observer.acknowledged(batch)
+        async with self.pool.acquire() as connection:
+            async with connection.transaction():
+                body, traces = await outbox.take_batch(
+                    connection, self.queries, limit, max_bytes, traced=traced
+                )
+                if not body:
+                    # Nothing waits that ClickHouse could refuse: another relay
+                    # delivered it once ClickHouse took events again.
+                    self._accepting(attempts)
+                    return 0
+                if len(body) > self.config.max_bytes and body.count(b"\n") == 1:
+                    raise OversizedEvent(
+                        len(body), self.config.max_bytes
+                    )  # rolls back: isolation sets it aside
+                batch = Batch(
+                    batch_id=batch_id,
+                    events=body.count(b"\n"),
+                    size=len(body),
+                    traces=traces if traced else None,
+                )
+                with self.observer.inserting(batch):
+                    await self.sink.insert(body)
+                acknowledged_at = time.time()
+                await self.observer.acknowledged(batch)
+            # After the commit, off the events' path: the lag, to the microsecond.
+            happened = await self._oldest_taken(connection)
         self.canary.remember(body)
         self._accepting(attempts)
         duration = time.perf_counter() - started
-        self.observer.delivered(
-            Delivery(batch.events, batch.size, duration=duration, lag=_lag(body, acknowledged_at))
-        )
+        lag = acknowledged_at - happened if happened is not None else None
+        self.observer.delivered(Delivery(batch.events, batch.size, duration=duration, lag=lag))
         log.info(
             "batch_delivered",
             events=batch.events,
@@ -223,6 +231,13 @@ class Forwarder:
             inserts=outcome.inserts,
         )
         return -1 if lines else 0
+
+    async def _oldest_taken(self, connection: outbox.Connection) -> float | None:
+        """When the oldest event of the batch just committed happened; `None` if PostgreSQL cannot say."""
+        try:
+            return await outbox.oldest_taken(connection)
+        except POSTGRES_ERRORS:  # the batch is delivered and committed: only the lag sample is lost
+            return None
 
     async def _archived_line(self) -> bytes | None:
         """A recently delivered event, as TSV, to test ClickHouse with (`None` without the archive)."""
@@ -328,14 +343,3 @@ class FollowUp:
     def active(self, now: float) -> bool:
         """Whether the next wait is a short one."""
         return now < self.until
-
-
-def _lag(body: bytes, acknowledged_at: float) -> float | None:
-    """Seconds from the first event of a TSV body (its third column) to `acknowledged_at`."""
-    try:
-        first_line = body[: body.find(b"\n")]
-        stamp = first_line.split(b"\t", 3)[2].decode()
-        happened = datetime.fromisoformat(stamp).replace(tzinfo=UTC).timestamp()
-    except (IndexError, ValueError):  # a timestamp Python cannot read: no lag sample, not a crash
-        return None
-    return acknowledged_at - happened

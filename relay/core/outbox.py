@@ -57,6 +57,18 @@ DELETE_IDS = f"DELETE FROM {OUTBOX_TABLE} WHERE id = ANY($1::bigint[])"
 # the timestamp, the version, the tabs and the newline.
 _LINE_OVERHEAD = 72
 
+# The statements that remove delivered events also note, on their session, when
+# the oldest of them happened, to the microsecond (epoch seconds): the TSV a
+# `DateTime` column takes has whole seconds, and the lag operators see
+# (`relay_event_lag_seconds`) must not read a second too old. `stamp` is one
+# row, joined to every output row, so it costs no per-event work.
+TAKEN_SETTING = "die_hard.oldest_taken"
+_STAMP = (
+    f"stamp AS (SELECT set_config('{TAKEN_SETTING}',"
+    " coalesce(extract(epoch FROM min(event_date_time))::text, ''), false) FROM moved)"
+)
+OLDEST_TAKEN = f"SELECT nullif(current_setting('{TAKEN_SETTING}', true), '')::float8"
+
 # A connection of its own or one a pool lends: every statement runs on either.
 type Connection = asyncpg.Connection | PoolConnectionProxy
 
@@ -100,7 +112,8 @@ class OutboxQueries:
     def _removing(self, delete: str) -> str:
         if self.archive:
             return _archiving(delete, self.tsv_columns)
-        return f"{delete} RETURNING {self.tsv_columns}"
+        moved = f"moved AS ({delete} RETURNING {_LOG_COLUMNS})"
+        return f"WITH {moved}, {_STAMP} SELECT {self.tsv_columns} FROM moved, stamp"
 
     def take_batch(self, limit: int, max_bytes: int) -> str:
         """The hot path: claim, delete and render up to `limit` events (about `max_bytes`) at once."""
@@ -151,7 +164,7 @@ def _archiving(delete: str, output: str | None) -> str:
     archive = f"INSERT INTO {ARCHIVE_TABLE} ({_LOG_COLUMNS}) SELECT {_LOG_COLUMNS} FROM moved"
     if output is None:
         return f"WITH {moved} {archive}"
-    return f"WITH {moved}, archived AS ({archive}) SELECT {output} FROM moved"
+    return f"WITH {moved}, archived AS ({archive}), {_STAMP} SELECT {output} FROM moved, stamp"
 
 
 async def copy_out(connection: Connection, query: str) -> bytes:
@@ -181,6 +194,12 @@ async def take_batch(
     body = await copy_out(connection, queries.take_ids(row["id"] for row in rows))
     traces = [TraceContext(row["sentry_trace"], row["baggage"]) for row in rows if row["sentry_trace"]]
     return body, traces
+
+
+async def oldest_taken(connection: Connection) -> float | None:
+    """When the oldest event the session's last removing statement took happened (epoch seconds)."""
+    value = await connection.fetchval(OLDEST_TAKEN)
+    return float(value) if value is not None else None
 
 
 async def claim_lines(
