@@ -19,6 +19,7 @@ from relay.core import outbox
 from relay.core.clickhouse import ClickHouseSink, RejectedData, TransientError
 from relay.core.doorbell import Doorbell
 from relay.core.isolation import Canary, Isolator, Line, Outcome, Refusal, SystemicRefusal
+from relay.core.memory import Burst, give_back
 from relay.core.observer import Batch, Delivery, Observer
 from relay.core.outbox import POSTGRES_ERRORS, OutboxQueries
 from relay.core.retry import Backoff
@@ -66,6 +67,7 @@ class Forwarder:
         bell = self.doorbell.subscribe()
         attempts = Attempts(limit=self.config.batch_size, max_bytes=self.config.max_bytes)
         follow_up = FollowUp(interval=self.config.recheck_interval, quiet_period=self.config.quiet_period)
+        burst = Burst()
         while not stop.is_set():
             # Cleared before claiming: a ring during the batch means "look again".
             bell.clear()
@@ -76,8 +78,11 @@ class Forwarder:
                 continue  # failed: backed off already, or isolating next
             full = delivered >= attempts.limit
             attempts.grow(self.config)
+            burst.delivered(delivered)
             if full or delivered < 0:
                 continue  # more is waiting (or isolation just ran): go on without waiting
+            if burst.ended():
+                give_back()  # a backlog was drained: its buffers are garbage now
             if delivered:
                 follow_up.extend(time.monotonic())  # events are flowing: keep looking
             following = follow_up.active(time.monotonic())
