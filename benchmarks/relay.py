@@ -406,9 +406,8 @@ def report(
     print(f"relay peak RSS        {peak:>12.1f} MB   (median of the rounds)")
     print(f"relay RSS: idle {steady:.1f} MB before the backlog, {drained_rss:.1f} MB when it was drained,")
     verdict = "met" if max(steady, settled) <= RSS_TARGET_MB else "NOT met"
-    print(
-        f"           {settled:.1f} MB after {SETTLE:g} s idle again (target <= {RSS_TARGET_MB:.0f} MB: {verdict})"
-    )
+    print(f"           {settled:.1f} MB after {SETTLE:g} s idle again", end="")
+    print(f" (target <= {RSS_TARGET_MB:.0f} MB: {verdict})")
     figures.update(
         steady_rss_mb=round(steady, 1),
         drained_rss_mb=round(drained_rss, 1),
@@ -480,6 +479,12 @@ if __name__ == "__main__":
         default=0.0,
         help="exit 1 when relay / pg drain falls below this floor (a regression guard)",
     )
+    parser.add_argument(
+        "--max-rss-mb",
+        type=float,
+        default=0.0,
+        help="exit 1 when a relay holds more than this, idle or idle again after the backlog (a guard)",
+    )
     parser.add_argument("--json", type=Path, help="also write the JSON line to this file")
     arguments = parser.parse_args()
     arguments.relay_env = dict(arguments.relay_env)
@@ -490,4 +495,8 @@ if __name__ == "__main__":
     ratio = float(result["relay_to_pg_drain_ratio"])  # type: ignore[arg-type]
     if ratio < arguments.min_ratio:
         print(f"relay / pg drain {ratio:.2f} is below the floor {arguments.min_ratio:.2f}", file=sys.stderr)
+        sys.exit(1)
+    held = max(float(result["steady_rss_mb"]), float(result["rss_after_backlog_mb"]))  # type: ignore[arg-type]
+    if arguments.max_rss_mb and held > arguments.max_rss_mb:
+        print(f"a relay held {held:.1f} MB, over the ceiling {arguments.max_rss_mb:.0f} MB", file=sys.stderr)
         sys.exit(1)
