@@ -12,7 +12,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PROMETHEUS := $(TOOLS)/bin/prometheus
 
-.PHONY: help install test-tools browser cluster-tools secrets services services-down cluster-up cluster-down migrate run test test-unit screenshots lint format bench bench-guard chaos soak clean
+.PHONY: help install image image-test test-tools browser cluster-tools secrets services services-down cluster-up cluster-down migrate run test test-unit screenshots lint format bench bench-guard chaos soak clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -64,9 +64,9 @@ cluster-up: ## start ZooKeeper and two ClickHouse replicas (cluster die_hard, HT
 cluster-down: ## stop what `make cluster-up` started (the cluster's data is kept)
 	scripts/cluster.sh down
 
-migrate: $(VENV)/.installed .env ## apply both schemas and grant the web and relay roles their rights (idempotent)
-	$(BIN)/python manage.py migrate --no-input
-	$(BIN)/python manage.py database_grants
+migrate: $(VENV)/.installed .env ## apply both schemas as their owners (DATABASE_ADMIN_URL, CLICKHOUSE_ADMIN_USER) and grant the web and relay roles their rights (idempotent)
+	$(BIN)/python manage.py migrate --database owner --no-input
+	$(BIN)/python manage.py database_grants --database owner
 	$(BIN)/relay migrate
 
 run: $(VENV)/.installed .env ## run services, web, relay and Celery worker in the foreground; Ctrl-C stops them
@@ -78,6 +78,17 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/14
 
 test: test-tools .env services ## run every test, against the real services
 	DEBUG=true REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest $(PYTEST_ARGS)
+
+# The production image, built with podman (scripts/image.sh: on a base made
+# from Debian's packages when no registry is reachable), then run as containers
+# against the local services by tests/image/ (skipped by `make test`).
+IMAGE ?= die-hard:local
+
+image: ## build the container image (docker/Dockerfile) with podman; its base from Debian's packages unless present
+	IMAGE=$(IMAGE) scripts/image.sh build
+
+image-test: $(VENV)/.dev-installed .env services image ## run migrate, web, relay, worker and beat from the image against the local services, and test them
+	DEBUG=true $(BIN)/pytest tests/image --image $(IMAGE) -s $(PYTEST_ARGS)
 
 # The unit tests need no service and no .env: the settings' defaults are enough.
 test-unit: $(VENV)/.dev-installed $(PROMETHEUS) ## run the tests that need no service (tests/unit/), in seconds

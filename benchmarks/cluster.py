@@ -141,7 +141,7 @@ async def main(args: argparse.Namespace) -> None:
     settings = load(RelaySettings)
     cluster = BenchCluster.on_free_ports()
     cluster.script("up")
-    url = await recreate_database(settings.database_url, SCRATCH)
+    url = await recreate_database(settings.postgres_admin_dsn, SCRATCH)
     try:
         migrate(url)
         envelopes = realistic_events(args.events)
@@ -166,7 +166,7 @@ async def main(args: argparse.Namespace) -> None:
                     exactly_once &= ids == args.events
                     extra_rows += rows - ids
     finally:
-        await drop_database(settings.database_url, SCRATCH)
+        await drop_database(settings.postgres_admin_dsn, SCRATCH)
         cluster.script("purge")
     best = {variant: max(values) for variant, values in rates.items()}
     middle = {variant: statistics.median(values) for variant, values in rates.items()}

@@ -81,7 +81,7 @@ def _ratio(numerators: list[float], denominators: list[float]) -> float:
 
 async def main(args: argparse.Namespace) -> dict[str, object]:
     settings = load(RelaySettings)
-    url = await recreate_database(settings.database_url, SCRATCH)
+    url = await recreate_database(settings.postgres_admin_dsn, SCRATCH)
     migrate(url)
     events = realistic_events(args.events)
     clean = realistic_events(args.poison_events, seed=11)

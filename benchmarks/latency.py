@@ -365,7 +365,7 @@ class Run:
 async def reset_clickhouse(settings: RelaySettings) -> None:
     """A fresh scratch database with the relay's schema and the observer's view."""
     async with aiohttp.ClientSession() as session:
-        client = clickhouse_sink(session, settings, database="default").client
+        client = await clickhouse_sink(session, settings, database="default").first_answering()
         await client.execute(f"DROP DATABASE IF EXISTS {SCRATCH}")
         await schema.apply(client, SCRATCH)
         await client.execute(
@@ -816,7 +816,7 @@ def verdicts(table: list[dict[str, object]], default: str) -> dict[str, object]:
 
 async def main(args: argparse.Namespace) -> dict[str, object]:
     base = load(RelaySettings)
-    url = await recreate_database(base.database_url, SCRATCH)
+    url = await recreate_database(base.postgres_admin_dsn, SCRATCH)
     migrate(url)
     connection = await asyncpg.connect(url)
     try:
@@ -871,7 +871,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
     finally:
         producer.close()
         clickhouse.remove()
-        await drop_database(base.database_url, SCRATCH)
+        await drop_database(base.postgres_admin_dsn, SCRATCH)
     machine.finish()
     return report(cells, args, machine)
 

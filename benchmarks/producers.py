@@ -575,7 +575,7 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     settings = load(CommonSettings)
-    server = urlsplit(settings.database_url)
+    server = urlsplit(settings.postgres_admin_dsn)
     print(
         f"producers: {workload.clients} clients per variant, {workload.shape} per event,"
         f" {workload.cycles} x {workload.slice:g} s per variant"
@@ -588,7 +588,7 @@ def main(argv: list[str] | None = None) -> None:
     for number in range(args.runs):
         if args.runs > 1:
             print(f"run {number + 1} of {args.runs}", flush=True)
-        runs.append(report(uvloop.run(benchmark(settings.database_url, workload)), workload))
+        runs.append(report(uvloop.run(benchmark(settings.postgres_admin_dsn, workload)), workload))
     machine.finish()
     figures = {**combine(runs), "machine": machine.describe()}
     emit(figures, args.json)

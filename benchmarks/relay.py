@@ -47,7 +47,8 @@ from benchmarks.machine import Machine, rss_mb
 from benchmarks.results import emit
 from benchmarks.scratch import ROOT, free_port, migrate, recreate_database
 from relay.core import schema
-from relay.core.outbox import OutboxQueries, copy_out
+from relay.core.outbox import OutboxQueries
+from relay.core.postgres import copy_out
 from relay.settings import RelaySettings
 from shared.events import Envelope, Event, UserCreated, UserLoggedIn, UserLoggedOut, UserLoginFailed
 from shared.outbox import EVENT_LOG_COLUMNS, OUTBOX_TABLE
@@ -150,7 +151,7 @@ async def naive_relay(
     moved = 0
     async with aiohttp.ClientSession() as session:
         client = ChClient(
-            session, url=settings.clickhouse_url, user=settings.clickhouse_user, database=SCRATCH
+            session, url=settings.clickhouse_url, user=settings.clickhouse_admin[0], database=SCRATCH
         )
 
         async def worker() -> None:
@@ -290,7 +291,7 @@ async def clickhouse_counts(settings: RelaySettings) -> tuple[int, int]:
     """Rows and distinct event ids in the scratch `event_log` (before any merge)."""
     async with aiohttp.ClientSession() as session:
         client = ChClient(
-            session, url=settings.clickhouse_url, user=settings.clickhouse_user, database=SCRATCH
+            session, url=settings.clickhouse_url, user=settings.clickhouse_admin[0], database=SCRATCH
         )
         row = await client.fetchrow("SELECT count() AS rows, uniqExact(event_id) AS ids FROM event_log")
         return row["rows"], row["ids"]
@@ -299,14 +300,14 @@ async def clickhouse_counts(settings: RelaySettings) -> tuple[int, int]:
 async def reset_clickhouse(settings: RelaySettings) -> None:
     """A fresh scratch database with the relay's schema."""
     async with aiohttp.ClientSession() as session:
-        client = ChClient(session, url=settings.clickhouse_url, user=settings.clickhouse_user)
+        client = ChClient(session, url=settings.clickhouse_url, user=settings.clickhouse_admin[0])
         await client.execute(f"DROP DATABASE IF EXISTS {SCRATCH}")
         await schema.apply(client, SCRATCH)
 
 
 async def main(args: argparse.Namespace) -> dict[str, object]:
     settings = load(RelaySettings)
-    url = await recreate_database(settings.database_url, SCRATCH)
+    url = await recreate_database(settings.postgres_admin_dsn, SCRATCH)
     migrate(url)
     machine = Machine.sample()
     envelopes = realistic_events(args.events)

@@ -10,9 +10,10 @@ and exits non-zero rather than limp along without it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
-from collections.abc import Coroutine, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,21 +23,22 @@ import structlog
 from aiochclient import ChClient
 
 from relay.core import schema
+from relay.core.archive import ArchiveQueries
 from relay.core.clickhouse import ClickHouseSink, DeliveryError, insert_settings
 from relay.core.doorbell import Doorbell
 from relay.core.forwarder import Forwarder, ForwarderConfig
 from relay.core.isolation import Canary
 from relay.core.listener import Listener
 from relay.core.observer import Observer, Observers
-from relay.core.outbox import POSTGRES_ERRORS, OutboxQueries
+from relay.core.outbox import OutboxQueries
+from relay.core.readiness import Readiness
 from relay.core.retry import Backoff
 from relay.core.waits import sleep_unless
 from relay.maintenance import reconcile as reconciliation
-from relay.maintenance.archive import ArchiveKeeper
+from relay.maintenance.partitions import ArchiveKeeper
 from relay.ops.http import HttpEndpoint
 from relay.ops.metrics import RelayMetrics
 from relay.ops.monitor import Heartbeat, OutboxMonitor
-from relay.ops.readiness import Readiness
 from relay.ops.status import RelayStatus
 from relay.ops.telemetry import Telemetry
 from relay.settings import RelaySettings
@@ -103,8 +105,7 @@ async def migrate(settings: RelaySettings) -> int:
 
 async def _first_answering(sink: ClickHouseSink) -> ChClient:
     """A client for the first replica that answers (the only one, without `CLICKHOUSE_HOSTS`)."""
-    await sink.ping()
-    return sink.client
+    return await sink.first_answering()
 
 
 async def expire(settings: RelaySettings) -> int:
@@ -155,34 +156,30 @@ async def reconcile(settings: RelaySettings, *, since: datetime | None) -> int:
             return EXIT_MISCONFIGURED
         if shape.async_insert:
             sink.pin_synchronous_inserts()
-        connection = await asyncpg.connect(
-            settings.postgres_dsn, command_timeout=settings.relay_postgres_timeout
+        reconciler = reconciliation.Reconciler(
+            connect=lambda: _connection(settings),
+            sink=sink,
+            queries=ArchiveQueries(timestamp_precision=shape.timestamp_precision),
+            batch_size=settings.relay_batch_size,
+            observer=Observer(),
         )
-        try:
-            await reconciliation.lock(connection)  # waits while a relay is reconciling
-            try:
-                report = await reconciliation.Reconciliation(
-                    connection=connection,
-                    sink=sink,
-                    precision=shape.timestamp_precision,
-                    batch_size=settings.relay_batch_size,
-                ).run(since=since)
-            finally:
-                await reconciliation.unlock(connection)
-        except (*POSTGRES_ERRORS, DeliveryError) as error:
-            log.error(
-                "reconcile_failed",
-                error_kind=getattr(error, "kind", type(error).__name__),
-                error_code=getattr(error, "code", None),
-                sqlstate=getattr(error, "sqlstate", None),
-            )
-            return EXIT_FAILED
-        finally:
-            await connection.close()
-    for line in reconciliation.describe(report, retention=settings.relay_archive_retention):
+        result = await reconciler.once(since=since, wait=True)  # waits while a relay is reconciling
+    if not isinstance(result, reconciliation.Report):
+        return EXIT_FAILED
+    for line in reconciliation.describe(result, retention=settings.relay_archive_retention):
         print(line)
-    print(json.dumps(report.summary()))
-    return EXIT_OK if report.complete else EXIT_FAILED
+    print(json.dumps(result.summary()))
+    return EXIT_OK if result.complete else EXIT_FAILED
+
+
+@contextlib.asynccontextmanager
+async def _connection(settings: RelaySettings) -> AsyncIterator[asyncpg.Connection]:
+    """A PostgreSQL connection of its own, closed after use."""
+    connection = await asyncpg.connect(settings.postgres_dsn, command_timeout=settings.relay_postgres_timeout)
+    try:
+        yield connection
+    finally:
+        await connection.close()
 
 
 async def run(
@@ -247,7 +244,7 @@ async def _serve(
         observer=observer,
         backoff=backoff,
     )
-    readiness = Readiness(pool=pool, sink=sink, metrics=metrics, timeout=settings.relay_readiness_timeout)
+    readiness = Readiness(pool=pool, sink=sink, observer=observer, timeout=settings.relay_readiness_timeout)
     side: dict[str, Coroutine[Any, Any, None]] = {
         "listener": listener.run(stop),
         "monitor": OutboxMonitor(
@@ -297,15 +294,18 @@ async def _serve(
             helpers.add(asyncio.create_task(keeper.run(stop), name="archive"))
         if archiving and settings.relay_reconcile_interval > timedelta(0):
             reconciler = reconciliation.Reconciler(
-                pool=pool,
+                connect=pool.acquire,
                 sink=sink,
-                precision=shape.timestamp_precision,
+                queries=ArchiveQueries(timestamp_precision=shape.timestamp_precision),
                 batch_size=settings.relay_batch_size,
-                interval=settings.relay_reconcile_interval.total_seconds(),
-                metrics=metrics,
-                status=status,
+                observer=observer,
             )
-            helpers.add(asyncio.create_task(reconciler.run(stop), name="reconcile"))
+            helpers.add(
+                asyncio.create_task(
+                    reconciler.run(stop, interval=settings.relay_reconcile_interval.total_seconds()),
+                    name="reconcile",
+                )
+            )
         canary = Canary()
         workers = {
             asyncio.create_task(forwarder.run(stop), name=forwarder.name)

@@ -204,7 +204,7 @@ _ENVIRONMENT_ONLY_HELP = {
     "relay_database_url": "the relay's own PostgreSQL role (DATABASE_URL if unset)",
     "clickhouse_password": "ClickHouse password",
     "clickhouse_admin_password": "password of CLICKHOUSE_ADMIN_USER",
-    "sentry_config_dsn": "Sentry is on when set",
+    "sentry_config_dsn": "Sentry is on when set (SENTRY_DSN is read too)",
 }
 
 

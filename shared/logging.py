@@ -5,6 +5,9 @@ everything else one JSON object per line with the same keys: `timestamp`,
 `level`, `logger`, `event`, plus whatever context is bound (`request_id` on the
 web site, `batch_id` in the relay). Log ids, never personal data.
 
+Secrets that travel in URLs (a password-reset link in a request line) are cut
+out of every line before it is rendered (`shared.redaction`).
+
 Tracebacks show code and line numbers but never the frames' local variables:
 those hold passwords (sign-up, sign-in), request payloads and whole batches of
 events, and a log line is read by far more people than the data it would show.
@@ -20,7 +23,9 @@ from typing import Any, Literal
 
 import structlog
 import structlog.tracebacks
-from structlog.types import Processor
+from structlog.types import EventDict, Processor, WrappedLogger
+
+from shared.redaction import redact, redact_data
 
 # Processors that run for structlog and stdlib records alike.
 _SHARED: list[Processor] = [
@@ -36,6 +41,27 @@ _SHARED: list[Processor] = [
 _EXCEPTION_AS_DICT: Processor = structlog.processors.ExceptionRenderer(
     structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
 )
+
+
+# Keys the renderers need as they are: the stdlib record, and the exception
+# the console renderer formats itself (JSON lines have it as data by now).
+_NOT_REDACTED = frozenset({"_record", "_from_structlog", "exc_info"})
+
+
+def redact_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """Cut one-time links and tokens out of every value of a log line (request lines carry paths).
+
+    Objects (Django's `request` in `extra`) are rendered by their repr, which
+    quotes the path: they are turned into that text, redacted, here.
+    """
+    for key, value in event_dict.items():
+        if key in _NOT_REDACTED or value is None or isinstance(value, bool | int | float):
+            continue
+        if isinstance(value, str | dict | list | tuple):
+            event_dict[key] = redact_data(value)
+        else:
+            event_dict[key] = redact(repr(value))
+    return event_dict
 
 
 def _console_renderer() -> structlog.dev.ConsoleRenderer:
@@ -58,6 +84,8 @@ def logging_config(
     final: list[Processor] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
     if not use_console:
         final.append(_EXCEPTION_AS_DICT)
+    # Last before rendering, so it sees every key, the rendered exception's too.
+    final.append(redact_secrets)
     final.append(_console_renderer() if use_console else structlog.processors.JSONRenderer())
     return {
         "version": 1,

@@ -20,6 +20,14 @@ DEAD_LETTER_TABLE: Final = "event_outbox_dead_letter"
 # whole partitions (`<table>_pYYYYMMDDHH`); rows no partition covers land in
 # the default partition (`<table>_default`).
 ARCHIVE_TABLE: Final = "event_outbox_delivered"
+ARCHIVE_PARTITION_PREFIX: Final = f"{ARCHIVE_TABLE}_p"
+ARCHIVE_DEFAULT_PARTITION: Final = f"{ARCHIVE_TABLE}_default"
+# Functions (created by the site's migrations, run as the archive's owner) that
+# make one hourly partition, drop one, and expire the default partition's rows:
+# the relay's own role owns no table.
+ARCHIVE_ADD_PARTITION: Final = f"{ARCHIVE_TABLE}_add_partition"
+ARCHIVE_DROP_PARTITION: Final = f"{ARCHIVE_TABLE}_drop_partition"
+ARCHIVE_EXPIRE_DEFAULT: Final = f"{ARCHIVE_TABLE}_expire_default"
 # PostgreSQL advisory lock key held while the relay reconciles the archive with
 # ClickHouse (it re-sends what ClickHouse lacks). Erasing an account's events
 # takes it too, so a reconciliation never re-sends what was just erased.
@@ -64,6 +72,10 @@ TRACE_COLUMNS: Final = ("sentry_trace", "baggage")
 # analysts' columns, the trace headers of the request that wrote it, and how
 # often it has been set aside.
 EVENT_COLUMNS: Final = (*EVENT_LOG_COLUMNS, *TRACE_COLUMNS, "attempts")
+
+# The archive's columns (`ARCHIVE_TABLE`): the analysts' columns and when the
+# event was delivered.
+ARCHIVE_COLUMNS: Final = (*EVENT_LOG_COLUMNS, "delivered_at")
 
 # Largest payload (`event_context`, bytes of JSON) the outbox accepts: a CHECK
 # constraint refuses a larger event in the producer's own transaction, long

@@ -1,4 +1,4 @@
-"""Sentry, switched on only when `SENTRY_CONFIG_DSN` is set.
+"""Sentry, switched on only when `SENTRY_CONFIG_DSN` (or the SDK's own `SENTRY_DSN`) is set.
 
 What reaches Sentry is the error, its stack (code and line numbers) and the
 request's method, path and harmless headers; never a frame's local variables
@@ -6,6 +6,10 @@ request's method, path and harmless headers; never a frame's local variables
 or who the user is. `data_collection` asks the SDK not to collect them, and
 `scrub` removes them again from every event before it leaves, so a change of
 SDK defaults cannot bring them back.
+
+Secrets that travel in URLs (a password-reset link's token) are cut out of
+error events and transactions alike (`shared.redaction`): a transaction
+records the request's URL too, and with tracing on, every request makes one.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from shared.redaction import redact_data
 from shared.settings import CommonSettings
 
 if TYPE_CHECKING:
@@ -38,7 +43,7 @@ DATA_COLLECTION: DataCollectionUserOptions = {
 
 
 def scrub(event: Event, _hint: Hint) -> Event:
-    """Drop local variables, request bodies and cookies from an event, whatever collected them."""
+    """Drop frame variables, request bodies and cookies from an event, however collected; redact its URLs."""
     request = event.get("request")
     if isinstance(request, dict):
         for key in ("data", "cookies", "env"):
@@ -47,7 +52,7 @@ def scrub(event: Event, _hint: Hint) -> Event:
         _drop_frame_vars(exception.get("stacktrace"))
     for thread in (event.get("threads") or {}).get("values") or []:
         _drop_frame_vars(thread.get("stacktrace"))
-    return event
+    return redact_data(event)
 
 
 def _drop_frame_vars(stacktrace: dict[str, Any] | None) -> None:
@@ -79,6 +84,8 @@ def init_sentry(
         include_local_variables=False,
         max_request_body_size="never",
         before_send=scrub,
+        # Transactions record the request's URL and span data too.
+        before_send_transaction=scrub,
         integrations=list(integrations),
         server_name=component,
         **options,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_FILE = os.environ.get("DIE_HARD_ENV_FILE", ".env")
@@ -30,12 +30,17 @@ class CommonSettings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         case_sensitive=False,
+        # Fields with a second name (SENTRY_DSN) still take their own, in code and tests.
+        validate_by_name=True,
     )
 
     debug: bool = False
     environment: str = "Local"
 
     database_url: str = "postgres://postgres@127.0.0.1:5432/diehard"
+    # The owner of the site's tables: migrations and grants (`make migrate`),
+    # and the databases the tests and benchmarks create; unset: DATABASE_URL.
+    database_admin_url: str | None = None
     redis_url: str = "redis://127.0.0.1:6379/0"
 
     clickhouse_host: str = "127.0.0.1"
@@ -45,9 +50,14 @@ class CommonSettings(BaseSettings):
     clickhouse_database: str = "default"
     clickhouse_secure: bool = False
 
-    sentry_config_dsn: str | None = None
+    # SENTRY_CONFIG_DSN, or the name the Sentry SDK itself reads; the first wins when both are set.
+    sentry_config_dsn: str | None = Field(
+        default=None, validation_alias=AliasChoices("sentry_config_dsn", "sentry_dsn")
+    )
     sentry_config_environment: str | None = None
-    sentry_traces_sample_rate: float = Field(default=1.0, ge=0.0, le=1.0)
+    # A tenth of requests and batches: enough for latency percentiles on a busy
+    # site, without a trace (and its quota) for every request; raise it on a quiet one.
+    sentry_traces_sample_rate: float = Field(default=0.1, ge=0.0, le=1.0)
 
     log_level: str = "INFO"
     log_format: Literal["auto", "console", "json"] = "auto"
@@ -57,6 +67,11 @@ class CommonSettings(BaseSettings):
         """HTTP(S) endpoint of the ClickHouse server."""
         scheme = "https" if self.clickhouse_secure else "http"
         return f"{scheme}://{self.clickhouse_host}:{self.clickhouse_port}/"
+
+    @property
+    def postgres_admin_dsn(self) -> str:
+        """Where schema changes and database creation connect: the owner's URL when there is one."""
+        return self.database_admin_url or self.database_url
 
     def require(self, *names: str) -> None:
         """Fail unless each named variable was given in the environment or `.env`."""

@@ -33,6 +33,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="save a picture of each page the browser tests check into DIR",
     )
+    parser.addoption(
+        "--image",
+        metavar="NAME",
+        default=None,
+        help="run tests/image/ against this built container image (make image-test)",
+    )
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:
+    """The test database is created and migrated by the tables' owner, as `make migrate` does.
+
+    The site's own role (DATABASE_URL) may neither create databases nor
+    tables; the suite runs as the owner (DATABASE_ADMIN_URL) throughout, and
+    tests of least privilege connect as the roles themselves.
+    """
+    from django.conf import settings
+
+    owner, default = settings.DATABASES["owner"], settings.DATABASES["default"]
+    assert isinstance(default, dict)
+    default.update({key: owner[key] for key in ("USER", "PASSWORD", "HOST", "PORT")})
 
 
 @pytest.fixture(autouse=True)

@@ -157,9 +157,14 @@ class ClickHouseSink:
         self._synchronous = True
         self._query = insert_query(self._table, synchronous=True)
 
-    @property
-    def client(self) -> ChClient:
-        """A client for the replica in use (for statements that need no failover)."""
+    async def first_answering(self) -> ChClient:
+        """A client for the first replica that answers, for schema statements.
+
+        Those run once, by hand or at installation, and may take longer than
+        any bound the sink puts on its own calls; they are not moved to
+        another replica midway.
+        """
+        await self.ping()
         return self._readers[self._current]
 
     async def insert(self, body: bytes) -> None:
@@ -170,9 +175,13 @@ class ClickHouseSink:
         """Answer if a replica answers a trivial query, raise `TransientError` otherwise."""
         await self._on_a_replica(lambda index: self._readers[index].fetchval("SELECT 1"), within=within)
 
-    async def fetch(self, query: str, params: dict[str, Any]) -> list[Record]:
-        """The rows of a query (`params` are escaped into its `{name}` fields)."""
-        return await self._on_a_replica(lambda index: self._readers[index].fetch(query, params=params))
+    async def fetch(
+        self, query: str, params: dict[str, Any] | None = None, *, within: float | None = None
+    ) -> list[Record]:
+        """The rows of a query (`params` are escaped into its `{name}` fields), within `within` seconds."""
+        return await self._on_a_replica(
+            lambda index: self._readers[index].fetch(query, params=params), within=within
+        )
 
     async def _on_a_replica[T](
         self, request: Callable[[int], Awaitable[T]], *, within: float | None = None

@@ -21,7 +21,8 @@ from relay.core.doorbell import Doorbell
 from relay.core.isolation import Canary, Isolator, Line, Outcome, Refusal, SystemicRefusal
 from relay.core.memory import Burst, give_back
 from relay.core.observer import Batch, Delivery, Observer
-from relay.core.outbox import POSTGRES_ERRORS, OutboxQueries
+from relay.core.outbox import OutboxQueries
+from relay.core.postgres import POSTGRES_ERRORS, copy_out
 from relay.core.retry import Backoff
 from relay.core.waits import first_of, sleep_unless
 
@@ -249,7 +250,7 @@ class Forwarder:
         if self.queries.canary is None:
             return None
         async with self.pool.acquire() as connection:
-            body = await outbox.copy_out(connection, self.queries.canary)
+            body = await copy_out(connection, self.queries.canary)
         return body or None
 
     def _refusing(self, attempts: Attempts, error: SystemicRefusal) -> None:

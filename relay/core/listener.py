@@ -15,7 +15,7 @@ import structlog
 
 from relay.core.doorbell import Doorbell
 from relay.core.observer import Observer
-from relay.core.outbox import POSTGRES_ERRORS
+from relay.core.postgres import POSTGRES_ERRORS
 from relay.core.retry import Backoff
 from relay.core.waits import first_of, sleep_unless
 

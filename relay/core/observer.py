@@ -1,14 +1,15 @@
 """What the relay's core reports as it works, and the one object it reports to.
 
-The delivery loop and the listener know nothing of metrics, `/status` or
-traces: they tell an `Observer` what happened. The ops side (`relay.ops.telemetry`)
-is one observer; `Observers` lets more listen at once.
+The delivery loop, the listener, the readiness probes and reconciliation know
+nothing of metrics, `/status` or traces: they tell an `Observer` what happened.
+The ops side (`relay.ops.telemetry`) is one observer; `Observers` lets more
+listen at once.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Literal
@@ -36,6 +37,26 @@ class Delivery:
     size: int  # bytes of TSV
     duration: float | None = None  # seconds from claiming to committing, when timed
     lag: float | None = None  # seconds from the oldest event happening to its acknowledgement
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reconciled:
+    """What one reconciliation of the archive with ClickHouse found and did."""
+
+    buckets_checked: int
+    missing: int  # archived events ClickHouse did not hold
+    resent: int
+    extra: int  # events ClickHouse holds that the archive does not
+    complete: bool  # ClickHouse now holds every archived event of the hours checked
+
+    def summary(self) -> dict[str, int]:
+        """The counts, as `relay reconcile` prints them and `/status` shows them."""
+        return {
+            "buckets_checked": self.buckets_checked,
+            "missing": self.missing,
+            "resent": self.resent,
+            "extra": self.extra,
+        }
 
 
 class Observer:
@@ -72,6 +93,15 @@ class Observer:
 
     def listener_reconnected(self) -> None:
         """The LISTEN connection was re-established after being lost."""
+
+    def probed(self, report: Mapping[str, str]) -> None:
+        """The dependencies answered a readiness probe so: `{"postgres": "ok", "clickhouse": "timeout"}`."""
+
+    def reconciled(self, result: Reconciled) -> None:
+        """A reconciliation ran to its end."""
+
+    def reconcile_failed(self, kind: str) -> None:
+        """A reconciliation could not finish: a database failed with an error of this kind."""
 
 
 class Observers(Observer):
@@ -121,3 +151,15 @@ class Observers(Observer):
     def listener_reconnected(self) -> None:
         for observer in self.observers:
             observer.listener_reconnected()
+
+    def probed(self, report: Mapping[str, str]) -> None:
+        for observer in self.observers:
+            observer.probed(report)
+
+    def reconciled(self, result: Reconciled) -> None:
+        for observer in self.observers:
+            observer.reconciled(result)
+
+    def reconcile_failed(self, kind: str) -> None:
+        for observer in self.observers:
+            observer.reconcile_failed(kind)

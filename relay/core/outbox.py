@@ -12,11 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import asyncpg
-from asyncpg.pool import PoolConnectionProxy
-
+from relay.core.archive import ArchiveQueries
+from relay.core.postgres import Connection, copy_out, tsv_columns
 from shared.outbox import (
-    ARCHIVE_TABLE,
     BACKLOG,
     DEAD_LETTER_TABLE,
     EVENT_COLUMNS,
@@ -26,20 +24,7 @@ from shared.outbox import (
     Backlog,
 )
 
-# Errors that mean PostgreSQL is (for now) unreachable or went away mid-statement.
-POSTGRES_ERRORS = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    # What asyncpg raises when the server's "terminating connection" message has
-    # arrived but the socket's close has not yet: the next statement (often the
-    # COMMIT) finds the protocol still consuming that error.
-    asyncpg.InternalClientError,
-)
-
 _CARRIED_COLUMNS = ", ".join((*EVENT_LOG_COLUMNS, *TRACE_COLUMNS))
-_LOG_COLUMNS = ", ".join(EVENT_LOG_COLUMNS)
 
 # Dead letters, any number in one statement: each keeps every column the event
 # had, counts one more time set aside, and records its own error.
@@ -63,14 +48,11 @@ _LINE_OVERHEAD = 72
 # (`relay_event_lag_seconds`) must not read a second too old. `stamp` is one
 # row, joined to every output row, so it costs no per-event work.
 TAKEN_SETTING = "die_hard.oldest_taken"
-_STAMP = (
+STAMP = (
     f"stamp AS (SELECT set_config('{TAKEN_SETTING}',"
     " coalesce(extract(epoch FROM min(event_date_time))::text, ''), false) FROM moved)"
 )
 OLDEST_TAKEN = f"SELECT nullif(current_setting('{TAKEN_SETTING}', true), '')::float8"
-
-# A connection of its own or one a pool lends: every statement runs on either.
-type Connection = asyncpg.Connection | PoolConnectionProxy
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,30 +72,20 @@ class OutboxQueries:
     """
 
     def __init__(self, *, timestamp_precision: int, archive: bool = False) -> None:
-        # ClickHouse's DateTime parser takes no fraction; DateTime64(6) takes microseconds.
-        fmt = "YYYY-MM-DD HH24:MI:SS.US" if timestamp_precision == 6 else "YYYY-MM-DD HH24:MI:SS"
-        timestamp = f"to_char(event_date_time AT TIME ZONE 'UTC', '{fmt}')"
-        self.tsv_columns = ", ".join(
-            timestamp if name == "event_date_time" else name for name in EVENT_LOG_COLUMNS
-        )
+        self.tsv_columns = tsv_columns(timestamp_precision)
         # With the archive on, every statement that removes delivered events
         # also copies them there, in the same statement.
-        self.archive = archive
-        self.delete_ids = _archiving(DELETE_IDS, None) if archive else DELETE_IDS
+        self.archive = ArchiveQueries(timestamp_precision=timestamp_precision) if archive else None
+        self.delete_ids = ArchiveQueries.moving(DELETE_IDS, returning=None) if archive else DELETE_IDS
         # A recently delivered event, to check whether ClickHouse still takes
         # what it took before (see `relay.core.isolation`); none without the archive.
-        self.canary = (
-            f"SELECT {self.tsv_columns} FROM {ARCHIVE_TABLE}"
-            " WHERE delivered_at > now() - interval '1 hour' LIMIT 1"
-            if archive
-            else None
-        )
+        self.canary = self.archive.canary if self.archive else None
 
     def _removing(self, delete: str) -> str:
         if self.archive:
-            return _archiving(delete, self.tsv_columns)
-        moved = f"moved AS ({delete} RETURNING {_LOG_COLUMNS})"
-        return f"WITH {moved}, {_STAMP} SELECT {self.tsv_columns} FROM moved, stamp"
+            return ArchiveQueries.moving(delete, returning=self.tsv_columns, stamp=STAMP)
+        moved = f"moved AS ({delete} RETURNING {', '.join(EVENT_LOG_COLUMNS)})"
+        return f"WITH {moved}, {STAMP} SELECT {self.tsv_columns} FROM moved, stamp"
 
     def take_batch(self, limit: int, max_bytes: int) -> str:
         """The hot path: claim, delete and render up to `limit` events (about `max_bytes`) at once."""
@@ -151,31 +123,6 @@ def _claim(limit: int, max_bytes: int) -> str:
                        + octet_length(environment) + {_LINE_OVERHEAD} AS size
                   FROM {OUTBOX_TABLE} ORDER BY id LIMIT {int(limit)} FOR UPDATE SKIP LOCKED) AS claimed
     ) AS sized WHERE before = 0 OR before + size <= {int(max_bytes)}"""
-
-
-def _archiving(delete: str, output: str | None) -> str:
-    """`delete` (a DELETE without RETURNING) that also copies the rows into the archive.
-
-    One statement: the rows leave the outbox and enter the archive in the same
-    transaction, still with no per-event round trip. `output` is what the
-    statement returns (nothing when `None`).
-    """
-    moved = f"moved AS ({delete} RETURNING {_LOG_COLUMNS})"
-    archive = f"INSERT INTO {ARCHIVE_TABLE} ({_LOG_COLUMNS}) SELECT {_LOG_COLUMNS} FROM moved"
-    if output is None:
-        return f"WITH {moved} {archive}"
-    return f"WITH {moved}, archived AS ({archive}), {_STAMP} SELECT {output} FROM moved, stamp"
-
-
-async def copy_out(connection: Connection, query: str) -> bytes:
-    """Run `COPY (query) TO STDOUT` and return its text output."""
-    chunks: list[bytes] = []
-
-    async def collect(chunk: bytes) -> None:
-        chunks.append(chunk)
-
-    await connection.copy_from_query(query, output=collect)
-    return b"".join(chunks)
 
 
 async def take_batch(

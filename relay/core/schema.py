@@ -256,10 +256,12 @@ async def inspect(sink: ClickHouseSink, database: str) -> TableShape:
             raise SchemaError(f"ClickHouse refused the configured user (code {error.code})") from error
         raise
     shape = check_columns({row["name"]: row["type"] for row in rows})
-    async_insert = await sink.call(
-        sink.client.fetchval("SELECT count() FROM system.settings WHERE name = 'async_insert'")
+    [async_insert] = await sink.fetch(
+        "SELECT count() AS settings FROM system.settings WHERE name = 'async_insert'"
     )
-    return TableShape(timestamp_precision=shape.timestamp_precision, async_insert=bool(async_insert))
+    return TableShape(
+        timestamp_precision=shape.timestamp_precision, async_insert=bool(async_insert["settings"])
+    )
 
 
 @dataclass(frozen=True, slots=True)

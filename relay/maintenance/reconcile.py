@@ -22,27 +22,25 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import Iterable
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-import asyncpg
 import structlog
 
-from relay.core import outbox
+from relay.core import archive
+from relay.core.archive import ArchiveQueries, Window
 from relay.core.clickhouse import ClickHouseSink, DeliveryError
-from relay.core.outbox import POSTGRES_ERRORS, Connection
+from relay.core.observer import Observer, Reconciled
+from relay.core.postgres import POSTGRES_ERRORS, Connection, copy_out
 from relay.core.waits import sleep_unless
-from relay.maintenance import archive
-from relay.ops.metrics import RelayMetrics
-from relay.ops.status import RelayStatus
-from shared.outbox import ARCHIVE_TABLE, EVENT_LOG_TABLE, RECONCILE_LOCK
+from shared.outbox import EVENT_LOG_TABLE, RECONCILE_LOCK
 
 log = structlog.get_logger("relay.reconcile")
 
-BUCKET: Final = timedelta(hours=1)
+BUCKET: Final = archive.HOUR
 # Reconciliation reads whole hours on both sides: give its queries more time
 # than a batch insert gets.
 QUERY_TIMEOUT: Final = 120.0
@@ -53,25 +51,8 @@ CLOCK_SKEW: Final = timedelta(minutes=5)
 SAMPLE_IDS: Final = 10
 
 _STAMP = "%Y-%m-%d %H:%M:%S"
-_PG_HASH = "('x' || left(md5(event_id::text), 15))::bit(60)::bigint"
+# The archive's id hash (`relay.core.archive`), as ClickHouse computes it.
 _CH_HASH = "reinterpretAsUInt64(reverse(unhex(concat('0', substring(hex(MD5(toString(event_id))), 1, 15)))))"
-
-ARCHIVE_SUMMARY: Final = f"""
-    SELECT event_type,
-           to_char(date_trunc('hour', event_date_time AT TIME ZONE 'UTC'), 'YYYY-MM-DD HH24:MI:SS') AS bucket,
-           count(DISTINCT event_id) AS events,
-           bit_xor(DISTINCT {_PG_HASH}) AS digest
-      FROM {ARCHIVE_TABLE}
-     WHERE delivered_at >= $1::timestamptz - interval '{int(CLOCK_SKEW.total_seconds())} seconds'
-       AND event_date_time >= $1 AND event_date_time < $2
-     GROUP BY 1, 2
-"""
-ARCHIVE_IDS: Final = f"""
-    SELECT DISTINCT event_id::text AS event_id
-      FROM {ARCHIVE_TABLE}
-     WHERE delivered_at >= $1::timestamptz - interval '{int(CLOCK_SKEW.total_seconds())} seconds'
-       AND event_type = $3 AND event_date_time >= $1 AND event_date_time < $2
-"""
 
 
 def _clickhouse_window(start: datetime, end: datetime) -> str:
@@ -79,7 +60,7 @@ def _clickhouse_window(start: datetime, end: datetime) -> str:
 
 
 def clickhouse_summary(start: datetime, end: datetime) -> str:
-    """The same summary as `ARCHIVE_SUMMARY`, of what `event_log` holds (copies counted once)."""
+    """The archive's summary (`relay.core.archive.SUMMARY`) of what `event_log` holds, copies once."""
     return f"""
         SELECT event_type, toString(toStartOfHour(event_date_time)) AS bucket,
                count() AS events, groupBitXor({_CH_HASH}) AS digest
@@ -94,17 +75,6 @@ def clickhouse_ids(start: datetime, end: datetime) -> str:
     return (
         f"SELECT DISTINCT toString(event_id) AS event_id FROM {EVENT_LOG_TABLE}"
         f" WHERE event_type = {{event_type}} AND {_clickhouse_window(start, end)}"
-    )
-
-
-def resend_query(precision: int, ids: Iterable[str], *, delivered_since: datetime) -> str:
-    """`COPY` source: the archived events with these ids, as the TSV lines the relay sends."""
-    literal = ",".join(str(uuid.UUID(event_id)) for event_id in ids)  # ids, never text from outside
-    return (
-        f"SELECT DISTINCT ON (event_id) {outbox.OutboxQueries(timestamp_precision=precision).tsv_columns}"
-        f" FROM {ARCHIVE_TABLE}"
-        f" WHERE delivered_at >= '{(delivered_since - CLOCK_SKEW).isoformat()}'"
-        f" AND event_id = ANY('{{{literal}}}'::uuid[])"
     )
 
 
@@ -153,12 +123,17 @@ class Report:
 
     def summary(self) -> dict[str, int]:
         """The command's last line."""
-        return {
-            "buckets_checked": self.buckets_checked,
-            "missing": self.missing,
-            "resent": self.resent,
-            "extra": self.extra,
-        }
+        return self.reconciled().summary()
+
+    def reconciled(self) -> Reconciled:
+        """The findings as the core reports them to its observer."""
+        return Reconciled(
+            buckets_checked=self.buckets_checked,
+            missing=self.missing,
+            resent=self.resent,
+            extra=self.extra,
+            complete=self.complete,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -167,7 +142,7 @@ class Reconciliation:
 
     connection: Connection
     sink: ClickHouseSink
-    precision: int
+    queries: ArchiveQueries
     batch_size: int
 
     async def run(self, *, since: datetime | None = None, now: datetime | None = None) -> Report:
@@ -220,7 +195,7 @@ class Reconciliation:
             bucket=bucket.start.isoformat(),
             events=len(missing),
         )
-        report.resent += await self._resend(sorted(missing), delivered_since=bucket.start)
+        report.resent += await self._resend(sorted(missing), delivered_since=bucket.start - CLOCK_SKEW)
         still = missing - await self._clickhouse_ids(bucket)
         report.still_missing += len(still)
 
@@ -228,8 +203,8 @@ class Reconciliation:
         sent = 0
         for first in range(0, len(ids), self.batch_size):
             chunk = ids[first : first + self.batch_size]
-            body = await outbox.copy_out(
-                self.connection, resend_query(self.precision, chunk, delivered_since=delivered_since)
+            body = await copy_out(
+                self.connection, self.queries.resend(chunk, delivered_since=delivered_since)
             )
             if body:
                 await self.sink.insert(body)
@@ -237,34 +212,33 @@ class Reconciliation:
         return sent
 
     async def _archive_summary(self, start: datetime, end: datetime) -> dict[Bucket, Summary]:
-        rows = await self.connection.fetch(ARCHIVE_SUMMARY, start, end, timeout=QUERY_TIMEOUT)
+        rows = await archive.summary(self.connection, _window(start, end), within=QUERY_TIMEOUT)
         return {
             _bucket(row["event_type"], row["bucket"]): Summary(row["events"], row["digest"]) for row in rows
         }
 
     async def _clickhouse_summary(self, start: datetime, end: datetime) -> dict[Bucket, Summary]:
-        rows = await self.sink.call(
-            self.sink.client.fetch(clickhouse_summary(start, end)), within=QUERY_TIMEOUT
-        )
+        rows = await self.sink.fetch(clickhouse_summary(start, end), within=QUERY_TIMEOUT)
         return {
             _bucket(row["event_type"], row["bucket"]): Summary(int(row["events"]), int(row["digest"]))
             for row in rows
         }
 
     async def _archive_ids(self, bucket: Bucket) -> set[str]:
-        rows = await self.connection.fetch(
-            ARCHIVE_IDS, bucket.start, bucket.end, bucket.event_type, timeout=QUERY_TIMEOUT
-        )
-        return {row["event_id"] for row in rows}
+        window = _window(bucket.start, bucket.end)
+        return await archive.ids(self.connection, window, bucket.event_type, within=QUERY_TIMEOUT)
 
     async def _clickhouse_ids(self, bucket: Bucket) -> set[str]:
-        rows = await self.sink.call(
-            self.sink.client.fetch(
-                clickhouse_ids(bucket.start, bucket.end), params={"event_type": bucket.event_type}
-            ),
+        rows = await self.sink.fetch(
+            clickhouse_ids(bucket.start, bucket.end),
+            {"event_type": bucket.event_type},
             within=QUERY_TIMEOUT,
         )
         return {row["event_id"] for row in rows}
+
+
+def _window(start: datetime, end: datetime) -> Window:
+    return Window(start=start, end=end, delivered_since=start - CLOCK_SKEW)
 
 
 def describe(report: Report, *, retention: timedelta) -> list[str]:
@@ -323,67 +297,78 @@ async def unlock(connection: Connection) -> None:
     await connection.execute("SELECT pg_advisory_unlock($1)", RECONCILE_LOCK)
 
 
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """Another relay was reconciling: this turn is skipped."""
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """A database failed mid-way; the next turn tries again."""
+
+    error_kind: str
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Reconciler:
-    """Runs a reconciliation every `interval` while the relay runs; one relay at a time."""
+    """Reconciliation as `relay reconcile` and a running relay's timer both do it: one at a time.
 
-    pool: asyncpg.Pool
+    `connect` lends a PostgreSQL connection for one reconciliation (the
+    reconciliation lock is a session lock: it stays on that connection).
+    """
+
+    connect: Callable[[], AbstractAsyncContextManager[Connection]]
     sink: ClickHouseSink
-    precision: int
+    queries: ArchiveQueries
     batch_size: int
-    interval: float
-    metrics: RelayMetrics
-    status: RelayStatus
+    observer: Observer
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Reconcile every `interval` seconds until `stop` is set."""
+    async def run(self, stop: asyncio.Event, *, interval: float) -> None:
+        """Reconcile every `interval` seconds until `stop` is set, skipping turns another relay takes."""
         while not stop.is_set():
-            await sleep_unless(stop, self.interval)
+            await sleep_unless(stop, interval)
             if not stop.is_set():
-                await self.run_once()
+                await self.once()
 
-    async def run_once(self) -> Report | None:
-        """One reconciliation unless another relay is at it; failures are logged and retried next time."""
+    async def once(self, *, since: datetime | None = None, wait: bool = False) -> Report | Skipped | Failed:
+        """One reconciliation from `since`; reported to the observer and in one log line.
+
+        `wait`: wait while another relay reconciles, instead of skipping the turn.
+        """
         started = time.monotonic()
         try:
-            async with self.pool.acquire() as connection:
-                if not await try_lock(connection):
+            async with self.connect() as connection:
+                if wait:
+                    await lock(connection)
+                elif not await try_lock(connection):
                     log.info("reconcile_skipped", reason="another relay is reconciling")
-                    return None
+                    return Skipped()
                 try:
                     report = await Reconciliation(
                         connection=connection,
                         sink=self.sink,
-                        precision=self.precision,
+                        queries=self.queries,
                         batch_size=self.batch_size,
-                    ).run()
+                    ).run(since=since)
                 finally:
                     await unlock(connection)
         except (*POSTGRES_ERRORS, DeliveryError) as error:
+            kind = getattr(error, "kind", type(error).__name__)
             log.warning(
                 "reconcile_failed",
-                error_kind=getattr(error, "kind", type(error).__name__),
+                error_kind=kind,
                 error_code=getattr(error, "code", None),
                 sqlstate=getattr(error, "sqlstate", None),
             )
-            self.status.reconcile_failed()
-            return None
-        self.record(report, seconds=time.monotonic() - started)
-        return report
-
-    def record(self, report: Report, *, seconds: float) -> None:
-        """Count the findings in metrics, `/status` and one log line."""
-        self.metrics.reconcile_missing.inc(report.missing)
-        self.metrics.reconcile_resent.inc(report.resent)
-        self.metrics.reconcile_extra.set(report.extra)  # the same extras are found again each run
-        if report.complete:
-            self.metrics.reconcile_last_success.set_to_current_time()
-        self.status.reconciled(report.summary(), complete=report.complete)
+            self.observer.reconcile_failed(kind)
+            return Failed(kind)
+        self.observer.reconciled(report.reconciled())
         emit = log.info if report.complete and not report.missing else log.error
         emit(
             "reconcile_finished",
             **report.summary(),
             complete=report.complete,
             covered_since=report.covered_since.isoformat() if report.covered_since else None,
-            duration_ms=round(seconds * 1000, 1),
+            duration_ms=round((time.monotonic() - started) * 1000, 1),
         )
+        return report

@@ -3,7 +3,7 @@
 Served by aiohttp inside the relay's event loop. `/livez` checks only that the
 loop ticks (a database outage must not get healthy relays restarted);
 `/readyz` checks PostgreSQL and ClickHouse, each within its own timeout
-(see `relay.ops.readiness`).
+(see `relay.core.readiness`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from relay.core.listener import Listener
+from relay.core.readiness import Readiness
 from relay.ops.metrics import RelayMetrics
-from relay.ops.readiness import Readiness
 from relay.ops.status import RelayStatus
 
 

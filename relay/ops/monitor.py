@@ -9,10 +9,9 @@ from dataclasses import dataclass
 import asyncpg
 import structlog
 
-from relay.core import outbox
-from relay.core.outbox import POSTGRES_ERRORS
+from relay.core import archive, outbox
+from relay.core.postgres import POSTGRES_ERRORS
 from relay.core.waits import sleep_unless
-from relay.maintenance import archive
 from relay.ops.metrics import RelayMetrics
 from relay.ops.status import RelayStatus
 

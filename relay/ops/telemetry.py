@@ -1,13 +1,14 @@
-"""The ops side's ear on the core: what the forwarders and the listener report becomes metrics,
-`/status` and Sentry traces."""
+"""The ops side's ear on the core: what the forwarders, the listener, the readiness probes and
+reconciliation report becomes metrics, `/status` and Sentry traces."""
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
-from relay.core.observer import Batch, Delivery, Observer, WakeCause
+from relay.core.observer import Batch, Delivery, Observer, Reconciled, WakeCause
 from relay.ops import tracing
 from relay.ops.metrics import RelayMetrics
 from relay.ops.status import RelayStatus
@@ -67,3 +68,18 @@ class Telemetry(Observer):
 
     def listener_reconnected(self) -> None:
         self.metrics.listener_reconnects.inc()
+
+    def probed(self, report: Mapping[str, str]) -> None:
+        for dependency, result in report.items():
+            self.metrics.dependency_up.labels(dependency=dependency).set(1 if result == "ok" else 0)
+
+    def reconciled(self, result: Reconciled) -> None:
+        self.metrics.reconcile_missing.inc(result.missing)
+        self.metrics.reconcile_resent.inc(result.resent)
+        self.metrics.reconcile_extra.set(result.extra)  # the same extras are found again each run
+        if result.complete:
+            self.metrics.reconcile_last_success.set_to_current_time()
+        self.status.reconciled(result.summary(), complete=result.complete)
+
+    def reconcile_failed(self, kind: str) -> None:
+        self.status.reconcile_failed()

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from relay.maintenance import archive
+from relay.core import archive
 from tests.chaos import web
 from tests.chaos.producer import make_events
 from tests.chaos.relays import ROOT

@@ -20,6 +20,7 @@ import pytest
 from aiochclient import ChClient
 
 from relay.core import schema
+from relay.settings import RelaySettings
 from shared.settings import CommonSettings, load
 
 
@@ -68,12 +69,9 @@ def common_settings() -> CommonSettings:
 
 @pytest.fixture(scope="session")
 def clickhouse_server(common_settings: CommonSettings) -> ClickHouse:
-    """The ClickHouse server, seen from its default database."""
-    return ClickHouse(
-        common_settings.clickhouse_url,
-        user=common_settings.clickhouse_user,
-        password=common_settings.clickhouse_password.get_secret_value(),
-    )
+    """The ClickHouse server, seen from its default database, as the user that may create databases."""
+    user, password = load(RelaySettings).clickhouse_admin
+    return ClickHouse(common_settings.clickhouse_url, user=user, password=password.get_secret_value())
 
 
 @pytest.fixture(scope="session")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,17 @@ SYNTHETIC_SERIES = frozenset({"up"})
 # Grafana's interval macros, and any dashboard variable, as Prometheus would receive them.
 _INTERVAL_MACRO = re.compile(r"\$__(rate_interval|interval|range)\b")
 _VARIABLE = re.compile(r"\$\{?\w+\}?")
+
+
+def alerts_renderer() -> tuple[Any, Any]:
+    """`Parameters` and `render` of docker/prometheus/render.py (a script beside the rules, not a package)."""
+    spec = importlib.util.spec_from_file_location("die_hard_alerts_render", PROMETHEUS_DIR / "render.py")
+    assert spec
+    assert spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while building the class
+    spec.loader.exec_module(module)
+    return module.Parameters, module.render
 
 
 def prometheus_program(name: str) -> str:
@@ -79,8 +92,28 @@ def dashboard_queries() -> list[str]:
 
 
 def as_prometheus_sees_it(query: str) -> str:
-    """A dashboard query with Grafana's macros and variables replaced by what Grafana sends."""
-    return _VARIABLE.sub(".*", _INTERVAL_MACRO.sub("5m", query))
+    """A dashboard query with Grafana's macros and variables replaced by what Grafana sends by default."""
+    defaults = {}
+    for variable in dashboard()["templating"]["list"]:
+        current = variable.get("current", {}).get("value")
+        defaults[variable["name"]] = (
+            variable.get("allValue", ".*") if current in (None, "$__all") else current
+        )
+    return _VARIABLE.sub(
+        lambda match: defaults.get(match.group(0).strip("${}"), ".*"), _INTERVAL_MACRO.sub("5m", query)
+    )
+
+
+def vector_selectors(query: str) -> list[promql_parser.VectorSelector]:
+    """Every series selector of a PromQL query."""
+    found: list[promql_parser.VectorSelector] = []
+
+    def visit(node: object) -> None:
+        if isinstance(node, promql_parser.VectorSelector):
+            found.append(node)
+
+    promql_parser.walk(promql_parser.parse(query), visit)
+    return found
 
 
 def metric_names(query: str) -> set[str]:

@@ -21,12 +21,12 @@ import asyncpg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from relay.core import archive
 from relay.core.clickhouse import ClickHouseSink
 from relay.core.doorbell import Doorbell
 from relay.core.forwarder import Forwarder, ForwarderConfig
 from relay.core.outbox import OutboxQueries
 from relay.core.retry import Backoff
-from relay.maintenance import archive
 from relay.ops.metrics import RelayMetrics
 from relay.ops.status import RelayStatus
 from relay.ops.telemetry import Telemetry

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import subprocess
 import sys
@@ -37,7 +38,7 @@ CONTAINER_SETTINGS = (
     "ENVIRONMENT",
 )
 APP_SERVICES = ("migrate", "web", "relay", "worker", "beat")
-MONITORING_SERVICES = ("prometheus", "grafana")
+MONITORING_SERVICES = ("prometheus", "alertmanager", "grafana")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(us|ms|s|m|h)")
 _UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -205,6 +206,7 @@ def test_published_ports_are_reachable_from_this_machine_only(services: dict[str
         "web": ["127.0.0.1:8000:8000"],
         "relay": ["127.0.0.1:8001:8001"],
         "prometheus": ["127.0.0.1:9090:9090"],
+        "alertmanager": ["127.0.0.1:9093:9093"],
         "grafana": ["127.0.0.1:3000:3000"],
     }
 
@@ -277,6 +279,51 @@ def test_prometheus_scrapes_every_relay_on_its_http_port(services: dict[str, dic
             "refresh_interval": "30s",
         }
     ]
+
+
+def prometheus_config() -> dict[str, Any]:
+    config: dict[str, Any] = YAML(typ="safe").load(
+        (ROOT / "docker" / "prometheus" / "prometheus.yml").read_text(encoding="utf-8")
+    )
+    return config
+
+
+def test_prometheus_scrapes_the_site_by_a_name_it_serves_from_the_one_address_it_trusts(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    web_job = next(job for job in prometheus_config()["scrape_configs"] if job["job_name"] == "web")
+    [target] = web_job["static_configs"][0]["targets"]
+    host, port = target.split(":")
+    prometheus_address = ipaddress.ip_address(services["prometheus"]["networks"]["default"]["ipv4_address"])
+    [subnet] = [
+        ipaddress.ip_network(config["subnet"]) for config in compose["networks"]["default"]["ipam"]["config"]
+    ]
+    web = services["web"]["environment"]
+    trusted = [ipaddress.ip_network(network) for network in web["INTERNAL_NETWORKS"].split(",")]
+
+    assert host == "web"
+    assert services["web"]["command"][-1].endswith(f":{port}")
+    # The default, when ALLOWED_HOSTS is not set: `${ALLOWED_HOSTS:-<default>}`.
+    assert host in web["ALLOWED_HOSTS"].removeprefix("${ALLOWED_HOSTS:-").removesuffix("}").split(",")
+    assert any(prometheus_address in network for network in trusted)
+    assert prometheus_address in subnet
+    # Nothing else on the compose network (the gateway that published ports come through included).
+    assert not any(network.overlaps(subnet) and network.num_addresses > 1 for network in trusted)
+
+
+def test_prometheus_sends_alerts_to_the_alertmanager_that_loads_the_repositorys_configuration(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    alertmanager = services["alertmanager"]
+    mounts = bind_mounts(alertmanager)
+    config_path = next(
+        arg.split("=", 1)[1] for arg in alertmanager["command"] if arg.startswith("--config.file=")
+    )
+    [target] = prometheus_config()["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+
+    assert mounts[config_path] == ROOT / "docker" / "alertmanager" / "alertmanager.yml"
+    assert target == "alertmanager:9093"
+    assert alertmanager["ports"] == ["127.0.0.1:9093:9093"]
 
 
 def test_prometheus_keeps_running_while_the_relays_are_down(services: dict[str, dict[str, Any]]) -> None:
@@ -444,3 +491,18 @@ def test_the_site_and_the_relay_can_be_pointed_at_the_cluster(services: dict[str
         environment = services[name]["environment"]
         assert environment["CLICKHOUSE_CLUSTER"] == "${CLICKHOUSE_CLUSTER:-}"
         assert environment["CLICKHOUSE_HOSTS"] == "${CLICKHOUSE_HOSTS:-}"
+
+
+def test_image_installs_the_project_dependencies_and_no_dependency_group() -> None:
+    syncs = re.findall(r"uv sync [^\n]*", DOCKERFILE.read_text(encoding="utf-8"))
+    assert syncs
+    # --no-dev alone would still install the other default groups (bench).
+    assert all("--no-default-groups" in sync for sync in syncs), syncs
+
+
+def test_image_takes_its_base_as_a_build_argument_defaulting_to_the_official_python() -> None:
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    assert re.search(r"^ARG BASE_IMAGE=docker\.io/library/python:3\.13-slim$", text, flags=re.MULTILINE)
+    bases = re.findall(r"^FROM\s+(\S+)", text, flags=re.MULTILINE)
+    assert bases
+    assert set(bases) == {"${BASE_IMAGE}"}

@@ -17,6 +17,7 @@ from tests.support.monitoring import (
     GRAFANA_DIR,
     PROMETHEUS_CONFIG,
     alert_rules,
+    alerts_renderer,
     as_prometheus_sees_it,
     dashboard,
     dashboard_panels,
@@ -24,9 +25,11 @@ from tests.support.monitoring import (
     load_yaml,
     metric_names,
     promtool,
+    vector_selectors,
 )
 from tests.support.project import ROOT
 
+Parameters, render = alerts_renderer()
 OPERATIONS_GUIDE = ROOT / "docs" / "OPERATIONS.md"
 SEVERITIES = {"critical", "warning", "info"}
 
@@ -81,9 +84,75 @@ def test_alert_has_a_severity_a_summary_and_a_runbook_in_the_operations_guide(ru
     assert annotations["summary"]
     assert annotations["description"]
     guide, _, anchor = annotations["runbook_url"].partition("#")
-    assert guide == "docs/OPERATIONS.md"
+    assert guide == Parameters().runbook_base_url
     assert anchor == rule["alert"].lower()
     assert anchor in markdown_anchors(OPERATIONS_GUIDE)
+
+
+def test_the_shipped_rules_are_the_template_rendered_with_the_default_parameters() -> None:
+    assert ALERTS_FILE.read_text(encoding="utf-8") == render(Parameters()), (
+        "alerts.yml differs from its template: run `python docker/prometheus/render.py`"
+    )
+
+
+def test_the_defaults_are_absolute_urls_and_the_compose_jobs() -> None:
+    defaults = Parameters()
+    jobs = {config["job_name"] for config in load_yaml(PROMETHEUS_CONFIG)["scrape_configs"]}
+
+    assert defaults.runbook_base_url.startswith("https://")
+    assert {defaults.relay_selector, defaults.site_selector} == {f'job="{job}"' for job in ("relay", "web")}
+    assert {"relay", "web"} <= jobs
+
+
+def test_rules_rendered_for_another_deployment_select_only_its_series_and_pass_promtool(
+    tmp_path: Path,
+) -> None:
+    parameters = Parameters(
+        relay_selector='job="analytics-relay", namespace="shop"',
+        site_selector='job="shop-web"',
+        runbook_base_url="https://wiki.example.org/runbooks/die-hard",
+        lag_warning_seconds=120,
+        lag_critical_seconds=900,
+        reconcile_stale_seconds=7200,
+    )
+    rules_file = tmp_path / "alerts.yml"
+    rules_file.write_text(render(parameters), encoding="utf-8")
+
+    result = run_promtool("check", "rules", str(rules_file))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    wanted = {
+        "die-hard-relay": {"job": "analytics-relay", "namespace": "shop"},
+        "die-hard-site": {"job": "shop-web"},
+    }
+    rules = {}
+    for group in load_yaml(rules_file)["groups"]:
+        for rule in group["rules"]:
+            rules[rule["alert"]] = rule["expr"]
+            for selector in vector_selectors(rule["expr"]):
+                labels = {matcher.name: matcher.value for matcher in selector.matchers.matchers}
+                assert wanted[group["name"]].items() <= labels.items(), (rule["alert"], selector.name)
+            assert rule["annotations"]["runbook_url"] == (
+                f"https://wiki.example.org/runbooks/die-hard#{rule['alert'].lower()}"
+            )
+    assert rules["RelayLagging"].endswith("> 120")
+    assert rules["RelayLagCritical"].endswith("> 900")
+    assert "> 7200" in rules["RelayReconcileStale"]
+
+
+@pytest.mark.parametrize(
+    ("parameter", "value"),
+    [
+        ("relay_selector", "relay"),
+        ("site_selector", 'job="web"}'),
+        ("runbook_base_url", "docs/OPERATIONS.md"),
+        ("runbook_base_url", "https://wiki.example.org/ops#runbooks"),
+        ("lag_critical_seconds", 30),
+    ],
+)
+def test_parameters_that_would_break_the_rules_are_refused(parameter: str, value: object) -> None:
+    with pytest.raises(ValueError, match=parameter.split("_seconds", maxsplit=1)[0]):
+        Parameters(**{parameter: value})
 
 
 def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
@@ -137,6 +206,20 @@ def test_every_dashboard_panel_reads_from_the_chosen_prometheus() -> None:
         assert all(source == {"type": "prometheus", "uid": "${datasource}"} for source in sources), panel[
             "title"
         ]
+
+
+def test_every_dashboard_query_selects_the_chosen_job_and_none_is_hard_coded() -> None:
+    variables = {variable["name"]: variable for variable in dashboard()["templating"]["list"]}
+    targets = [target["expr"] for panel in dashboard_panels() for target in panel.get("targets", [])]
+
+    assert variables["job"]["type"] == "query"
+    assert variables["job"]["current"]["value"] == "relay"  # what compose scrapes the relays as
+    assert 'job="$job"' in variables["instance"]["definition"]
+    for query in targets:
+        for selector in vector_selectors(as_prometheus_sees_it(query)):
+            jobs = [matcher for matcher in selector.matchers.matchers if matcher.name == "job"]
+            assert len(jobs) == 1, (selector.name, query)
+        assert set(re.findall(r'\bjob\s*=~?\s*"([^"]*)"', query)) == {"$job"}, query
 
 
 def test_dashboard_panel_ids_are_unique() -> None:

@@ -24,3 +24,16 @@ def _tag_worker(**_: object) -> None:
     import sentry_sdk
 
     sentry_sdk.set_tag("component", "worker")
+
+
+@signals.worker_ready.connect
+def _check_privileges(**_: object) -> None:
+    """In production, say so when the worker could change the schema (docs/SECURITY.md)."""
+    from django.conf import settings
+    from django.db import connection
+
+    from webapp.core.privileges import privileges_warn
+
+    if not settings.DEBUG:
+        privileges_warn(component="worker")
+        connection.close()

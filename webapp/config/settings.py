@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 import django_stubs_ext
@@ -81,11 +82,17 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {
-    "default": dj_database_url.parse(ENV.database_url, conn_max_age=60, conn_health_checks=True),
+DATABASES: dict[str, dict[str, Any]] = {
+    "default": {**dj_database_url.parse(ENV.database_url, conn_max_age=60, conn_health_checks=True)},
+    # The tables' owner (DATABASE_ADMIN_URL), used only where the site's role
+    # may not go: `manage.py migrate --database owner` and `database_grants`
+    # (`make migrate`); the test suite connects as it too (tests/conftest.py).
+    # Never opened by the site or the worker themselves.
+    "owner": {**dj_database_url.parse(ENV.postgres_admin_dsn), "TEST": {"MIRROR": "default"}},
 }
 # A PostgreSQL that stops answering must fail requests and probes, not hang them.
-DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+for _database in DATABASES.values():
+    _database.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "users.User"

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from relay.maintenance import archive
+from relay.core import archive
+from relay.maintenance import partitions
 from shared.outbox import ARCHIVE_TABLE
 from tests.support.clickhouse import ClickHouse
 from tests.support.outbox_tables import Outbox
@@ -35,7 +36,7 @@ def test_delivered_events_are_archived_in_the_transaction_that_removes_them(
     assert delivered(clickhouse) == 700
     hour = archive.hour_of(datetime.now(UTC))
     assert archive.partition_name(hour) in archive_partitions(outbox)  # made at start-up, ahead of need
-    assert archive.partition_name(hour + archive.PARTITIONS_AHEAD * archive.HOUR) in archive_partitions(
+    assert archive.partition_name(hour + partitions.PARTITIONS_AHEAD * archive.HOUR) in archive_partitions(
         outbox
     )
 
@@ -104,7 +105,7 @@ def test_an_hour_already_in_the_default_partition_does_not_stop_expiry(
 
 async def _expire(
     url: str, *, now: datetime, retention: timedelta = timedelta(hours=24)
-) -> archive.Maintenance:
+) -> partitions.Maintenance:
     """Partitions for 11, 12 and 13 h yesterday, a row in each, two in the default partition; expire."""
     connection = await asyncpg.connect(url)
     try:
@@ -123,6 +124,6 @@ async def _expire(
             " VALUES (gen_random_uuid(), 'user_created', $1, 'Local', '{}', 1, $1)",
             [(moment,) for moment in deliveries],
         )
-        return await archive.maintain(connection, retention=retention, now=now)
+        return await partitions.maintain(connection, retention=retention, now=now)
     finally:
         await connection.close()

@@ -12,6 +12,7 @@ import asyncio
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -227,3 +228,71 @@ def test_the_relay_delivers_and_dead_letters_with_only_its_own_role_and_user(
     assert [event_id for event_id, _, _ in granted.dead_letters()] == [poison]
     delivered = reader.rows("SELECT toString(event_id) FROM event_log_dedup ORDER BY event_id")
     assert sorted(row[0] for row in delivered) == sorted(good)
+
+
+def serve_until_started(env: dict[str, str], tmp_path: Path) -> list[dict[str, object]]:
+    """Start the site in production mode, stop it once it serves; its JSON log lines up to then."""
+    import json
+    import signal
+
+    from tests.support.project import production_env
+
+    port = free_port()
+    lines: list[dict[str, object]] = []
+    with subprocess.Popen(
+        [sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
+        cwd=ROOT,
+        env=production_env(HOME=str(tmp_path), XDG_RUNTIME_DIR=str(tmp_path), **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as process:
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                if line.startswith("{"):
+                    lines.append(json.loads(line))
+                    if lines[-1].get("event") == "web_serving":
+                        break
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+    return lines
+
+
+def warnings_of(lines: list[dict[str, object]]) -> set[object]:
+    return {line["server"] for line in lines if line.get("event") == "running_with_excess_privileges"}
+
+
+def test_the_site_warns_at_start_when_it_could_change_either_schema(
+    granted: Outbox, private_clickhouse: str, tmp_path: Path
+) -> None:
+    address = urlsplit(private_clickhouse)
+    lines = serve_until_started(
+        {
+            "DATABASE_URL": granted.url,  # the tables' owner
+            "CLICKHOUSE_PORT": str(address.port),
+            "CLICKHOUSE_USER": "default",
+        },
+        tmp_path,
+    )
+
+    assert warnings_of(lines) == {"postgres", "clickhouse"}
+
+
+def test_the_site_as_its_own_role_and_reader_starts_without_a_warning(
+    granted: Outbox, private_clickhouse: str, tmp_path: Path
+) -> None:
+    address = urlsplit(private_clickhouse)
+    lines = serve_until_started(
+        {
+            "DATABASE_URL": role_url(granted, WEB_ROLE),
+            "CLICKHOUSE_PORT": str(address.port),
+            "CLICKHOUSE_READER_USER": READER_USER,
+        },
+        tmp_path,
+    )
+
+    assert [line["event"] for line in lines][-1] == "web_serving"
+    assert not any(line.get("event") == "privileges_unchecked" for line in lines)
+    assert warnings_of(lines) == set()

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from relay.maintenance import archive
+from relay.core import archive
 from shared.outbox import ARCHIVE_TABLE, RECONCILE_LOCK
 from tests.support.clickhouse import ClickHouse
 from tests.support.outbox_tables import Outbox

@@ -1,23 +1,31 @@
-"""A 500 during sign-up or sign-in leaves the password in neither the logs nor Sentry.
+"""Passwords and password-reset links stay out of the logs and out of Sentry.
 
 PostgreSQL is made to refuse the write each path needs (a trigger that raises),
 so the request fails the way a failover or a full disk would make it fail, with
-the password still held by the frames of the call stack.
+the password still held by the frames of the call stack. A whole password reset
+runs with request logging and every transaction traced, and its link's token
+must appear in no line and no envelope.
 """
 
 from __future__ import annotations
 
+import http.cookiejar
 import io
 import json
 import logging
+import re
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from typing import Literal
 
 import pytest
 import sentry_sdk
 import structlog
+from django.core import mail
 from django.db import connection
 from django.test import Client
+from pytest_django.live_server_helper import LiveServer
 from sentry_sdk.integrations.django import DjangoIntegration
 
 from shared.logging import logging_config
@@ -25,7 +33,9 @@ from shared.outbox import OUTBOX_TABLE
 from shared.sentry import init_sentry
 from shared.settings import CommonSettings
 from tests.integration.web.factories import UserFactory
+from tests.integration.web.test_password_reset import NEW_PASSWORD, RESET_URL, reset_link
 from tests.support.sentry import CapturingTransport
+from webapp.mail.services import email_dispatch_due
 
 pytestmark = pytest.mark.django_db
 
@@ -58,7 +68,10 @@ def captured_log(request: pytest.FixtureRequest) -> Iterator[io.StringIO]:
 def sentry_events() -> Iterator[CapturingTransport]:
     """Sentry set up by the project's own `init_sentry`, sending into memory."""
     transport = CapturingTransport()
-    settings = CommonSettings(sentry_config_dsn="https://public@sentry.invalid/1")
+    # Every transaction traced, so a token in any of them is found.
+    settings = CommonSettings(
+        sentry_config_dsn="https://public@sentry.invalid/1", sentry_traces_sample_rate=1.0
+    )
     init_sentry(settings, component="web", integrations=[DjangoIntegration()], transport=transport)
     try:
         yield transport
@@ -164,3 +177,62 @@ def test_a_failed_sign_in_logs_and_reports_no_password(
     assert_failed_without_the_password(
         response.status_code, captured_log, sentry_events, raised_in="user_login_audit"
     )
+
+
+def requested_reset_link(client: Client, outbox: list[mail.EmailMessage]) -> tuple[str, str]:
+    """Ask for a reset link for a new account; the link's path and its token."""
+    user = UserFactory.create()
+    client.post(RESET_URL, {"email": user.email})
+    email_dispatch_due()
+    link = reset_link(outbox[-1])
+    return link, link.rstrip("/").rsplit("/", 1)[1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_whole_password_reset_leaves_its_token_in_no_log_line_and_no_sentry_report(
+    captured_log: io.StringIO,
+    sentry_events: CapturingTransport,
+    mailoutbox: list[mail.EmailMessage],
+    live_server: LiveServer,
+) -> None:
+    link, token = requested_reset_link(Client(), mailoutbox)
+    # A browser, through the site's WSGI handler (where Sentry starts its transactions).
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+
+    with browser.open(f"{live_server.url}{link}") as form_page:
+        form_url, form = form_page.url, form_page.read().decode()
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form)
+    assert csrf is not None
+    fields = {"csrfmiddlewaretoken": csrf[1], "new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD}
+    with browser.open(form_url, data=urllib.parse.urlencode(fields).encode()) as done:
+        assert done.url.endswith("/accounts/password/reset/done/")
+    # The spent link, opened again (a second tab, a mail client's preview).
+    with browser.open(f"{live_server.url}{link}") as spent:
+        assert "This link does not work" in spent.read().decode()
+    sentry_sdk.flush()
+
+    assert "/accounts/password/reset/" in captured_log.getvalue(), "the request lines should be logged"
+    assert [
+        transaction
+        for transaction in sentry_events.transactions()
+        if transaction["transaction"] == "/accounts/password/reset/{uidb64}/{token}/"
+    ], "the link's requests should have been traced"
+    assert token not in captured_log.getvalue()
+    assert token not in everything_sent(sentry_events)
+
+
+def test_a_failure_on_the_reset_link_reports_it_without_its_token(
+    captured_log: io.StringIO, sentry_events: CapturingTransport, mailoutbox: list[mail.EmailMessage]
+) -> None:
+    client = Client(raise_request_exception=False)
+    link, token = requested_reset_link(client, mailoutbox)
+    # The link's token moves into the session: saving it fails.
+    postgres_refuses_inserts_into("django_session")
+
+    response = client.get(link)
+    sentry_sdk.flush()
+
+    assert response.status_code == 500
+    assert error_events(sentry_events), "the error should have reached Sentry"
+    assert token not in captured_log.getvalue()
+    assert token not in everything_sent(sentry_events)

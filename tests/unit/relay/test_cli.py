@@ -16,7 +16,8 @@ from shared.settings import load
 from tests.support.project import ROOT
 
 # Settings every process shares that the relay never reads: they are the site's.
-NOT_READ_BY_THE_RELAY = {"debug", "redis_url"}
+# The owner's URL is for migrations, tests and benchmarks: the relay never connects as it.
+NOT_READ_BY_THE_RELAY = {"debug", "redis_url", "database_admin_url"}
 
 
 @dataclass(frozen=True)

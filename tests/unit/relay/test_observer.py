@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import pytest
 
-from relay.core.observer import Batch, Delivery, Observer, Observers, WakeCause
+from relay.core.observer import Batch, Delivery, Observer, Observers, Reconciled, WakeCause
+from relay.ops.metrics import RelayMetrics
+from relay.ops.status import RelayStatus
+from relay.ops.telemetry import Telemetry
 from tests.support.faulty_relay import FaultAfterAck
 
 
@@ -50,8 +53,18 @@ class Recorder(Observer):
     def listener_reconnected(self) -> None:
         self.heard.append("reconnected")
 
+    def probed(self, report: Mapping[str, str]) -> None:
+        self.heard.append(f"probed {report['clickhouse']}")
+
+    def reconciled(self, result: Reconciled) -> None:
+        self.heard.append(f"reconciled {result.missing}")
+
+    def reconcile_failed(self, kind: str) -> None:
+        self.heard.append(f"reconcile_failed {kind}")
+
 
 BATCH = Batch(batch_id="b1", events=3, size=120)
+FOUND = Reconciled(buckets_checked=4, missing=2, resent=2, extra=1, complete=True)
 
 
 def test_every_observer_hears_every_report_in_order() -> None:
@@ -66,6 +79,9 @@ def test_every_observer_hears_every_report_in_order() -> None:
     observers.failed("timeout")
     observers.woke("poll")
     observers.listener_reconnected()
+    observers.probed({"postgres": "ok", "clickhouse": "timeout"})
+    observers.reconciled(FOUND)
+    observers.reconcile_failed("postgres")
 
     expected = [
         "enter b1",
@@ -76,6 +92,9 @@ def test_every_observer_hears_every_report_in_order() -> None:
         "failed timeout",
         "woke poll",
         "reconnected",
+        "probed timeout",
+        "reconciled 2",
+        "reconcile_failed postgres",
     ]
     assert first.heard == expected
     assert second.heard == expected
@@ -103,6 +122,24 @@ def test_a_plain_observer_ignores_every_report() -> None:
     observer.delivered(Delivery(events=1, size=10))
 
     assert not observer.wants_traces()
+
+
+def test_telemetry_turns_readiness_and_reconciliation_into_gauges_and_status() -> None:
+    metrics, status = RelayMetrics(), RelayStatus()
+    telemetry = Telemetry(metrics=metrics, status=status)
+
+    telemetry.probed({"postgres": "ok", "clickhouse": "unavailable"})
+    telemetry.reconciled(FOUND)
+    telemetry.reconciled(FOUND)
+    telemetry.reconcile_failed("unavailable")
+
+    assert metrics.dependency_up.labels(dependency="postgres")._value.get() == 1
+    assert metrics.dependency_up.labels(dependency="clickhouse")._value.get() == 0
+    assert metrics.reconcile_missing._value.get() == 4  # missing events add up, run after run
+    assert metrics.reconcile_extra._value.get() == 1  # the same extras, found again: not added up
+    assert metrics.reconcile_last_success._value.get() > 0
+    assert status.reconcile_last == FOUND.summary()
+    assert status.reconcile_failed_at is not None
 
 
 @pytest.mark.parametrize(

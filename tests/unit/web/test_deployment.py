@@ -105,6 +105,8 @@ def test_serve_replaces_itself_with_gunicorn_when_debug_is_off(
     settings.DEBUG = False
     execs: list[tuple[str, list[str], dict[str, str]]] = []
     monkeypatch.setattr("os.execvpe", lambda file, argv, env: execs.append((file, argv, env)))
+    # The start-up check of its rights asks the servers (tests/integration/relay/test_least_privilege.py).
+    monkeypatch.setattr("webapp.core.management.commands.serve.privileges_warn", lambda **_: [])
 
     call_command("serve", "--workers", "3", "--threads", "2", skip_checks=True)
 

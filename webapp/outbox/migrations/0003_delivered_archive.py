@@ -16,7 +16,7 @@ import django.db.models.functions.datetime
 from django.db import migrations, models
 
 import webapp.outbox.models
-from shared.outbox import ARCHIVE_TABLE
+from shared.outbox import ARCHIVE_DEFAULT_PARTITION, ARCHIVE_TABLE
 
 FORWARD = f"""
 CREATE TABLE {ARCHIVE_TABLE} (
@@ -28,7 +28,7 @@ CREATE TABLE {ARCHIVE_TABLE} (
     metadata_version integer NOT NULL,
     delivered_at timestamp with time zone NOT NULL DEFAULT now()
 ) PARTITION BY RANGE (delivered_at);
-CREATE TABLE {ARCHIVE_TABLE}_default PARTITION OF {ARCHIVE_TABLE} DEFAULT;
+CREATE TABLE {ARCHIVE_DEFAULT_PARTITION} PARTITION OF {ARCHIVE_TABLE} DEFAULT;
 """
 
 BACKWARD = f"DROP TABLE IF EXISTS {ARCHIVE_TABLE}"

@@ -12,19 +12,24 @@ from __future__ import annotations
 
 from django.db import migrations
 
-from shared.outbox import ARCHIVE_TABLE
-
-ADD, DROP, EXPIRE = (
-    f"{ARCHIVE_TABLE}_{verb}" for verb in ("add_partition", "drop_partition", "expire_default")
+from shared.outbox import (
+    ARCHIVE_ADD_PARTITION,
+    ARCHIVE_DEFAULT_PARTITION,
+    ARCHIVE_DROP_PARTITION,
+    ARCHIVE_EXPIRE_DEFAULT,
+    ARCHIVE_PARTITION_PREFIX,
+    ARCHIVE_TABLE,
 )
-PARTITION_NAME = f"^{ARCHIVE_TABLE}_p[0-9]{{10}}$"
+
+ADD, DROP, EXPIRE = ARCHIVE_ADD_PARTITION, ARCHIVE_DROP_PARTITION, ARCHIVE_EXPIRE_DEFAULT
+PARTITION_NAME = f"^{ARCHIVE_PARTITION_PREFIX}[0-9]{{10}}$"
 
 FORWARD = f"""
 CREATE FUNCTION {ADD}(hour timestamptz) RETURNS text
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
 DECLARE
     start timestamptz := date_trunc('hour', hour AT TIME ZONE 'UTC') AT TIME ZONE 'UTC';
-    name text := '{ARCHIVE_TABLE}_p' || to_char(start AT TIME ZONE 'UTC', 'YYYYMMDDHH24');
+    name text := '{ARCHIVE_PARTITION_PREFIX}' || to_char(start AT TIME ZONE 'UTC', 'YYYYMMDDHH24');
 BEGIN
     IF to_regclass(name) IS NOT NULL THEN
         RETURN 'exists';
@@ -58,7 +63,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
 DECLARE
     expired bigint;
 BEGIN
-    DELETE FROM {ARCHIVE_TABLE}_default WHERE delivered_at < cutoff;
+    DELETE FROM {ARCHIVE_DEFAULT_PARTITION} WHERE delivered_at < cutoff;
     GET DIAGNOSTICS expired = ROW_COUNT;
     RETURN expired;
 END

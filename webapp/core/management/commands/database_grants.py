@@ -1,7 +1,7 @@
 """`manage.py database_grants`: give the site's and the relay's PostgreSQL roles their rights, no more.
 
-Run after every `migrate`, as the role that owns the tables (the one in
-`DATABASE_URL` when migrating). The roles themselves are created by whoever
+Run after every `migrate`, as the role that owns the tables (`--database
+owner`, DATABASE_ADMIN_URL, as `make migrate` does). The roles themselves are created by whoever
 administers the server: `make install` (scripts/services.sh) locally, the
 PostgreSQL container's init script under compose. A role that does not exist
 is skipped with a notice, so an install with one shared role keeps working.
@@ -23,10 +23,17 @@ from typing import Any
 
 import structlog
 from django.core.management.base import BaseCommand
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from psycopg import sql
 
-from shared.outbox import ARCHIVE_TABLE, DEAD_LETTER_TABLE, OUTBOX_TABLE
+from shared.outbox import (
+    ARCHIVE_ADD_PARTITION,
+    ARCHIVE_DROP_PARTITION,
+    ARCHIVE_EXPIRE_DEFAULT,
+    ARCHIVE_TABLE,
+    DEAD_LETTER_TABLE,
+    OUTBOX_TABLE,
+)
 
 logger = structlog.get_logger(__name__)
 
@@ -65,9 +72,9 @@ def relay_grants(role: str) -> list[sql.Composed]:
         # that run as the archive's owner.
         sql.SQL("GRANT SELECT, INSERT ON {} TO {}").format(sql.Identifier(ARCHIVE_TABLE), name),
         sql.SQL("GRANT EXECUTE ON FUNCTION {}(timestamptz), {}(text), {}(timestamptz) TO {}").format(
-            sql.Identifier(f"{ARCHIVE_TABLE}_add_partition"),
-            sql.Identifier(f"{ARCHIVE_TABLE}_drop_partition"),
-            sql.Identifier(f"{ARCHIVE_TABLE}_expire_default"),
+            sql.Identifier(ARCHIVE_ADD_PARTITION),
+            sql.Identifier(ARCHIVE_DROP_PARTITION),
+            sql.Identifier(ARCHIVE_EXPIRE_DEFAULT),
             name,
         ),
     ]
@@ -79,13 +86,17 @@ class Command(BaseCommand):
     help = "Grant the web and relay PostgreSQL roles their privileges (run after migrate)."
 
     def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument(
+            "--database", default=DEFAULT_DB_ALIAS, help="the connection to grant through (the tables' owner)"
+        )
         parser.add_argument("--web-role", default=WEB_ROLE, help=f"the site's role (default {WEB_ROLE})")
         parser.add_argument(
             "--relay-role", default=RELAY_ROLE, help=f"the relay's role (default {RELAY_ROLE})"
         )
 
-    def handle(self, *args: Any, web_role: str, relay_role: str, **options: Any) -> None:
-        with transaction.atomic(), connection.cursor() as cursor:
+    def handle(self, *args: Any, database: str, web_role: str, relay_role: str, **options: Any) -> None:
+        connection = connections[database]
+        with transaction.atomic(using=database), connection.cursor() as cursor:
             for role, grants in ((web_role, web_grants), (relay_role, relay_grants)):
                 cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role])
                 if cursor.fetchone() is None:

@@ -12,6 +12,9 @@ import structlog
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
+
+from webapp.core.privileges import privileges_warn
 
 logger = structlog.get_logger(__name__)
 
@@ -76,6 +79,8 @@ class Command(BaseCommand):
             call_command("runserver", bind)
             return
         workers = workers or default_workers()
+        privileges_warn(component="web")
+        connection.close()
         logger.info("web_serving", server="gunicorn", bind=bind, workers=workers, threads=threads)
         argv = gunicorn_argv(bind=bind, workers=workers, threads=threads)
         # Each worker keeps its metrics in files here; /metrics adds them up.

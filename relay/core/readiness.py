@@ -2,9 +2,9 @@
 
 Each dependency is probed with a read-only trivial query within its own
 timeout, concurrently. The answer is one word per dependency (`ok`,
-`unavailable`, `timeout`), never an error text. Every probe also sets the
-`relay_dependency_up` gauge, so Prometheus can alert on readiness without
-calling `/readyz` itself.
+`unavailable`, `timeout`), never an error text. Every answer is also told to
+the observer (the ops side sets the `relay_dependency_up` gauge from it), so
+Prometheus can alert on readiness without calling `/readyz` itself.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import asyncpg
 
 from relay.core.clickhouse import ClickHouseSink, DeliveryError
-from relay.core.outbox import POSTGRES_ERRORS
+from relay.core.observer import Observer
+from relay.core.postgres import POSTGRES_ERRORS
 from relay.core.waits import sleep_unless
-from relay.ops.metrics import RelayMetrics
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -27,7 +27,7 @@ class Readiness:
 
     pool: asyncpg.Pool
     sink: ClickHouseSink
-    metrics: RelayMetrics
+    observer: Observer
     timeout: float
 
     async def check(self) -> dict[str, str]:
@@ -35,8 +35,7 @@ class Readiness:
         probes = {"postgres": self._postgres, "clickhouse": self._clickhouse}
         results = await asyncio.gather(*(self._probe(probe) for probe in probes.values()))
         report = dict(zip(probes, results, strict=True))
-        for dependency, result in report.items():
-            self.metrics.dependency_up.labels(dependency=dependency).set(1 if result == "ok" else 0)
+        self.observer.probed(report)
         return report
 
     async def run(self, stop: asyncio.Event, *, interval: float) -> None:
