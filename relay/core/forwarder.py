@@ -22,7 +22,7 @@ from relay.core.isolation import Canary, Isolator, Line, Outcome, Refusal, Syste
 from relay.core.memory import Burst, give_back
 from relay.core.observer import Batch, Delivery, Observer
 from relay.core.outbox import OutboxQueries
-from relay.core.postgres import POSTGRES_ERRORS, copy_out
+from relay.core.postgres import POSTGRES_ERRORS, Connection, copy_out
 from relay.core.retry import Backoff
 from relay.core.waits import first_of, sleep_unless
 
@@ -238,7 +238,7 @@ class Forwarder:
         )
         return -1 if lines else 0
 
-    async def _oldest_taken(self, connection: outbox.Connection) -> float | None:
+    async def _oldest_taken(self, connection: Connection) -> float | None:
         """When the oldest event of the batch just committed happened; `None` if PostgreSQL cannot say."""
         try:
             return await outbox.oldest_taken(connection)
