@@ -52,7 +52,7 @@ from benchmarks.machine import Machine, cpu_seconds, run_queue
 from benchmarks.producers import TRIGGER_BEFORE_SQL
 from benchmarks.relay import wait_ready
 from benchmarks.results import emit
-from benchmarks.scratch import ROOT, drop_database, free_port, migrate, recreate_database
+from benchmarks.scratch import ROOT, drop_database, free_port, migrate, recreate_database, scratch_name
 from relay.app import clickhouse_sink
 from relay.core import schema
 from relay.settings import RelaySettings
@@ -60,7 +60,7 @@ from shared.events import Envelope, UserLoggedIn
 from shared.outbox import EVENT_LOG_COLUMNS, OUTBOX_TABLE, WAKE_RELAY, WakeUpDebounce
 from shared.settings import load
 
-SCRATCH = "diehard_bench_latency"
+SCRATCH = scratch_name("diehard_bench_latency")
 CLICKHOUSE_SCRIPT = ROOT / "scripts" / "clickhouse.sh"
 OBSERVED = "bench_observed"  # the materialized view the observer reads
 OBSERVER_PERIOD = 0.005

@@ -49,7 +49,7 @@ import uvloop
 
 from benchmarks.machine import Machine
 from benchmarks.results import emit
-from benchmarks.scratch import drop_database, migrate, recreate_database
+from benchmarks.scratch import drop_database, migrate, recreate_database, scratch_name
 from shared.events import Envelope, UserCreated
 from shared.outbox import (
     EVENT_LOG_COLUMNS,
@@ -61,7 +61,7 @@ from shared.outbox import (
 )
 from shared.settings import CommonSettings, load
 
-SCRATCH_DATABASE = "diehard_bench_producers"
+SCRATCH_DATABASE = scratch_name("diehard_bench_producers")
 ENVIRONMENT = "Local"
 REQUIRED_RATIO = 0.95
 SHIPPED = "after_commit"

@@ -45,7 +45,7 @@ from aiochclient import ChClient
 
 from benchmarks.machine import Machine, rss_mb
 from benchmarks.results import emit
-from benchmarks.scratch import ROOT, free_port, migrate, recreate_database
+from benchmarks.scratch import ROOT, free_port, migrate, recreate_database, scratch_name
 from relay.core import schema
 from relay.core.outbox import OutboxQueries
 from relay.core.postgres import copy_out
@@ -54,7 +54,7 @@ from shared.events import Envelope, Event, UserCreated, UserLoggedIn, UserLogged
 from shared.outbox import EVENT_LOG_COLUMNS, OUTBOX_TABLE
 from shared.settings import load
 
-SCRATCH = "diehard_bench_relay"
+SCRATCH = scratch_name("diehard_bench_relay")
 # The relay's default byte cap: batches of the default size stay well under it.
 MAX_BYTES: int = RelaySettings.model_fields["relay_batch_max_bytes"].default
 STEADY = 1.0  # seconds a relay idles after it is ready before its steady memory is read
