@@ -124,7 +124,7 @@ async def pg_drain(url: str, *, batch_size: int, concurrency: int) -> tuple[int,
         nonlocal drained
         while True:
             async with pool.acquire() as connection, connection.transaction():
-                body = await copy_out(connection, queries.take_batch(batch_size, MAX_BYTES))
+                body = await copy_out(connection, queries.batch(batch_size, MAX_BYTES))
             count = body.count(b"\n")
             drained += count
             if count < batch_size:

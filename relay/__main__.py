@@ -8,21 +8,20 @@ relay reconcile [--since DURATION]
                  again what ClickHouse lost; the last line printed is JSON
 relay expire     delete events older than EVENT_LOG_RETENTION_DAYS (servers without TTL)
 relay --version, relay COMMAND --help (options and their environment variables: `relay.cli`)
+
+Each command is one function: `relay.app.run`, the others in `relay.commands`.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
-import aiohttp
-import structlog
 import uvloop
 
-from relay import app, cli
-from relay.core import schema
-from relay.core.clickhouse import DeliveryError
+from relay import app, cli, commands
 from relay.core.observer import Observer
 from relay.settings import RelaySettings
 from shared.logging import configure_logging
@@ -41,33 +40,15 @@ def main(argv: list[str] | None = None, *, observers: Sequence[Observer] = ()) -
         return app.EXIT_MISCONFIGURED
     configure_logging(level=settings.log_level, log_format=settings.log_format)
     init_sentry(settings, component="relay")
-    if command == "migrate":
-        return uvloop.run(app.migrate(settings))
-    if command == "expire":
-        return uvloop.run(app.expire(settings))
-    if command == "check":
-        return uvloop.run(_check(settings))
-    if command == "reconcile":
-        start = datetime.now(UTC) - since if since is not None else None
-        return uvloop.run(app.reconcile(settings, since=start))
-    return uvloop.run(app.run(settings, observers=observers))
-
-
-async def _check(settings: RelaySettings) -> int:
-    async with aiohttp.ClientSession() as session:
-        sink = app.clickhouse_sink(session, settings)
-        try:
-            shape = await schema.inspect(sink, settings.clickhouse_database)
-            if settings.clickhouse_cluster:
-                await schema.inspect_cluster(sink, settings.clickhouse_database, settings.clickhouse_cluster)
-        except schema.SchemaError as error:
-            structlog.get_logger("relay").error("clickhouse_schema_invalid", problem=str(error))
-            return app.EXIT_MISCONFIGURED
-        except DeliveryError as error:
-            structlog.get_logger("relay").error("clickhouse_unavailable", error_kind=error.kind)
-            return app.EXIT_FAILED
-    structlog.get_logger("relay").info("clickhouse_schema_ok", timestamp_precision=shape.timestamp_precision)
-    return app.EXIT_OK
+    start = datetime.now(UTC) - since if since is not None else None
+    run: dict[str, Callable[[], Coroutine[Any, Any, int]]] = {
+        "run": lambda: app.run(settings, observers=observers),
+        "migrate": lambda: commands.migrate(settings),
+        "check": lambda: commands.check(settings),
+        "reconcile": lambda: commands.reconcile(settings, since=start),
+        "expire": lambda: commands.expire(settings),
+    }
+    return uvloop.run(run[command]())
 
 
 if __name__ == "__main__":

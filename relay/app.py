@@ -1,4 +1,4 @@
-"""Composition root: build the parts, run them, stop them well.
+"""Composition root of `relay run`: build the parts, run them, stop them well.
 
 SIGTERM or SIGINT only sets the stop event. The forwarders then stop claiming
 and finish the batch in hand; after the grace period whatever still runs is
@@ -10,27 +10,25 @@ and exits non-zero rather than limp along without it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import signal
-from collections.abc import AsyncIterator, Coroutine, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import aiohttp
 import asyncpg
 import structlog
-from aiochclient import ChClient
 
 from relay.core import schema
 from relay.core.archive import ArchiveQueries
-from relay.core.clickhouse import ClickHouseSink, DeliveryError, insert_settings
+from relay.core.clickhouse import ClickHouseSink, DeliveryError, InsertTarget, insert_settings
 from relay.core.doorbell import Doorbell
 from relay.core.forwarder import Forwarder, ForwarderConfig
 from relay.core.isolation import Canary
 from relay.core.listener import Listener
 from relay.core.observer import Observer, Observers
-from relay.core.outbox import OutboxQueries
+from relay.core.outbox import OutboxQueries, PostgresOutbox
 from relay.core.readiness import Readiness
 from relay.core.retry import Backoff
 from relay.core.waits import sleep_unless
@@ -57,6 +55,7 @@ def clickhouse_sink(
     *,
     database: str | None = None,
     admin: bool = False,
+    target: InsertTarget | None = None,
 ) -> ClickHouseSink:
     """A sink for the configured server (and database, unless another is named).
 
@@ -73,55 +72,53 @@ def clickhouse_sink(
         password=password.get_secret_value(),
         database=database or settings.clickhouse_database,
         timeout=settings.relay_clickhouse_timeout,
+        target=target,
     )
 
 
-async def migrate(settings: RelaySettings) -> int:
-    """Create `event_log` and its view unless they exist (`relay migrate`)."""
-    async with aiohttp.ClientSession() as session:
-        sink = clickhouse_sink(session, settings, database="default", admin=True)
-        features = await schema.apply(
-            await _first_answering(sink),
-            settings.clickhouse_database,
-            settings.clickhouse_cluster,
-            retention_days=settings.event_log_retention_days,
-        )
-    if settings.event_log_retention_days and not features.ttl:
-        log.warning(
-            "clickhouse_retention_needs_expire",
-            retention_days=settings.event_log_retention_days,
-            advice="this server has no table TTL: run `relay expire` daily",
-        )
-    log.info(
-        "clickhouse_schema_applied",
-        database=settings.clickhouse_database,
-        cluster=settings.clickhouse_cluster,
-        datetime64=features.datetime64,
-        insert_deduplication=features.insert_deduplication,
-        durable_insert=features.durable_insert,
-    )
-    return EXIT_OK
+@dataclass(frozen=True, slots=True)
+class PreparedSink:
+    """A sink whose inserts are settled, and the table it writes to."""
+
+    sink: ClickHouseSink
+    shape: schema.TableShape
 
 
-async def _first_answering(sink: ClickHouseSink) -> ChClient:
-    """A client for the first replica that answers (the only one, without `CLICKHOUSE_HOSTS`)."""
-    return await sink.first_answering()
+async def prepare_sink(session: aiohttp.ClientSession, settings: RelaySettings) -> PreparedSink:
+    """Inspect `event_log` (and the cluster), decide the insert target once, and build the sink for it.
+
+    Raises `SchemaError` when the table will not do, `DeliveryError` when
+    ClickHouse does not answer.
+    """
+    reader = clickhouse_sink(session, settings)
+    shape = await schema.inspect(reader, settings.clickhouse_database)
+    target = await insert_target(reader, settings, synchronous=shape.async_insert)
+    return PreparedSink(clickhouse_sink(session, settings, target=target), shape)
 
 
-async def expire(settings: RelaySettings) -> int:
-    """Delete events older than `EVENT_LOG_RETENTION_DAYS` from `event_log` now (`relay expire`)."""
-    if not settings.event_log_retention_days:
-        log.info("clickhouse_retention_off")
-        return EXIT_OK
-    async with aiohttp.ClientSession() as session:
-        sink = clickhouse_sink(session, settings, database="default", admin=True)
-        await (await _first_answering(sink)).execute(
-            schema.expire_statement(
-                settings.clickhouse_database, settings.event_log_retention_days, settings.clickhouse_cluster
+async def insert_target(
+    reader: ClickHouseSink, settings: RelaySettings, *, synchronous: bool
+) -> InsertTarget:
+    """The insert's table and quorum: the whole shard by default on a cluster, none otherwise."""
+    quorum = settings.relay_insert_quorum or 0
+    sharded = False
+    cluster = settings.clickhouse_cluster
+    if cluster:
+        topology = await schema.inspect_cluster(reader, settings.clickhouse_database, cluster)
+        if settings.relay_insert_quorum is None:
+            quorum = topology.replicas
+        if quorum > topology.replicas:
+            raise schema.SchemaError(
+                f"RELAY_INSERT_QUORUM={quorum} but the shards of {cluster}"
+                f" have {topology.replicas} replica(s)"
             )
-        )
-    log.info("clickhouse_events_expired", retention_days=settings.event_log_retention_days)
-    return EXIT_OK
+        sharded = topology.shards > 1
+    log.info("clickhouse_inserts_configured", insert_quorum=quorum, sharded=sharded)
+    return InsertTarget(
+        table=schema.DISTRIBUTED_TABLE if sharded else EVENT_LOG_TABLE,
+        settings=insert_settings(quorum=quorum, sharded=sharded, timeout=settings.relay_clickhouse_timeout),
+        synchronous=synchronous,
+    )
 
 
 def session_settings(settings: RelaySettings) -> dict[str, str]:
@@ -137,49 +134,6 @@ def session_settings(settings: RelaySettings) -> dict[str, str]:
         # same as a relay dying between ClickHouse's ack and its commit).
         "synchronous_commit": "on" if settings.relay_synchronous_commit else "off",
     }
-
-
-async def reconcile(settings: RelaySettings, *, since: datetime | None) -> int:
-    """`relay reconcile`: one reconciliation, a summary on stdout ending in a JSON line.
-
-    Exit 0 when ClickHouse holds every archived event of the hours checked
-    (after re-sending what it lacked), 1 when it does not or a database failed,
-    2 when the ClickHouse table is missing or incompatible.
-    """
-    async with aiohttp.ClientSession() as session:
-        sink = clickhouse_sink(session, settings)
-        try:
-            shape = await schema.inspect(sink, settings.clickhouse_database)
-            await _configure_inserts(sink, settings)  # re-sends go with the quorum too
-        except schema.SchemaError as error:
-            log.error("clickhouse_schema_invalid", problem=str(error))
-            return EXIT_MISCONFIGURED
-        if shape.async_insert:
-            sink.pin_synchronous_inserts()
-        reconciler = reconciliation.Reconciler(
-            connect=lambda: _connection(settings),
-            sink=sink,
-            queries=ArchiveQueries(timestamp_precision=shape.timestamp_precision),
-            batch_size=settings.relay_batch_size,
-            observer=Observer(),
-        )
-        result = await reconciler.once(since=since, wait=True)  # waits while a relay is reconciling
-    if not isinstance(result, reconciliation.Report):
-        return EXIT_FAILED
-    for line in reconciliation.describe(result, retention=settings.relay_archive_retention):
-        print(line)
-    print(json.dumps(result.summary()))
-    return EXIT_OK if result.complete else EXIT_FAILED
-
-
-@contextlib.asynccontextmanager
-async def _connection(settings: RelaySettings) -> AsyncIterator[asyncpg.Connection]:
-    """A PostgreSQL connection of its own, closed after use."""
-    connection = await asyncpg.connect(settings.postgres_dsn, command_timeout=settings.relay_postgres_timeout)
-    try:
-        yield connection
-    finally:
-        await connection.close()
 
 
 async def run(
@@ -209,13 +163,7 @@ async def run(
     )
     try:
         async with aiohttp.ClientSession() as session:
-            return await _serve(
-                settings=settings,
-                stop=stop,
-                sink=clickhouse_sink(session, settings),
-                pool=pool,
-                observers=observers,
-            )
+            return await _serve(settings=settings, stop=stop, session=session, pool=pool, observers=observers)
     finally:
         try:
             await asyncio.wait_for(pool.close(), timeout=max(settings.relay_shutdown_grace, 1.0))
@@ -227,109 +175,50 @@ async def _serve(
     *,
     settings: RelaySettings,
     stop: asyncio.Event,
-    sink: ClickHouseSink,
+    session: aiohttp.ClientSession,
     pool: asyncpg.Pool,
     observers: Sequence[Observer],
 ) -> int:
-    backoff = Backoff(initial=settings.relay_backoff_initial, maximum=settings.relay_backoff_max)
-    metrics = RelayMetrics()
-    status = RelayStatus()
-    observer = Observers(Telemetry(metrics=metrics, status=status), *observers)
-    doorbell = Doorbell()
-    archiving = settings.relay_archive_retention > timedelta(0)
-    listener = Listener(
-        dsn=settings.postgres_dsn,
-        channel=NOTIFY_CHANNEL,
-        doorbell=doorbell,
-        observer=observer,
-        backoff=backoff,
-    )
-    readiness = Readiness(pool=pool, sink=sink, observer=observer, timeout=settings.relay_readiness_timeout)
-    side: dict[str, Coroutine[Any, Any, None]] = {
-        "listener": listener.run(stop),
-        "monitor": OutboxMonitor(
-            pool=pool,
-            metrics=metrics,
-            status=status,
-            interval=settings.relay_stats_interval,
-            count_archive=archiving,
-        ).run(stop),
-        "heartbeat": Heartbeat(status=status).run(stop),
-        "readiness": readiness.run(stop, interval=settings.relay_stats_interval),
-        "http": HttpEndpoint(
-            host=settings.relay_http_host,
-            port=settings.relay_http_port,
-            readiness=readiness,
-            listener=listener,
-            metrics=metrics,
-            status=status,
-            liveness_timeout=settings.relay_liveness_timeout,
-        ).run(stop),
+    """Start the side tasks, wait for a usable ClickHouse, start delivering, supervise, shut down."""
+    parts = _Parts.build(settings, pool=pool, reader=clickhouse_sink(session, settings), observers=observers)
+    helpers = {
+        asyncio.create_task(coroutine, name=name) for name, coroutine in parts.side_tasks(stop).items()
     }
-    helpers = {asyncio.create_task(coroutine, name=name) for name, coroutine in side.items()}
     workers: set[asyncio.Task[None]] = set()
     reported: set[asyncio.Task[None]] = set()
     exit_code = EXIT_FAILED
     try:
-        shape = await _inspect_schema(sink, settings, backoff, stop)
-        if shape is None:
+        prepared = await _wait_for_clickhouse(session, settings, parts.backoff, stop)
+        if prepared is None:
             exit_code = EXIT_OK if stop.is_set() else EXIT_MISCONFIGURED
             return exit_code
-        if shape.async_insert:
-            sink.pin_synchronous_inserts()
-        queries = OutboxQueries(timestamp_precision=shape.timestamp_precision, archive=archiving)
-        config = ForwarderConfig(
-            batch_size=settings.relay_batch_size,
-            max_bytes=settings.relay_batch_max_bytes,
-            poll_interval=settings.relay_poll_interval,
-            recheck_interval=settings.relay_recheck_interval,
-            quiet_period=2 * NOTIFY_DEBOUNCE_MS / 1000,
-            backoff=backoff,
-        )
-        if archiving:
+        if parts.archiving:
             # This hour's partition before the first delivery: otherwise the
             # first batches land in the default partition and block it.
             keeper = ArchiveKeeper(pool=pool, retention=settings.relay_archive_retention)
             await keeper.maintain_once()
             helpers.add(asyncio.create_task(keeper.run(stop), name="archive"))
-        if archiving and settings.relay_reconcile_interval > timedelta(0):
+        if parts.archiving and settings.relay_reconcile_interval > timedelta(0):
             reconciler = reconciliation.Reconciler(
                 connect=pool.acquire,
-                sink=sink,
-                queries=ArchiveQueries(timestamp_precision=shape.timestamp_precision),
+                sink=prepared.sink,
+                queries=ArchiveQueries(timestamp_precision=prepared.shape.timestamp_precision),
                 batch_size=settings.relay_batch_size,
-                observer=observer,
+                observer=parts.observer,
             )
-            helpers.add(
-                asyncio.create_task(
-                    reconciler.run(stop, interval=settings.relay_reconcile_interval.total_seconds()),
-                    name="reconcile",
-                )
-            )
-        canary = Canary()
+            interval = settings.relay_reconcile_interval.total_seconds()
+            helpers.add(asyncio.create_task(reconciler.run(stop, interval=interval), name="reconcile"))
         workers = {
             asyncio.create_task(forwarder.run(stop), name=forwarder.name)
-            for forwarder in (
-                Forwarder(
-                    name=f"forwarder-{number}",
-                    pool=pool,
-                    sink=sink,
-                    queries=queries,
-                    config=config,
-                    doorbell=doorbell,
-                    observer=observer,
-                    canary=canary,
-                )
-                for number in range(settings.relay_concurrency)
-            )
+            for forwarder in parts.forwarders(prepared)
         }
         log.info(
             "relay_started",
             concurrency=settings.relay_concurrency,
             batch_size=settings.relay_batch_size,
             http_port=settings.relay_http_port,
-            timestamp_precision=shape.timestamp_precision,
-            clickhouse_replicas=len(sink.urls),
+            timestamp_precision=prepared.shape.timestamp_precision,
+            clickhouse_replicas=len(prepared.sink.urls),
             cluster=settings.clickhouse_cluster,
             archive_retention_s=settings.relay_archive_retention.total_seconds(),
         )
@@ -338,7 +227,116 @@ async def _serve(
     finally:
         stop.set()
         await _shut_down(workers, helpers, grace=settings.relay_shutdown_grace, reported=reported)
-        log.info("relay_stopped", exit_code=exit_code, events_delivered=status.events_delivered)
+        log.info("relay_stopped", exit_code=exit_code, events_delivered=parts.status.events_delivered)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Parts:
+    """The long-lived parts of one relay process, wired to each other."""
+
+    settings: RelaySettings
+    pool: asyncpg.Pool
+    metrics: RelayMetrics
+    status: RelayStatus
+    observer: Observer
+    doorbell: Doorbell
+    backoff: Backoff
+    listener: Listener
+    readiness: Readiness
+
+    @classmethod
+    def build(
+        cls,
+        settings: RelaySettings,
+        *,
+        pool: asyncpg.Pool,
+        reader: ClickHouseSink,
+        observers: Sequence[Observer],
+    ) -> _Parts:
+        backoff = Backoff(initial=settings.relay_backoff_initial, maximum=settings.relay_backoff_max)
+        metrics, status = RelayMetrics(), RelayStatus()
+        observer = Observers(Telemetry(metrics=metrics, status=status), *observers)
+        doorbell = Doorbell()
+        listener = Listener(
+            dsn=settings.postgres_dsn,
+            channel=NOTIFY_CHANNEL,
+            doorbell=doorbell,
+            observer=observer,
+            backoff=backoff,
+        )
+        return cls(
+            settings=settings,
+            pool=pool,
+            metrics=metrics,
+            status=status,
+            observer=observer,
+            doorbell=doorbell,
+            backoff=backoff,
+            listener=listener,
+            # The probes read ClickHouse through a sink of their own, from the start.
+            readiness=Readiness(
+                pool=pool, sink=reader, observer=observer, timeout=settings.relay_readiness_timeout
+            ),
+        )
+
+    @property
+    def archiving(self) -> bool:
+        """Whether delivered events are kept in the archive."""
+        return self.settings.relay_archive_retention > timedelta(0)
+
+    def side_tasks(self, stop: asyncio.Event) -> dict[str, Coroutine[Any, Any, None]]:
+        """What runs beside delivery from the start: wake-ups, gauges, liveness, readiness, HTTP."""
+        settings = self.settings
+        return {
+            "listener": self.listener.run(stop),
+            "monitor": OutboxMonitor(
+                pool=self.pool,
+                metrics=self.metrics,
+                status=self.status,
+                interval=settings.relay_stats_interval,
+                count_archive=self.archiving,
+            ).run(stop),
+            "heartbeat": Heartbeat(status=self.status).run(stop),
+            "readiness": self.readiness.run(stop, interval=settings.relay_stats_interval),
+            "http": HttpEndpoint(
+                host=settings.relay_http_host,
+                port=settings.relay_http_port,
+                readiness=self.readiness,
+                listener=self.listener,
+                metrics=self.metrics,
+                status=self.status,
+                liveness_timeout=settings.relay_liveness_timeout,
+            ).run(stop),
+        }
+
+    def forwarders(self, prepared: PreparedSink) -> list[Forwarder]:
+        """`RELAY_CONCURRENCY` delivery loops on one outbox, one sink and one canary."""
+        settings = self.settings
+        outbox = PostgresOutbox(
+            self.pool,
+            OutboxQueries(timestamp_precision=prepared.shape.timestamp_precision, archive=self.archiving),
+        )
+        config = ForwarderConfig(
+            batch_size=settings.relay_batch_size,
+            max_bytes=settings.relay_batch_max_bytes,
+            poll_interval=settings.relay_poll_interval,
+            recheck_interval=settings.relay_recheck_interval,
+            quiet_period=2 * NOTIFY_DEBOUNCE_MS / 1000,
+            backoff=self.backoff,
+        )
+        canary = Canary()
+        return [
+            Forwarder(
+                name=f"forwarder-{number}",
+                outbox=outbox,
+                sink=prepared.sink,
+                config=config,
+                doorbell=self.doorbell,
+                observer=self.observer,
+                canary=canary,
+            )
+            for number in range(settings.relay_concurrency)
+        ]
 
 
 async def _shut_down(
@@ -388,15 +386,14 @@ async def _supervise(
     return EXIT_FAILED, {task for task in tasks if task in done}
 
 
-async def _inspect_schema(
-    sink: ClickHouseSink, settings: RelaySettings, backoff: Backoff, stop: asyncio.Event
-) -> schema.TableShape | None:
-    """Check `event_log` before starting; wait for ClickHouse if it is not up yet."""
+async def _wait_for_clickhouse(
+    session: aiohttp.ClientSession, settings: RelaySettings, backoff: Backoff, stop: asyncio.Event
+) -> PreparedSink | None:
+    """Check `event_log` and settle the inserts before starting; wait for ClickHouse if it is not up yet."""
     failures = 0
     while not stop.is_set():
         try:
-            shape = await schema.inspect(sink, settings.clickhouse_database)
-            await _configure_inserts(sink, settings)
+            return await prepare_sink(session, settings)
         except schema.SchemaError as error:
             log.error("clickhouse_schema_invalid", problem=str(error))
             return None
@@ -410,31 +407,7 @@ async def _inspect_schema(
                 retry_in_s=round(delay, 2),
             )
             await sleep_unless(stop, delay)
-        else:
-            return shape
     return None
-
-
-async def _configure_inserts(sink: ClickHouseSink, settings: RelaySettings) -> None:
-    """Pick the insert's table and quorum: the whole shard by default on a cluster, none otherwise."""
-    quorum = settings.relay_insert_quorum or 0
-    sharded = False
-    cluster = settings.clickhouse_cluster
-    if cluster:
-        topology = await schema.inspect_cluster(sink, settings.clickhouse_database, cluster)
-        if settings.relay_insert_quorum is None:
-            quorum = topology.replicas
-        if quorum > topology.replicas:
-            raise schema.SchemaError(
-                f"RELAY_INSERT_QUORUM={quorum} but the shards of {cluster}"
-                f" have {topology.replicas} replica(s)"
-            )
-        sharded = topology.shards > 1
-    sink.configure_inserts(
-        table=schema.DISTRIBUTED_TABLE if sharded else EVENT_LOG_TABLE,
-        settings=insert_settings(quorum=quorum, sharded=sharded, timeout=settings.relay_clickhouse_timeout),
-    )
-    log.info("clickhouse_inserts_configured", insert_quorum=quorum, sharded=sharded)
 
 
 def _request_stop(stop: asyncio.Event, signum: int) -> None:

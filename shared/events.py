@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import re
+import types
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Any, ClassVar, Final, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict
 
@@ -42,6 +44,11 @@ class Event(BaseModel):
     def context_json(self) -> str:
         """The payload as compact JSON, the form the analysts' `event_context` holds."""
         return json.dumps(self.model_dump(mode="json"), separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def field_kinds(cls) -> dict[str, str]:
+        """The payload's fields and their kinds, as `PUBLISHED_SCHEMAS` records them."""
+        return {name: field_kind(info.annotation) for name, info in cls.model_fields.items()}
 
 
 class UserCreated(Event):
@@ -158,3 +165,50 @@ class Envelope:
     def columns(self) -> dict[str, object]:
         """The envelope as `event_log`'s columns, in `EVENT_LOG_COLUMNS` order."""
         return {name: getattr(self, name) for name in EVENT_LOG_COLUMNS}
+
+
+# The kinds a payload field may have, as the published schemas spell them; `?`
+# marks a field that may be null or absent.
+_KINDS: Final[dict[object, str]] = {int: "integer", str: "string", bool: "boolean"}
+
+
+def field_kind(annotation: object) -> str:
+    """`int | None` -> `integer?`, `tuple[str, ...]` -> `string[]`; a `TypeError` for other types."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin in (Union, types.UnionType) and type(None) in args:
+        (inner,) = (arg for arg in args if arg is not type(None))
+        return f"{field_kind(inner)}?"
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis and args[0] in _KINDS:
+        return f"{_KINDS[args[0]]}[]"
+    if annotation in _KINDS:
+        return _KINDS[annotation]
+    raise TypeError(
+        f"an event field cannot be {annotation!r}: use int, str, bool, tuple[str, ...] or X | None"
+    )
+
+
+def event_classes() -> list[type[Event]]:
+    """Every event the site can publish, in declaration order."""
+    found: list[type[Event]] = []
+    pending = list(Event.__subclasses__())
+    while pending:
+        cls = pending.pop(0)
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+# Every (event type, metadata version) ever published, with its fields: the
+# record analysts' tables are built from (`relay migrate` creates one typed view
+# per event type) and that tests/unit/test_event_schemas.py holds the classes to.
+# docs/EVENTS.md says what a new version may change.
+PUBLISHED_SCHEMAS_FILE: Final = Path(__file__).with_name("event_schemas.json")
+
+
+def published_schemas() -> dict[str, dict[int, dict[str, str]]]:
+    """`{event_type: {metadata_version: {field: kind}}}` as recorded in `event_schemas.json`."""
+    recorded = json.loads(PUBLISHED_SCHEMAS_FILE.read_text())
+    return {
+        event_type: {int(version): dict(fields) for version, fields in versions.items()}
+        for event_type, versions in recorded.items()
+    }

@@ -50,6 +50,11 @@ NOTIFY_DEBOUNCE_MS: Final = 50
 # (`RELAY_POLL_INTERVAL`).
 WAKE_RELAY: Final = f"SELECT pg_notify('{NOTIFY_CHANNEL}', '')"
 
+# The account an event is about, as SQL on the `json` payload (`"user_id":N`,
+# or null): every table that keeps events has an index on this expression, so
+# the activity page and erasure find one account's events without a scan.
+USER_ID_EXPRESSION: Final = "(event_context ->> 'user_id')"
+
 # The analysts' ClickHouse table, and its view without the copies an
 # at-least-once delivery can leave (the relay creates both; the site reads the view).
 EVENT_LOG_TABLE: Final = "event_log"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import aiohttp
@@ -109,6 +110,22 @@ def insert_settings(*, quorum: int, sharded: bool, timeout: float) -> dict[str, 
     return settings
 
 
+@dataclass(frozen=True, slots=True)
+class InsertTarget:
+    """Where and how every insert of a sink goes, decided once, before the sink is built."""
+
+    table: str = EVENT_LOG_TABLE  # or the `Distributed` table over several shards
+    settings: Mapping[str, int | str] = field(default_factory=dict)  # a quorum, say (`insert_settings`)
+    # Pin `async_insert = 0` (servers that have the setting): the acknowledgement
+    # then always means "written", whatever the user's profile says.
+    synchronous: bool = False
+
+    @property
+    def query(self) -> str:
+        """The insert statement the sink sends before each TSV body."""
+        return insert_query(self.table, synchronous=self.synchronous)
+
+
 class ClickHouseSink:
     """Inserts TSV bodies into `event_log` and answers health probes, on one server or several replicas.
 
@@ -129,33 +146,22 @@ class ClickHouseSink:
         password: str,
         database: str,
         timeout: float,
+        target: InsertTarget | None = None,
     ) -> None:
         self.urls = [url] if isinstance(url, str) else list(url)
         if not self.urls:
             raise ValueError("no ClickHouse address given")
         self._session = session
         self._credentials = {"user": user, "password": password or None, "database": database}
+        self.target = target or InsertTarget()
         self._readers = [self._client(url) for url in self.urls]
-        self._writers = self._readers
+        self._writers = [self._client(url, **self.target.settings) for url in self.urls]
+        self._query = self.target.query
         self._current = 0
         self.timeout = timeout
-        self._table = EVENT_LOG_TABLE
-        self._synchronous = False
-        self._query = insert_query()
 
     def _client(self, url: str, **settings: int | str) -> ChClient:
         return ChClient(self._session, url=url, **self._credentials, **settings)
-
-    def configure_inserts(self, *, table: str = EVENT_LOG_TABLE, settings: Mapping[str, int | str]) -> None:
-        """Insert into `table`, with these ClickHouse settings (a quorum, say) on every insert."""
-        self._table = table
-        self._query = insert_query(table, synchronous=self._synchronous)
-        self._writers = [self._client(url, **settings) for url in self.urls]
-
-    def pin_synchronous_inserts(self) -> None:
-        """Ask the server never to acknowledge an insert before writing it (`async_insert = 0`)."""
-        self._synchronous = True
-        self._query = insert_query(self._table, synchronous=True)
 
     async def first_answering(self) -> ChClient:
         """A client for the first replica that answers, for schema statements.

@@ -3,28 +3,34 @@
 Acknowledging is deleting the claimed rows in the transaction that claimed
 them, committed only after ClickHouse acknowledged the insert. A crash between
 the two re-delivers the batch; `event_log` hides the duplicates.
+
+The loop only decides. It does its I/O through an `Outbox` (over PostgreSQL:
+`relay.core.outbox.PostgresOutbox`) and a `Sink`, and waits on a `Clock`; what
+a failure calls for next is one table (`RESPONSES`, read by `next_step`). Unit
+tests drive every branch with fakes; the integration tests prove the SQL and
+the wire.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import time
 import uuid
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from typing import Final, Protocol
 
-import asyncpg
 import structlog
 
-from relay.core import outbox
-from relay.core.clickhouse import ClickHouseSink, RejectedData, TransientError
+from relay.core.clickhouse import RejectedData, TransientError
 from relay.core.doorbell import Doorbell
-from relay.core.isolation import Canary, Isolator, Line, Outcome, Refusal, SystemicRefusal
+from relay.core.isolation import Canary, Isolator, Line, Outcome, Refusal, Sink, SystemicRefusal
 from relay.core.memory import Burst, give_back
-from relay.core.observer import Batch, Delivery, Observer
-from relay.core.outbox import OutboxQueries
-from relay.core.postgres import POSTGRES_ERRORS, Connection, copy_out
+from relay.core.observer import Batch, Delivery, Observer, TraceContext
+from relay.core.postgres import POSTGRES_ERRORS
 from relay.core.retry import Backoff
-from relay.core.waits import first_of, sleep_unless
+from relay.core.waits import Clock
 
 log = structlog.get_logger("relay.forwarder")
 
@@ -35,6 +41,118 @@ ISOLATION_DEADLINE = 10.0
 # Failures in a row of the same non-data kind after which the batch is halved.
 SHRINK_AFTER = 2
 SHRINKING_KINDS = frozenset({"server", "timeout"})
+
+
+class Claim(Protocol):
+    """One outbox transaction: what it takes leaves the outbox if it commits, and stays if it rolls back."""
+
+    async def take_batch(
+        self, limit: int, max_bytes: int, *, traced: bool = False
+    ) -> tuple[bytes, list[TraceContext]]:
+        """Claim and remove up to `limit` events (about `max_bytes`) as ClickHouse TSV (and trace headers)."""
+        ...
+
+    async def claim_lines(self, limit: int, max_bytes: int) -> list[Line]:
+        """Claim up to `limit` events (about `max_bytes`) without removing them: (outbox id, TSV line)."""
+        ...
+
+    async def settle(self, *, delivered: list[int], refused: list[tuple[int, str]]) -> None:
+        """Remove the delivered events; set the refused ones aside, each with its error."""
+        ...
+
+    @property
+    def happened(self) -> float | None:
+        """Once committed: when the oldest event `take_batch` removed happened (epoch seconds, to the
+        microsecond, whatever ClickHouse keeps), or `None` if the outbox cannot say."""
+        ...
+
+
+class Outbox(Protocol):
+    """Where a forwarder takes events from."""
+
+    def claim(self) -> AbstractAsyncContextManager[Claim]:
+        """A transaction, committed when the block ends without an error, rolled back otherwise."""
+        ...
+
+    async def canary(self) -> bytes | None:
+        """A recently delivered event as TSV, to test ClickHouse with (`None` without the archive)."""
+        ...
+
+
+class Went(enum.StrEnum):
+    """How a round went."""
+
+    DELIVERED = "delivered"  # a batch went to ClickHouse and left the outbox
+    EMPTY = "empty"  # nothing was waiting
+    ISOLATED = "isolated"  # a refused batch was sorted out: good events delivered, bad ones set aside
+    FAILED = "failed"  # nothing moved; the loop did what the failure called for
+
+
+@dataclass(frozen=True, slots=True)
+class Round:
+    """What one round did: how it went, and how many events it delivered."""
+
+    went: Went
+    events: int = 0
+
+
+class Next(enum.StrEnum):
+    """What a failed round calls for."""
+
+    ISOLATE = "isolate"  # some event of the batch is bad: isolate the batch next, at once
+    REFUSED = "refused"  # ClickHouse refuses every event alike: say so, back off; the events wait
+    SHRINK = "shrink"  # the same slow or failing insert again: halve the batch, back off
+    BACK_OFF = "back_off"  # a transient failure: back off, then try the same again
+
+
+class OversizedEvent(Exception):
+    """One event whose TSV line alone is larger than `RELAY_BATCH_MAX_BYTES`."""
+
+    code = None
+
+    def __init__(self, size: int, cap: int) -> None:
+        super().__init__(
+            f"Event too large: {size} bytes as TSV, over RELAY_BATCH_MAX_BYTES ({cap});"
+            " set aside without being sent to ClickHouse"
+        )
+        self.size = size
+
+
+# What each failure calls for, first match first: (errors, their kind in
+# metrics and logs, or `None` for the error's own `kind`, what comes next).
+RESPONSES: Final[tuple[tuple[tuple[type[Exception], ...], str | None, Next], ...]] = (
+    ((RejectedData, OversizedEvent), "rejected", Next.ISOLATE),
+    ((SystemicRefusal,), "rejected", Next.REFUSED),
+    ((TransientError,), None, Next.BACK_OFF),  # server, timeout, unavailable
+    (POSTGRES_ERRORS, "postgres", Next.BACK_OFF),
+)
+FAILURES: Final = tuple(error for errors, _, _ in RESPONSES for error in errors)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What the loop does after a failed round."""
+
+    kind: str  # the failure's kind, for metrics and logs
+    next: Next
+    failures: int  # failures of this kind in a row, this one included (isolating is no retry: unchanged)
+
+
+def next_step(error: Exception, *, last_kind: str, failures: int) -> Step:
+    """What comes after a round that failed with `error`, after `failures` failures of `last_kind` in a row.
+
+    A pure function of its arguments: `RESPONSES`, and halving the batch once
+    the same slow or failing insert comes back `SHRINK_AFTER` times in a row.
+    """
+    for errors, fixed_kind, response in RESPONSES:
+        if isinstance(error, errors):
+            kind = fixed_kind or str(getattr(error, "kind", "error"))
+            if response is Next.ISOLATE:
+                return Step(kind=kind, next=response, failures=failures)
+            in_a_row = failures + 1 if kind == last_kind else 1
+            shrink = response is Next.BACK_OFF and kind in SHRINKING_KINDS and in_a_row >= SHRINK_AFTER
+            return Step(kind=kind, next=Next.SHRINK if shrink else response, failures=in_a_row)
+    raise TypeError(f"not a failure a forwarder handles: {type(error).__name__}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,14 +172,14 @@ class Forwarder:
     """One delivery loop; a relay runs `RELAY_CONCURRENCY` of them side by side."""
 
     name: str
-    pool: asyncpg.Pool
-    sink: ClickHouseSink
-    queries: OutboxQueries
+    outbox: Outbox
+    sink: Sink
     config: ForwarderConfig
     doorbell: Doorbell
     observer: Observer
     # The last line ClickHouse took, shared by the forwarders of one relay.
     canary: Canary = field(default_factory=Canary)
+    clock: Clock = field(default_factory=Clock)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver batches until `stop` is set; the batch in hand is finished first."""
@@ -74,120 +192,102 @@ class Forwarder:
             bell.clear()
             batch_id = uuid.uuid4().hex[:16]
             with structlog.contextvars.bound_contextvars(batch_id=batch_id, forwarder=self.name):
-                delivered = await self._round(stop, attempts, batch_id)
-            if delivered is None:
-                continue  # failed: backed off already, or isolating next
-            full = delivered >= attempts.limit
+                done = await self.round(stop, attempts, batch_id=batch_id)
+            if done.went is Went.FAILED:
+                continue  # backed off already, or isolating next
+            full = done.went is Went.DELIVERED and done.events >= attempts.limit
             attempts.grow(self.config)
-            burst.delivered(delivered)
-            if full or delivered < 0:
+            burst.delivered(done.events if done.went is Went.DELIVERED else 0)
+            if full or done.went is Went.ISOLATED:
                 continue  # more is waiting (or isolation just ran): go on without waiting
             if burst.ended():
                 give_back()  # a backlog was drained: its buffers are garbage now
-            if delivered:
-                follow_up.extend(time.monotonic())  # events are flowing: keep looking
-            following = follow_up.active(time.monotonic())
-            await first_of(bell, stop, seconds=follow_up.interval if following else self.config.poll_interval)
+            if done.went is Went.DELIVERED:
+                follow_up.extend(self.clock.monotonic())  # events are flowing: keep looking
+            following = follow_up.active(self.clock.monotonic())
+            await self.clock.first_of(
+                bell, stop, seconds=follow_up.interval if following else self.config.poll_interval
+            )
             if stop.is_set():
                 break
             if bell.is_set():
                 # Producers notify at most once per debounce window (and each
                 # session looks at most once per window): transactions that
                 # kept quiet are found by the follow-up looks.
-                follow_up.extend(time.monotonic())
+                follow_up.extend(self.clock.monotonic())
             else:
                 self.observer.woke("recheck" if following else "poll")
 
-    async def _round(self, stop: asyncio.Event, attempts: Attempts, batch_id: str) -> int | None:
-        """One batch (or one isolation); `None` when it failed, after the back-off it called for."""
+    async def round(self, stop: asyncio.Event, attempts: Attempts, *, batch_id: str) -> Round:
+        """One batch (or one isolation); a failure is answered (see `next_step`) before it returns."""
         try:
             if attempts.isolate:
                 attempts.isolate = False
-                delivered = await self.isolate_batch(attempts)
+                done = await self.isolate_batch(attempts)
             else:
-                delivered = await self.deliver_batch(
-                    batch_id=batch_id, attempt=attempts.failures + 1, attempts=attempts
-                )
-        except (RejectedData, OversizedEvent) as error:
+                done = await self.deliver_batch(attempts, batch_id=batch_id)
+        except FAILURES as error:
+            await self._answer(error, stop, attempts)
+            return Round(Went.FAILED)
+        attempts.succeeded()
+        return done
+
+    async def _answer(self, error: Exception, stop: asyncio.Event, attempts: Attempts) -> None:
+        step = next_step(error, last_kind=attempts.kind, failures=attempts.failures)
+        details = _details(error)
+        if step.next is Next.ISOLATE:
             # Some row in the batch is bad (or too big to send). The transaction
             # rolled back; the next round finds it, at once.
-            self._failed("rejected", error_code=error.code)
             attempts.isolate = True
-            return None
-        except SystemicRefusal as error:
-            attempts.failed("rejected")
+            self._failed(step.kind, **details)
+            return
+        attempts.kind, attempts.failures = step.kind, step.failures
+        if step.next is Next.REFUSED:
+            assert isinstance(error, SystemicRefusal)
             self._refusing(attempts, error)
-            await self._back_off(stop, attempts.failures, "rejected", error_code=error.code, systemic=True)
-            return None
-        except TransientError as error:
-            attempts.failed(error.kind)
-            if error.kind in SHRINKING_KINDS and attempts.failures >= SHRINK_AFTER:
-                attempts.shrink()
-            await self._back_off(stop, attempts.failures, error.kind, error_code=error.code)
-            return None
-        except POSTGRES_ERRORS as error:
-            attempts.failed("postgres")
-            await self._back_off(
-                stop,
-                attempts.failures,
-                "postgres",
-                error_type=type(error).__name__,
-                sqlstate=getattr(error, "sqlstate", None),
-            )
-            return None
-        attempts.succeeded()
-        return delivered
+            details["systemic"] = True
+        elif step.next is Next.SHRINK:
+            attempts.shrink()
+        delay = self.config.backoff.delay(step.failures)
+        self._failed(step.kind, attempt=step.failures, retry_in_s=round(delay, 3), **details)
+        await self.clock.sleep_unless(stop, delay)
 
-    async def deliver_batch(
-        self, *, batch_id: str = "", attempt: int = 1, attempts: Attempts | None = None
-    ) -> int:
-        """Move one batch from the outbox to ClickHouse; return how many events it held."""
+    async def deliver_batch(self, attempts: Attempts, *, batch_id: str) -> Round:
+        """Move one batch from the outbox to ClickHouse."""
         started = time.perf_counter()
         traced = self.observer.wants_traces()
-        attempts = attempts or Attempts(limit=self.config.batch_size, max_bytes=self.config.max_bytes)
-        limit, max_bytes = attempts.limit, attempts.max_bytes
-        async with self.pool.acquire() as connection:
-            async with connection.transaction():
-                body, traces = await outbox.take_batch(
-                    connection, self.queries, limit, max_bytes, traced=traced
-                )
-                if not body:
-                    # Nothing waits that ClickHouse could refuse: another relay
-                    # delivered it once ClickHouse took events again.
-                    self._accepting(attempts)
-                    return 0
-                if len(body) > self.config.max_bytes and body.count(b"\n") == 1:
-                    raise OversizedEvent(
-                        len(body), self.config.max_bytes
-                    )  # rolls back: isolation sets it aside
-                batch = Batch(
-                    batch_id=batch_id,
-                    events=body.count(b"\n"),
-                    size=len(body),
-                    traces=traces if traced else None,
-                )
-                with self.observer.inserting(batch):
-                    await self.sink.insert(body)
-                acknowledged_at = time.time()
-                await self.observer.acknowledged(batch)
-            # After the commit, off the events' path: the lag, to the microsecond.
-            happened = await self._oldest_taken(connection)
+        async with self.outbox.claim() as claim:
+            body, traces = await claim.take_batch(attempts.limit, attempts.max_bytes, traced=traced)
+            if not body:
+                # Nothing waits that ClickHouse could refuse: another relay
+                # delivered it once ClickHouse took events again.
+                self._accepting(attempts)
+                return Round(Went.EMPTY)
+            if len(body) > self.config.max_bytes and body.count(b"\n") == 1:
+                raise OversizedEvent(len(body), self.config.max_bytes)  # rolls back: isolation sets it aside
+            batch = Batch(
+                batch_id=batch_id, events=body.count(b"\n"), size=len(body), traces=traces if traced else None
+            )
+            with self.observer.inserting(batch):
+                await self.sink.insert(body)
+            acknowledged_at = time.time()
+            await self.observer.acknowledged(batch)
         self.canary.remember(body)
         self._accepting(attempts)
         duration = time.perf_counter() - started
-        lag = acknowledged_at - happened if happened is not None else None
+        lag = acknowledged_at - claim.happened if claim.happened is not None else None
         self.observer.delivered(Delivery(batch.events, batch.size, duration=duration, lag=lag))
         log.info(
             "batch_delivered",
             events=batch.events,
             bytes=batch.size,
             duration_ms=round(duration * 1000, 2),
-            attempt=attempt,
+            attempt=attempts.failures + 1,
         )
-        return batch.events
+        return Round(Went.DELIVERED, batch.events)
 
-    async def isolate_batch(self, attempts: Attempts | None = None) -> int:
-        """Deliver a batch that ClickHouse refused, setting its bad events aside; -1 when done.
+    async def isolate_batch(self, attempts: Attempts) -> Round:
+        """Deliver a batch that ClickHouse refused, setting its bad events aside.
 
         The events are cut where ClickHouse says it stopped (see
         `relay.core.isolation`): the good ones are delivered and removed, each
@@ -196,12 +296,10 @@ class Forwarder:
         transaction bounded by `ISOLATION_DEADLINE`. A systemic refusal raises
         `SystemicRefusal` and rolls everything back.
         """
-        attempts = attempts or Attempts(limit=self.config.batch_size, max_bytes=self.config.max_bytes)
-        limit, max_bytes = attempts.limit, attempts.max_bytes
         cap = self.config.max_bytes
-        isolator = Isolator(self.sink, self.canary, deadline=ISOLATION_DEADLINE, fallback=self._archived_line)
-        async with self.pool.acquire() as connection, connection.transaction():
-            lines = await outbox.claim_lines(connection, self.queries, limit, max_bytes)
+        isolator = Isolator(self.sink, self.canary, deadline=ISOLATION_DEADLINE, fallback=self.outbox.canary)
+        async with self.outbox.claim() as claim:
+            lines = await claim.claim_lines(attempts.limit, attempts.max_bytes)
             sendable: list[Line] = [line for line in lines if len(line[1]) <= cap]
             outcome = await isolator.isolate(sendable) if sendable else Outcome()
             outcome.refused.extend(
@@ -209,9 +307,9 @@ class Forwarder:
                 for outbox_id, line in lines
                 if len(line) > cap
             )
-            await outbox.delete(connection, self.queries, outcome.delivered)
-            await outbox.dead_letter(
-                connection, [(refusal.outbox_id, str(refusal.error)) for refusal in outcome.refused]
+            await claim.settle(
+                delivered=outcome.delivered,
+                refused=[(refusal.outbox_id, str(refusal.error)) for refusal in outcome.refused],
             )
         for refusal in outcome.refused:
             log.warning(
@@ -236,22 +334,7 @@ class Forwarder:
             left_in_outbox=outcome.untouched,
             inserts=outcome.inserts,
         )
-        return -1 if lines else 0
-
-    async def _oldest_taken(self, connection: Connection) -> float | None:
-        """When the oldest event of the batch just committed happened; `None` if PostgreSQL cannot say."""
-        try:
-            return await outbox.oldest_taken(connection)
-        except POSTGRES_ERRORS:  # the batch is delivered and committed: only the lag sample is lost
-            return None
-
-    async def _archived_line(self) -> bytes | None:
-        """A recently delivered event, as TSV, to test ClickHouse with (`None` without the archive)."""
-        if self.queries.canary is None:
-            return None
-        async with self.pool.acquire() as connection:
-            body = await copy_out(connection, self.queries.canary)
-        return body or None
+        return Round(Went.ISOLATED, len(outcome.delivered)) if lines else Round(Went.EMPTY)
 
     def _refusing(self, attempts: Attempts, error: SystemicRefusal) -> None:
         log.error(
@@ -272,23 +355,12 @@ class Forwarder:
         self.observer.failed(kind)
         log.warning("batch_failed", error_kind=kind, forwarder=self.name, **details)
 
-    async def _back_off(self, stop: asyncio.Event, failures: int, kind: str, **details: object) -> None:
-        delay = self.config.backoff.delay(failures)
-        self._failed(kind, attempt=failures, retry_in_s=round(delay, 3), **details)
-        await sleep_unless(stop, delay)
 
-
-class OversizedEvent(Exception):
-    """One event whose TSV line alone is larger than `RELAY_BATCH_MAX_BYTES`."""
-
-    code = None
-
-    def __init__(self, size: int, cap: int) -> None:
-        super().__init__(
-            f"Event too large: {size} bytes as TSV, over RELAY_BATCH_MAX_BYTES ({cap});"
-            " set aside without being sent to ClickHouse"
-        )
-        self.size = size
+def _details(error: Exception) -> dict[str, object]:
+    """What a log line says of a failure besides its kind."""
+    if isinstance(error, POSTGRES_ERRORS):
+        return {"error_type": type(error).__name__, "sqlstate": getattr(error, "sqlstate", None)}
+    return {"error_code": getattr(error, "code", None)}
 
 
 @dataclass(slots=True)
@@ -297,15 +369,10 @@ class Attempts:
 
     limit: int  # events per batch now: halved while timeouts or server errors repeat
     max_bytes: int
-    failures: int = 0  # failures in a row, of `kind`
+    failures: int = 0  # failures in a row, of `kind` (see `next_step`)
     kind: str = ""
     isolate: bool = False  # the next round isolates: a batch was refused, or the last isolation found poison
     refusing: bool = False  # ClickHouse refuses every event alike
-
-    def failed(self, kind: str) -> None:
-        """One more failure; a failure of another kind starts the count again."""
-        self.failures = self.failures + 1 if kind == self.kind else 1
-        self.kind = kind
 
     def succeeded(self) -> None:
         """A round went through."""

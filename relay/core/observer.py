@@ -14,9 +14,15 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Literal
 
-from relay.core.outbox import TraceContext
-
 type WakeCause = Literal["notify", "poll", "recheck"]
+
+
+@dataclass(frozen=True, slots=True)
+class TraceContext:
+    """Sentry trace headers an event was written with."""
+
+    sentry_trace: str
+    baggage: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,11 +9,15 @@ row is deleted in the same transaction that delivered it, so "delivered" and
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
+import asyncpg
+
 from relay.core.archive import ArchiveQueries
-from relay.core.postgres import Connection, copy_out, tsv_columns
+from relay.core.observer import TraceContext
+from relay.core.postgres import POSTGRES_ERRORS, Connection, copy_out, tsv_columns
 from shared.outbox import (
     BACKLOG,
     DEAD_LETTER_TABLE,
@@ -55,14 +59,6 @@ STAMP = (
 OLDEST_TAKEN = f"SELECT nullif(current_setting('{TAKEN_SETTING}', true), '')::float8"
 
 
-@dataclass(frozen=True, slots=True)
-class TraceContext:
-    """Sentry trace headers an event was written with."""
-
-    sentry_trace: str
-    baggage: str
-
-
 class OutboxQueries:
     """The statements that render events as ClickHouse TSV, for a table of one timestamp precision.
 
@@ -87,24 +83,24 @@ class OutboxQueries:
         moved = f"moved AS ({delete} RETURNING {', '.join(EVENT_LOG_COLUMNS)})"
         return f"WITH {moved}, {STAMP} SELECT {self.tsv_columns} FROM moved, stamp"
 
-    def take_batch(self, limit: int, max_bytes: int) -> str:
-        """The hot path: claim, delete and render up to `limit` events (about `max_bytes`) at once."""
+    def batch(self, limit: int, max_bytes: int) -> str:
+        """The hot path's statement: claim, delete and render up to `limit` events (about `max_bytes`)."""
         return self._removing(f"DELETE FROM {OUTBOX_TABLE} WHERE id IN ({_claim(limit, max_bytes)})")
 
-    def take_ids(self, ids: Iterable[int]) -> str:
-        """Delete and render the events with these outbox ids (already claimed)."""
+    def removal(self, ids: Iterable[int]) -> str:
+        """The statement that deletes and renders the events with these outbox ids (already claimed)."""
         id_list = ", ".join(str(int(outbox_id)) for outbox_id in ids)
         return self._removing(f"DELETE FROM {OUTBOX_TABLE} WHERE id IN ({id_list})")
 
-    def claim_traced(self, limit: int, max_bytes: int) -> str:
-        """Claim the next batch's ids with the trace headers their events were written with."""
+    def traced_ids(self, limit: int, max_bytes: int) -> str:
+        """The statement that claims the next batch's ids with the trace headers of their events."""
         return (
             f"SELECT id, sentry_trace, baggage FROM {OUTBOX_TABLE}"
             f" WHERE id IN ({_claim(limit, max_bytes)}) ORDER BY id"
         )
 
-    def claim_lines(self, limit: int, max_bytes: int) -> str:
-        """The isolation path: claim up to `limit` events without deleting them, each line led by its id."""
+    def lines(self, limit: int, max_bytes: int) -> str:
+        """The isolation path's statement: claim up to `limit` events, not deleted, each led by its id."""
         return (
             f"SELECT id, {self.tsv_columns} FROM {OUTBOX_TABLE}"
             f" WHERE id IN ({_claim(limit, max_bytes)}) ORDER BY id"
@@ -125,54 +121,83 @@ def _claim(limit: int, max_bytes: int) -> str:
     ) AS sized WHERE before = 0 OR before + size <= {int(max_bytes)}"""
 
 
-async def take_batch(
-    connection: Connection, queries: OutboxQueries, limit: int, max_bytes: int, *, traced: bool = False
-) -> tuple[bytes, list[TraceContext]]:
-    """Claim and delete up to `limit` events (about `max_bytes`); return them as ClickHouse TSV.
+@dataclass(frozen=True, slots=True)
+class PostgresOutbox:
+    """The outbox a forwarder works on (`relay.core.forwarder.Outbox`), over a pool of connections."""
 
-    A traced batch also returns the trace headers its events were written with,
-    at the price of one more statement.
-    """
-    if not traced:
-        return await copy_out(connection, queries.take_batch(limit, max_bytes)), []
-    rows = await connection.fetch(queries.claim_traced(limit, max_bytes))
-    if not rows:
-        return b"", []
-    body = await copy_out(connection, queries.take_ids(row["id"] for row in rows))
-    traces = [TraceContext(row["sentry_trace"], row["baggage"]) for row in rows if row["sentry_trace"]]
-    return body, traces
+    pool: asyncpg.Pool
+    queries: OutboxQueries
 
+    @contextlib.asynccontextmanager
+    async def claim(self) -> AsyncIterator[PostgresClaim]:
+        """One transaction on a pooled connection, committed when the block ends without an error.
 
-async def oldest_taken(connection: Connection) -> float | None:
-    """When the oldest event the session's last removing statement took happened (epoch seconds)."""
-    value = await connection.fetchval(OLDEST_TAKEN)
-    return float(value) if value is not None else None
+        Once it committed, the claim knows when the oldest event it removed
+        happened (`happened`), read after the commit, off the events' path.
+        """
+        async with self.pool.acquire() as connection:
+            claim = PostgresClaim(connection, self.queries)
+            async with connection.transaction():
+                yield claim
+            if claim.took:
+                try:
+                    claim.happened = await connection.fetchval(OLDEST_TAKEN)
+                except POSTGRES_ERRORS:  # delivered and committed: only the lag sample is lost
+                    claim.happened = None
 
-
-async def claim_lines(
-    connection: Connection, queries: OutboxQueries, limit: int, max_bytes: int
-) -> list[tuple[int, bytes]]:
-    """Claim up to `limit` events (about `max_bytes`) without deleting them: (id, TSV line) pairs."""
-    data = await copy_out(connection, queries.claim_lines(limit, max_bytes))
-    lines = []
-    for line in data.splitlines(keepends=True):
-        outbox_id, _, rest = line.partition(b"\t")
-        lines.append((int(outbox_id), rest))
-    return lines
+    async def canary(self) -> bytes | None:
+        """A recently delivered event, as TSV, to test ClickHouse with (`None` without the archive)."""
+        if self.queries.canary is None:
+            return None
+        async with self.pool.acquire() as connection:
+            body = await copy_out(connection, self.queries.canary)
+        return body or None
 
 
-async def delete(connection: Connection, queries: OutboxQueries, ids: list[int]) -> None:
-    """Remove delivered events (into the archive when it is on)."""
-    if ids:
-        await connection.execute(queries.delete_ids, ids)
+@dataclass(slots=True)
+class PostgresClaim:
+    """What a forwarder does inside one outbox transaction (`relay.core.forwarder.Claim`)."""
 
+    connection: Connection
+    queries: OutboxQueries
+    took: bool = False  # a statement that removes events ran (and noted the oldest's time)
+    happened: float | None = None  # epoch seconds of the oldest event removed, once committed
 
-async def dead_letter(connection: Connection, refused: list[tuple[int, str]]) -> None:
-    """Move events to the dead-letter table, each with the error that refused it: (outbox id, error)."""
-    if refused:
-        await connection.execute(
-            DEAD_LETTER, [outbox_id for outbox_id, _ in refused], [error for _, error in refused]
-        )
+    async def take_batch(
+        self, limit: int, max_bytes: int, *, traced: bool = False
+    ) -> tuple[bytes, list[TraceContext]]:
+        """Claim and delete up to `limit` events (about `max_bytes`); return them as ClickHouse TSV.
+
+        A traced batch also returns the trace headers its events were written
+        with, at the price of one more statement.
+        """
+        self.took = True
+        if not traced:
+            return await copy_out(self.connection, self.queries.batch(limit, max_bytes)), []
+        rows = await self.connection.fetch(self.queries.traced_ids(limit, max_bytes))
+        if not rows:
+            return b"", []
+        body = await copy_out(self.connection, self.queries.removal(row["id"] for row in rows))
+        traces = [TraceContext(row["sentry_trace"], row["baggage"]) for row in rows if row["sentry_trace"]]
+        return body, traces
+
+    async def claim_lines(self, limit: int, max_bytes: int) -> list[tuple[int, bytes]]:
+        """Claim up to `limit` events (about `max_bytes`) without deleting them: (id, TSV line) pairs."""
+        data = await copy_out(self.connection, self.queries.lines(limit, max_bytes))
+        lines = []
+        for line in data.splitlines(keepends=True):
+            outbox_id, _, rest = line.partition(b"\t")
+            lines.append((int(outbox_id), rest))
+        return lines
+
+    async def settle(self, *, delivered: list[int], refused: list[tuple[int, str]]) -> None:
+        """Remove delivered events (into the archive when it is on); set refused ones aside, with errors."""
+        if delivered:
+            await self.connection.execute(self.queries.delete_ids, delivered)
+        if refused:
+            await self.connection.execute(
+                DEAD_LETTER, [outbox_id for outbox_id, _ in refused], [error for _, error in refused]
+            )
 
 
 async def backlog(connection: Connection) -> Backlog:

@@ -31,6 +31,7 @@ from typing import Final
 
 from aiochclient import ChClient
 
+from relay.core import event_views
 from relay.core.clickhouse import (
     ACCESS_CODES,
     MISSING_SCHEMA_CODES,
@@ -213,7 +214,9 @@ async def detect_features(client: ChClient) -> ServerFeatures:
 async def apply(
     client: ChClient, database: str, cluster: str | None = None, *, retention_days: int = 0
 ) -> ServerFeatures:
-    """Create the database, the table and the view unless they exist; set the table's retention.
+    """Create the database, the table and its views unless they exist; set the table's retention.
+
+    The views: the deduplicated one, and a typed one per published event type (`event_views`).
 
     With a `cluster`, on every replica of it.
 
@@ -222,6 +225,7 @@ async def apply(
     features = await detect_features(client)
     for statement in create_statements(features, database, cluster, retention_days=retention_days):
         await client.execute(statement)
+    await event_views.apply(client, database, cluster)
     if features.ttl and retention_days:
         # A table created before (or with another period): set its TTL, only when it differs,
         # since changing a TTL rewrites the table's parts.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 
 async def sleep_unless(stop: asyncio.Event, delay: float) -> None:
@@ -23,3 +24,19 @@ async def first_of(*events: asyncio.Event, seconds: float | None) -> None:
         for waiter in waiters:
             waiter.cancel()
         await asyncio.gather(*waiters, return_exceptions=True)
+
+
+class Clock:
+    """The time a loop sees: a monotonic clock and the waits above. Unit tests pass a fake one."""
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back."""
+        return time.monotonic()
+
+    async def sleep_unless(self, stop: asyncio.Event, delay: float) -> None:
+        """`sleep_unless`, on this clock."""
+        await sleep_unless(stop, delay)
+
+    async def first_of(self, *events: asyncio.Event, seconds: float | None) -> None:
+        """`first_of`, on this clock."""
+        await first_of(*events, seconds=seconds)

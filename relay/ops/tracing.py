@@ -13,7 +13,7 @@ import random
 import sys
 from collections.abc import Iterator, Sequence
 
-from relay.core.outbox import TraceContext
+from relay.core.observer import TraceContext
 
 _MAX_LINKED = 100
 
@@ -38,7 +38,7 @@ def sampled(rng: random.Random | None = None) -> bool:
 @contextlib.contextmanager
 def batch_insert(traces: Sequence[TraceContext], *, batch_id: str, events: int, size: int) -> Iterator[None]:
     """A Sentry transaction around one batch delivery, with a child span for the ClickHouse insert."""
-    import sentry_sdk
+    import sentry_sdk  # only a sampled batch gets here: Sentry is on
 
     headers = {"sentry-trace": traces[0].sentry_trace, "baggage": traces[0].baggage} if traces else {}
     transaction = sentry_sdk.continue_trace(

@@ -22,7 +22,8 @@ from collections import Counter
 from dataclasses import dataclass
 
 from tests.chaos.producer import History
-from tests.chaos.servers import ScratchClickHouse, ScratchPostgres
+from tests.chaos.servers import ScratchPostgres
+from tests.support.scratch_clickhouse import ScratchClickHouse
 
 DEAD_LETTERS = "SELECT event_id FROM event_outbox_dead_letter"
 

@@ -18,8 +18,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.chaos.processes import Children, rss_bytes
 from tests.support.faulty_relay import FAULT_VARIABLE
+from tests.support.processes import Children, rss_bytes
 from tests.support.waiting import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

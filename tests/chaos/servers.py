@@ -12,40 +12,22 @@ import pwd
 import shutil
 import signal
 import subprocess
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from tests.chaos.processes import Children
+from tests.support.processes import Children
+from tests.support.scratch_clickhouse import CLICKHOUSE_HOME, ServerError, wait_for
 from tests.support.waiting import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-CLICKHOUSE_SCRIPT = ROOT / "scripts" / "clickhouse.sh"
-CLICKHOUSE_HOME = ROOT / ".services" / "clickhouse"
 INSTANCE_PREFIX = "chaos-"
 SCRATCH_PREFIX = "diehard-chaos-"
 # PostgreSQL refuses to run as root: as root, the cluster runs as the postgres
 # account; as anyone else, as that user.
 POSTGRES_ACCOUNT = "postgres" if os.geteuid() == 0 else None
-
-
-class ServerError(RuntimeError):
-    """A scratch server did not start or stop as asked."""
-
-
-def _wait(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise ServerError(f"{what} within {timeout:.0f} s")
 
 
 def postgres_bindir() -> Path:
@@ -114,7 +96,7 @@ class ScratchPostgres:
 
     def wait_ready(self) -> None:
         """Wait until the postmaster accepts connections (any thread)."""
-        _wait(self.accepts_connections, timeout=60, what="PostgreSQL did not accept connections")
+        wait_for(self.accepts_connections, timeout=60, what="PostgreSQL did not accept connections")
 
     def launch(self) -> None:
         """Start the postmaster (main thread) without waiting for it."""
@@ -165,7 +147,7 @@ class ScratchPostgres:
             self.process.wait()
         # Backends notice their postmaster is gone and exit; a new postmaster
         # needs them gone, or it finds their shared memory still attached.
-        _wait(
+        wait_for(
             lambda: not (self.data / "postmaster.pid").exists() or self._orphans_gone(),
             timeout=30,
             what="PostgreSQL backends did not exit",
@@ -195,89 +177,6 @@ class ScratchPostgres:
     def remove(self) -> None:
         self.stop(mode="immediate")
         shutil.rmtree(self.directory, ignore_errors=True)
-
-
-@dataclass
-class ScratchClickHouse:
-    """A private ClickHouse server started by `scripts/clickhouse.sh` in the foreground."""
-
-    children: Children
-    log: Path
-    name: str = field(default_factory=lambda: f"{INSTANCE_PREFIX}{os.getpid()}")
-    http_port: int = field(default_factory=free_port)
-    tcp_port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}/"
-
-    def start(self) -> None:
-        """Start the server and wait until it answers."""
-        self.launch()
-        self.wait_ready()
-
-    def wait_ready(self) -> None:
-        """Wait until the server answers `/ping` (any thread)."""
-        # Generous: after a kill, a busy server first checks and cleans its parts.
-        _wait(self.answers, timeout=300, what="ClickHouse did not answer /ping")
-
-    def launch(self) -> None:
-        """Start the server (main thread; `--foreground` execs it, so it is our child)."""
-        self.process = self.children.spawn(
-            [
-                CLICKHOUSE_SCRIPT,
-                "start",
-                "--name",
-                self.name,
-                "--http-port",
-                str(self.http_port),
-                "--tcp-port",
-                str(self.tcp_port),
-                "--foreground",
-            ],
-            log=self.log,
-            env={**os.environ, "CLICKHOUSE_LOG_LEVEL": "warning"},
-        )
-
-    def answers(self) -> bool:
-        if self.process is not None and self.process.poll() is not None:
-            raise ServerError(f"clickhouse exited: {self.log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"{self.url}ping", timeout=2) as response:
-                return bool(response.read() == b"Ok.\n")
-        except (OSError, urllib.error.URLError):
-            return False
-
-    def kill(self) -> None:
-        """SIGKILL: the server gets no chance to finish anything."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-    def stop(self) -> None:
-        """SIGTERM, and SIGKILL if it has not exited after 30 s."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
-    def query(self, sql: str, *, database: str = "default", timeout: float = 120) -> str:
-        """Run a statement over HTTP; return the answer's text."""
-        request = urllib.request.Request(f"{self.url}?database={database}", data=sql.encode(), method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                body: bytes = response.read()
-                return body.decode()
-        except urllib.error.HTTPError as error:
-            raise ServerError(f"ClickHouse refused {sql[:80]!r}: {error.read().decode()[:300]}") from error
-
-    def remove(self) -> None:
-        self.kill()
-        shutil.rmtree(CLICKHOUSE_HOME / self.name, ignore_errors=True)
 
 
 def _suite_alive(pid: str) -> bool:

@@ -28,11 +28,12 @@ from aiochclient import ChClient
 from relay.core import schema
 from shared.outbox import ARCHIVE_TABLE
 from tests.chaos.checker import Accounting, account
-from tests.chaos.processes import Children
 from tests.chaos.producer import History, Producer
 from tests.chaos.relays import ROOT, RelayFleet
-from tests.chaos.servers import SCRATCH_PREFIX, ScratchClickHouse, ScratchPostgres, sweep_stale_instances
+from tests.chaos.servers import INSTANCE_PREFIX, SCRATCH_PREFIX, ScratchPostgres, sweep_stale_instances
 from tests.support.faulty_proxy import FaultyProxy, Mode
+from tests.support.processes import Children
+from tests.support.scratch_clickhouse import ScratchClickHouse
 from tests.support.waiting import free_port
 
 DATABASE = "chaos"
@@ -267,7 +268,9 @@ async def scratch_servers(*, keep_logs: bool = False) -> AsyncIterator[Servers]:
     workdir = _workdir()
     children = Children()
     proxy: FaultyProxy | None = None
-    clickhouse = ScratchClickHouse(children, log=workdir / "clickhouse.log")
+    clickhouse = ScratchClickHouse(
+        children, log=workdir / "clickhouse.log", name=f"{INSTANCE_PREFIX}{os.getpid()}"
+    )
     postgres = ScratchPostgres(children, workdir / "postgres")
     failed = True
     try:

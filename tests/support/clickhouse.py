@@ -35,9 +35,16 @@ class ClickHouse:
         self.user = user
         self.password = password
 
-    def query(self, sql: str, *, data: bytes | None = None, timeout: float = 30) -> str:
-        """Run a statement; return the TSV answer."""
-        params = {"database": self.database}
+    def query(
+        self,
+        sql: str,
+        *,
+        data: bytes | None = None,
+        timeout: float = 30,
+        settings: dict[str, str] | None = None,
+    ) -> str:
+        """Run a statement (with these ClickHouse `settings`); return the answer."""
+        params = {"database": self.database, **(settings or {})}
         if data is not None:
             params["query"] = sql
         request = urllib.request.Request(
@@ -91,10 +98,15 @@ def clickhouse(clickhouse_server: ClickHouse, clickhouse_database: str) -> Click
     )
     client.query("DROP TABLE IF EXISTS event_log_dedup")
     client.query("DROP TABLE IF EXISTS event_log")
+    migrate(client)
+    return client
+
+
+def migrate(client: ClickHouse) -> None:
+    """Apply the relay's schema to the client's database, exactly as `relay migrate` does."""
     # In a thread of its own: the browser tests keep an event loop running in this one.
     with ThreadPoolExecutor(max_workers=1) as thread:
         thread.submit(asyncio.run, _apply_schema(client)).result()
-    return client
 
 
 async def _apply_schema(client: ClickHouse) -> None:

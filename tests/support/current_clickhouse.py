@@ -22,9 +22,9 @@ class CurrentClickHouse:
             self.query(statement)
         self.query("USE analytics")
 
-    def query(self, sql: str) -> str:
-        """Run a statement; return its answer as TSV."""
-        return str(self._session.query(sql, "TSV"))
+    def query(self, sql: str, output_format: str = "TSV") -> str:
+        """Run a statement; return its answer (TSV unless another format is named)."""
+        return str(self._session.query(sql, output_format))
 
     def count(self, sql: str) -> int:
         """The number a `SELECT count…` answers."""

@@ -24,8 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from relay.core import archive
 from relay.core.clickhouse import ClickHouseSink
 from relay.core.doorbell import Doorbell
-from relay.core.forwarder import Forwarder, ForwarderConfig
-from relay.core.outbox import OutboxQueries
+from relay.core.forwarder import Attempts, Forwarder, ForwarderConfig
+from relay.core.outbox import OutboxQueries, PostgresOutbox
 from relay.core.retry import Backoff
 from relay.ops.metrics import RelayMetrics
 from relay.ops.status import RelayStatus
@@ -252,7 +252,7 @@ async def deliver_one_batch(outbox: Outbox, clickhouse: ClickHouse) -> int:
         async with aiohttp.ClientSession() as session:
             forwarder = Forwarder(
                 name="forwarder-test",
-                pool=pool,
+                outbox=PostgresOutbox(pool, OutboxQueries(timestamp_precision=0)),
                 sink=ClickHouseSink(
                     session,
                     url=clickhouse.url,
@@ -261,7 +261,6 @@ async def deliver_one_batch(outbox: Outbox, clickhouse: ClickHouse) -> int:
                     database=clickhouse.database,
                     timeout=10,
                 ),
-                queries=OutboxQueries(timestamp_precision=0),
                 config=ForwarderConfig(
                     batch_size=100,
                     max_bytes=1024 * 1024,
@@ -273,6 +272,7 @@ async def deliver_one_batch(outbox: Outbox, clickhouse: ClickHouse) -> int:
                 doorbell=Doorbell(),
                 observer=Telemetry(metrics=RelayMetrics(), status=RelayStatus()),
             )
-            return await forwarder.deliver_batch()
+            done = await forwarder.deliver_batch(Attempts(limit=100, max_bytes=1024 * 1024), batch_id="")
+            return done.events
     finally:
         await pool.close()

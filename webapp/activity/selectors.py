@@ -30,8 +30,8 @@ from shared.events import (
     UserPasswordResetRequested,
     UserUpdated,
 )
-from shared.outbox import EVENT_LOG_DEDUP_VIEW
-from webapp.core.clickhouse import ClickHouseClient, ClickHouseError, site_reader
+from shared.outbox import EVENT_LOG_DEDUP_VIEW, USER_ID_EXPRESSION
+from webapp.core.clickhouse import ClickHouseClient, ClickHouseError, site_reader, string_literal
 from webapp.outbox.models import OutboxEvent
 
 logger = structlog.get_logger(__name__)
@@ -120,7 +120,8 @@ def user_activity(
 def _pending(*, user_id: int, limit: int) -> list[ActivityEntry]:
     rows = (
         OutboxEvent.objects.filter(event_type__in=SECURITY_EVENTS)
-        .alias(owner=RawSQL("event_context ->> 'user_id'", (), output_field=TextField()))
+        # The expression the outbox's user id index is on (migration 0006).
+        .alias(owner=RawSQL(USER_ID_EXPRESSION, (), output_field=TextField()))  # noqa: S611  (a constant)
         .filter(owner=str(user_id))
         .annotate(context_text=RawSQL("event_context::text", (), output_field=TextField()))
         .order_by(F("event_date_time").desc(), F("event_id").desc())
@@ -133,20 +134,23 @@ def _pending(*, user_id: int, limit: int) -> list[ActivityEntry]:
 
 
 def _delivered(reader: ClickHouseClient, *, user_id: int, limit: int) -> list[ActivityEntry]:
-    return delivered_entries(reader.rows(delivered_query(user_id=user_id, limit=limit)))
+    query = delivered_query(environment=settings.ENVIRONMENT, user_id=user_id, limit=limit)
+    return delivered_entries(reader.rows(query))
 
 
-def delivered_query(*, user_id: int, limit: int) -> str:
-    """The newest `limit` security events of a user in the deduplicated view (no FORMAT clause).
+def delivered_query(*, environment: str, user_id: int, limit: int) -> str:
+    """The newest `limit` security events of a user of this site in the deduplicated view (no FORMAT clause).
 
-    Written for ClickHouse 18.16 and current servers alike: no query
-    parameters, no JSONExtract; every value in it is ours (the contract's event
-    types, an integer id and limit).
+    Only this site's `environment`: other sources writing to the same
+    `event_log` have users with the same ids. Written for ClickHouse 18.16 and
+    current servers alike: no query parameters, no JSONExtract; every value in
+    it is ours (the contract's event types, the setting, an integer id and limit).
     """
     types = ", ".join(f"'{event_type}'" for event_type in SECURITY_EVENTS)
     return f"""SELECT toString(event_id) AS id, event_type, toString(event_date_time) AS at, event_context
 FROM {EVENT_LOG_DEDUP_VIEW}
-WHERE event_type IN ({types}) AND visitParamExtractUInt(event_context, 'user_id') = {int(user_id)}
+WHERE environment = {string_literal(environment)} AND event_type IN ({types})
+  AND visitParamExtractUInt(event_context, 'user_id') = {int(user_id)}
 ORDER BY event_date_time DESC, id DESC
 LIMIT {int(limit)}"""
 

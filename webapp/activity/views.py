@@ -10,6 +10,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from webapp.activity.selectors import user_activity
+from webapp.users.throttling import activity_retry_after, too_many_activity_views_message
 
 
 @login_required
@@ -23,5 +24,10 @@ def activity(request: HttpRequest) -> HttpResponse:
         number = 1
     user_id = request.user.pk
     assert user_id is not None  # login_required let only a signed-in user through
+    if (retry_after := activity_retry_after(request, user_id=user_id)) is not None:
+        context = {"page": None, "throttled": too_many_activity_views_message(retry_after)}
+        response = render(request, "activity/activity.html", context, status=429)
+        response["Retry-After"] = str(retry_after)
+        return response
     page = user_activity(user_id=user_id, page=number, page_size=settings.ACTIVITY_PAGE_SIZE)
     return render(request, "activity/activity.html", {"page": page})

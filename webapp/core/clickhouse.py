@@ -39,6 +39,12 @@ class ClickHouseRefused(ClickHouseError):
         self.code = code
 
 
+def string_literal(value: str) -> str:
+    """`value` as a ClickHouse string literal (quoted, backslashes and quotes escaped)."""
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{escaped}'"
+
+
 def server_time_limit(timeout: float) -> int:
     """`max_execution_time` for a client timeout: whole seconds (18.16 takes no fractions), at least 1.
 

@@ -26,7 +26,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from shared.events import UserErased
-from shared.outbox import ARCHIVE_TABLE, DEAD_LETTER_TABLE, OUTBOX_TABLE, RECONCILE_LOCK
+from shared.outbox import ARCHIVE_TABLE, DEAD_LETTER_TABLE, OUTBOX_TABLE, RECONCILE_LOCK, USER_ID_EXPRESSION
 from webapp.core.broker import send_soon
 from webapp.core.clickhouse import ClickHouseError
 from webapp.outbox.client import EventLogClient
@@ -37,8 +37,11 @@ logger = structlog.get_logger(__name__)
 
 _BACKOFF_FIRST: Final = timedelta(seconds=30)
 _BACKOFF_MAX: Final = timedelta(hours=1)
-# Events about an account carry `"user_id":N` in their payload (see shared.events).
-_ERASE = "DELETE FROM {table} WHERE event_context::jsonb -> 'user_id' = to_jsonb(%s::bigint)"
+# Events about an account carry `"user_id":N` in their payload (see shared.events),
+# found through the index on that expression. Not filtered by `environment`:
+# these tables hold only this site's events, whatever ENVIRONMENT was when
+# each was written.
+ERASE = f"DELETE FROM {{table}} WHERE {USER_ID_EXPRESSION} = %s"
 
 
 def erasure_request(*, user_id: int) -> ErasureRequest:
@@ -83,12 +86,12 @@ def _erase(request: ErasureRequest) -> None:
         # Wait for a reconciliation in progress: it could otherwise read the
         # archive before this commit and re-send to ClickHouse what it erased.
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [RECONCILE_LOCK])
-        cursor.execute(_ERASE.format(table=OUTBOX_TABLE), [request.user_id])
+        cursor.execute(ERASE.format(table=OUTBOX_TABLE), [str(request.user_id)])
         outbox_events = cursor.rowcount
-        cursor.execute(_ERASE.format(table=DEAD_LETTER_TABLE), [request.user_id])
+        cursor.execute(ERASE.format(table=DEAD_LETTER_TABLE), [str(request.user_id)])
         dead_letters = cursor.rowcount
         # The relay keeps delivered events for a while to repair ClickHouse from.
-        cursor.execute(_ERASE.format(table=ARCHIVE_TABLE), [request.user_id])
+        cursor.execute(ERASE.format(table=ARCHIVE_TABLE), [str(request.user_id)])
     erase_user_events(user_id=request.user_id)
     request.user_id = None
     request.completed_at = timezone.now()

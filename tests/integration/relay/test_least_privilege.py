@@ -22,7 +22,7 @@ import psycopg
 import pytest
 from django.core.management import call_command
 
-from relay import app
+from relay import app, commands
 from relay.settings import RelaySettings
 from shared.outbox import DEAD_LETTER_TABLE, OUTBOX_TABLE
 from tests.support.clickhouse import ClickHouse
@@ -72,7 +72,7 @@ def migrated(private_clickhouse: str) -> str:
         clickhouse_user=RELAY_USER,
         clickhouse_admin_user="default",
     )
-    assert asyncio.run(app.migrate(settings)) == app.EXIT_OK
+    assert asyncio.run(commands.migrate(settings)) == app.EXIT_OK
     return database
 
 

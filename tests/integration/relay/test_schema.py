@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from relay import app
-from relay.core.outbox import OutboxQueries, take_batch
+from relay import app, commands
+from relay.core.outbox import OutboxQueries, PostgresClaim
 from relay.settings import RelaySettings
 from tests.support.clickhouse import ClickHouse
 from tests.support.current_clickhouse import CurrentClickHouse
@@ -32,7 +32,9 @@ def relay_bodies(outbox: Outbox, *, precision: int, batch_size: int) -> list[byt
             queries = OutboxQueries(timestamp_precision=precision)
             while True:
                 async with connection.transaction():
-                    body, _ = await take_batch(connection, queries, batch_size, 16 * 1024 * 1024)
+                    body, _ = await PostgresClaim(connection, queries).take_batch(
+                        batch_size, 16 * 1024 * 1024
+                    )
                 if not body:
                     return bodies
                 bodies.append(body)
@@ -101,7 +103,7 @@ def test_relay_expire_deletes_events_past_the_retention_period_on_the_legacy_ser
         event_log_retention_days=30,
     )
 
-    assert asyncio.run(app.expire(settings)) == app.EXIT_OK
+    assert asyncio.run(commands.expire(settings)) == app.EXIT_OK
 
     # A mutation: ClickHouse applies it in the background, shortly.
     wait_until(lambda: clickhouse.value("SELECT count() FROM event_log") == "1", timeout=30)

@@ -11,16 +11,20 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connections
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from pytest_django import Settings
 
 from relay.core.clickhouse import insert_query
 from relay.core.schema import CURRENT, create_statements
 from shared.events import Envelope, Event, UserLoggedIn, UserLoginFailed, UserUpdated
+from shared.outbox import OUTBOX_TABLE
 from tests.integration.web.factories import UserFactory
 from tests.support.clickhouse import ClickHouse
 from tests.support.waiting import free_port
 from webapp.activity.selectors import delivered_entries, delivered_query, user_activity
+from webapp.core.clickhouse import ClickHouseClient
 from webapp.outbox.models import OutboxEvent
 from webapp.users.services import user_login_audit
 
@@ -39,16 +43,23 @@ def history(clickhouse: ClickHouse, settings: Settings) -> ClickHouse:
     return clickhouse
 
 
-def deliver(clickhouse: ClickHouse, event: Event, *, at: datetime, event_id: uuid.UUID | None = None) -> str:
+def deliver(
+    clickhouse: ClickHouse,
+    event: Event,
+    *,
+    at: datetime,
+    event_id: uuid.UUID | None = None,
+    environment: str = "Local",
+) -> str:
     """Put an event into `event_log` as the relay would have; return its id."""
-    envelope = Envelope.wrap(event, environment="Local")
+    envelope = Envelope.wrap(event, environment=environment)
     event_id = event_id or envelope.event_id
     row = "\t".join(
         [
             str(event_id),
             envelope.event_type,
             at.strftime("%Y-%m-%d %H:%M:%S"),
-            "Local",
+            environment,
             envelope.event_context,
             str(envelope.metadata_version),
         ]
@@ -252,10 +263,78 @@ def test_the_history_query_reads_current_clickhouse_with_microsecond_times_too()
                 row += ["Local", envelope.event_context, "1"]
                 session.query(f"{insert_query()}\n" + "\t".join(row))
 
-            answer = str(session.query(f"{delivered_query(user_id=user_id, limit=10)}\nFORMAT JSONEachRow"))
+            answer = str(
+                session.query(
+                    f"{delivered_query(environment='Local', user_id=user_id, limit=10)}\nFORMAT JSONEachRow"
+                )
+            )
         finally:
             session.close()
 
     [entry] = delivered_entries([json.loads(line) for line in answer.splitlines() if line.strip()])
     assert entry.occurred_at == datetime(2026, 11, 26, 12, 0, 0, 123456, tzinfo=UTC)
     assert (entry.event_type, entry.ip_address) == ("user_logged_in", "192.0.2.1")
+
+
+def test_an_account_that_views_its_activity_too_often_is_told_when_to_come_back(
+    client: Client, history: ClickHouse, settings: Settings
+) -> None:
+    settings.THROTTLE_ACTIVITY_RATE = "3/m"
+    client.force_login(UserFactory.create())
+
+    statuses = [client.get(ACTIVITY_URL).status_code for _ in range(4)]
+
+    assert statuses == [200, 200, 200, 429]
+    refused = client.get(ACTIVITY_URL)
+    assert refused.status_code == 429
+    assert 1 <= int(refused["Retry-After"]) <= 60
+    assert "Try again in 1 minute" in refused.content.decode()
+
+
+def test_the_activity_limit_counts_each_account_on_its_own(
+    client: Client, history: ClickHouse, settings: Settings
+) -> None:
+    settings.THROTTLE_ACTIVITY_RATE = "2/m"
+    client.force_login(UserFactory.create())
+    for _ in range(3):
+        client.get(ACTIVITY_URL)
+
+    client.force_login(UserFactory.create())
+
+    assert client.get(ACTIVITY_URL).status_code == 200
+
+
+def test_events_another_source_wrote_for_the_same_user_id_are_not_shown(
+    client: Client, history: ClickHouse
+) -> None:
+    user = UserFactory.create()
+    mine = deliver(history, UserLoggedIn(user_id=user.pk, ip_address="192.0.2.1"), at=NOON)
+    deliver(
+        history,
+        UserLoggedIn(user_id=user.pk, ip_address="203.0.113.66"),
+        at=NOON + timedelta(minutes=1),
+        environment="OtherSite",
+    )
+    client.force_login(user)
+
+    page = client.get(ACTIVITY_URL).context["page"]
+
+    assert [entry.event_id for entry in page.entries if not entry.processing] == [mine]
+
+
+def test_the_pending_part_of_the_page_is_read_through_the_user_id_index() -> None:
+    user = UserFactory.create()
+    with CaptureQueriesContext(connections["default"]) as queries:
+        user_activity(user_id=user.pk, page=1, page_size=20, reader=unreachable_reader())
+    [pending] = [query["sql"] for query in queries.captured_queries if OUTBOX_TABLE in query["sql"]]
+
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(f"EXPLAIN {pending}")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+
+    assert f"{OUTBOX_TABLE}_user_id" in plan
+
+
+def unreachable_reader() -> ClickHouseClient:
+    return ClickHouseClient(url=f"http://127.0.0.1:{free_port()}/", user="default", password="", timeout=1)

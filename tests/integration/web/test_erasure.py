@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from pytest_django import DjangoCaptureOnCommitCallbacks, Settings
 
 from shared.events import UserCreated, UserLoggedIn
+from shared.outbox import ARCHIVE_TABLE, DEAD_LETTER_TABLE, OUTBOX_TABLE
 from tests.integration.web import written
 from tests.integration.web.factories import SignUpFactory
 from tests.support.clickhouse import ClickHouse
@@ -18,7 +19,7 @@ from webapp.mail.models import OutgoingEmail
 from webapp.outbox.client import EventLogClient
 from webapp.outbox.models import DeadLetter, DeliveredEvent
 from webapp.privacy.models import ErasureRequest
-from webapp.privacy.services import erasure_process, erasure_process_due
+from webapp.privacy.services import ERASE, erasure_process, erasure_process_due
 from webapp.privacy.tasks import erasure_run_pending
 from webapp.users.models import User
 from webapp.users.services import user_create, user_delete
@@ -171,3 +172,31 @@ def test_an_erasure_removes_the_accounts_events_from_the_relays_archive_too(
     assert [event.event_context for event in DeliveredEvent.objects.all()] == [
         f'{{"user_id":{staying.pk},"ip_address":"198.51.100.1"}}'
     ]
+
+
+@pytest.mark.django_db
+def test_an_erasure_leaves_another_sources_user_with_the_same_id_alone(erasing_into: ClickHouse) -> None:
+    leaving = user_create(**SignUpFactory.build())
+    rows = "".join(
+        f"{uuid.uuid4()}\tuser_logged_in\t2026-11-26 10:00:00\t{environment}\t"
+        f'{{"user_id":{leaving.pk},"ip_address":"198.51.100.1"}}\t1\n'
+        for environment in ("Local", "OtherSite")
+    )
+    erasing_into.query("INSERT INTO event_log FORMAT TSV", data=rows.encode())
+
+    assert erasure_process(request_id=user_delete(user=leaving).pk)
+
+    wait_until(lambda: erasing_into.rows("SELECT environment FROM event_log") == [["OtherSite"]], timeout=30)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("table", [OUTBOX_TABLE, DEAD_LETTER_TABLE, ARCHIVE_TABLE])
+def test_erasure_finds_an_accounts_events_through_the_user_id_index(table: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(f"EXPLAIN {ERASE.format(table=table)}", ["42"])
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+
+    # On the partitioned archive each partition's own copy of the index answers.
+    assert "Index Cond: ((event_context ->> 'user_id'::text) = '42'::text)" in plan
+    assert "Seq Scan" not in plan

@@ -34,10 +34,17 @@ def test_a_row_with_a_malformed_payload_is_still_listed_without_details() -> Non
 
 
 def test_the_query_asks_only_for_security_events_of_one_user_newest_first() -> None:
-    sql = delivered_query(user_id=42, limit=21)
+    sql = delivered_query(environment="Local", user_id=42, limit=21)
 
     assert "visitParamExtractUInt(event_context, 'user_id') = 42" in sql
     assert all(f"'{event_type}'" in sql for event_type in SECURITY_EVENTS)
+    assert "environment = 'Local'" in sql
     assert "FROM event_log_dedup" in sql
     assert "ORDER BY event_date_time DESC" in sql
     assert sql.rstrip().endswith("LIMIT 21")
+
+
+def test_the_environment_is_quoted_whatever_it_holds() -> None:
+    sql = delivered_query(environment="it's \\ odd", user_id=1, limit=1)
+
+    assert "environment = 'it\\'s \\\\ odd'" in sql

@@ -1,4 +1,4 @@
-"""Child processes that die with the suite, however the suite ends.
+"""Child processes that die with whoever started them (the chaos suite, a test), however it ends.
 
 Every child gets `PR_SET_PDEATHSIG(SIGKILL)`: if the suite itself is killed
 (even with SIGKILL), the kernel kills its servers and relays too. A normal or
