@@ -83,7 +83,7 @@ AFTER INSERT ON {OUTBOX_TABLE}
 FOR EACH STATEMENT EXECUTE FUNCTION {OUTBOX_TABLE}_notify();
 """
 
-# The wake-up the outbox had before (migration 0002, dropped by 0006): a
+# The wake-up the outbox had before (migration 0002, dropped by 0007): a
 # statement trigger gated per session in its WHEN clause, debounced across
 # sessions on a single row. Kept here, with its row, to be measured beside
 # what replaced it.

@@ -70,7 +70,7 @@ def test_migrating_the_outbox_away_and_back_leaves_it_as_it_was_without_a_trigge
     outbox_migrated_back: list[tuple[str, str, str]],
 ) -> None:
     # Back before the trigger went: it and its single row are there again.
-    call_command("migrate", "outbox", "0005", verbosity=0)
+    call_command("migrate", "outbox", "0006", verbosity=0)
     assert any(kind == "trigger" for kind, _, _ in outbox_schema())
     assert table_exists("event_outbox_wakeup")
 

@@ -26,7 +26,7 @@ from django.db import migrations
 
 from shared.outbox import NOTIFY_CHANNEL, NOTIFY_DEBOUNCE_MS, OUTBOX_TABLE
 
-# The trigger and its row went in 0006 (the site wakes the relay after commit);
+# The trigger and its row went in 0007 (the site wakes the relay after commit);
 # their names stay here, as they were, for the migrations in between.
 WAKEUP_TABLE = "event_outbox_wakeup"
 RESTORE_WAKEUP_ROW = (

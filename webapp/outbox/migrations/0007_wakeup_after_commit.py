@@ -28,7 +28,7 @@ DROP FUNCTION IF EXISTS {OUTBOX_TABLE}_wake_relay();
 
 
 class Migration(migrations.Migration):
-    dependencies = [("outbox", "0005_archive_partition_functions")]
+    dependencies = [("outbox", "0006_user_id_indexes")]
 
     operations = [
         migrations.RunSQL(FORWARD, _BEFORE.FORWARD),
