@@ -13,6 +13,7 @@ import kubernetes_validate
 import pytest
 from ruamel.yaml import YAML
 
+from relay.app import EXIT_CONFIG, EXIT_SCHEMA, EXIT_USAGE
 from tests.support.project import ROOT
 
 SYSTEMD = ROOT / "deploy" / "systemd"
@@ -195,7 +196,9 @@ def test_the_relay_unit_gives_the_relay_longer_to_stop_than_its_grace_and_no_res
     parser = unit("die-hard-relay.service")
 
     assert int(parser.get("Service", "TimeoutStopSec").rstrip("s")) > RELAY_SHUTDOWN_GRACE
-    assert parser.get("Service", "RestartPreventExitStatus") == "2"
+    assert parser.get("Service", "RestartPreventExitStatus").split() == [
+        str(code) for code in (EXIT_USAGE, EXIT_SCHEMA, EXIT_CONFIG)
+    ]
     assert parser.values("Service", "EnvironmentFile")[-1] == "/etc/die-hard/relay.env"
 
 
