@@ -163,6 +163,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 60.0},
     },
+    # Expired sessions (Django's `clearsessions`): nothing else deletes their rows.
+    "sessions-clear-expired": {
+        "task": "webapp.users.tasks.sessions_clear_expired",
+        "schedule": 24 * 60 * 60.0,
+        "options": {"expires": 60 * 60.0},
+    },
 }
 
 # --- Cache (Redis): the abuse throttles' counters ------------------------------
