@@ -31,6 +31,8 @@ class WebSettings(CommonSettings):
     csrf_trusted_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     secure_ssl_redirect: bool = True
     secure_hsts_seconds: int = 31_536_000
+    secure_hsts_include_subdomains: bool = True
+    secure_hsts_preload: bool = False
 
     default_from_email: str = "Die Hard <no-reply@example.com>"
     # Production mode needs a transport that delivers: EMAIL_HOST (SMTP), or an
