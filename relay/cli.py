@@ -12,11 +12,12 @@ import argparse
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 from typing import Any
 
 from relay.settings import RelaySettings, parse_duration
+from shared.events import published_schemas
 
 PROG = "relay"
 DEFAULT_COMMAND = "run"
@@ -91,6 +92,10 @@ _ARCHIVE = (
         "DURATION",
     ),
 )
+_BATCHES = (
+    Option("relay_batch_size", "--batch-size", "most events per ClickHouse insert", "EVENTS"),
+    Option("relay_batch_max_bytes", "--batch-max-bytes", "most bytes per ClickHouse insert", "BYTES"),
+)
 _DAEMON = (
     Option("relay_batch_size", "--batch-size", "most events per ClickHouse insert", "EVENTS"),
     Option("relay_batch_max_bytes", "--batch-max-bytes", "most bytes per ClickHouse insert", "BYTES"),
@@ -134,6 +139,32 @@ _DAEMON = (
 )
 
 
+def parse_moment(text: str) -> datetime:
+    """An ISO 8601 time (UTC unless it names its zone), or a duration before now (`6h`, `2d`)."""
+    try:
+        return datetime.now(UTC) - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a time: {text!r} (examples: 2026-12-01T09:00Z, 2026-12-01, 6h, 2d)"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def parse_event_types(text: str) -> tuple[str, ...]:
+    """Comma-separated event types, each one the contract has published."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = sorted(set(names) - set(published_schemas()))
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown event type {', '.join(unknown) or repr(text)}; known: {', '.join(published_schemas())}"
+        )
+    return names
+
+
 @dataclass(frozen=True, slots=True)
 class Argument:
     """An option of one command that no setting stands behind (it lands in the overrides under `dest`)."""
@@ -154,6 +185,7 @@ class Command:
     options: tuple[Option, ...]
     environment_only: tuple[str, ...]
     arguments: tuple[Argument, ...] = ()
+    required: tuple[str, ...] = ()
 
 
 COMMANDS = (
@@ -178,6 +210,38 @@ COMMANDS = (
                 parse_duration,
             ),
         ),
+    ),
+    Command(
+        "replay",
+        "send the archived events of a time window to ClickHouse again (to fill a new, rebuilt or "
+        "additional cluster), in batches through the relay's own insert; idempotent: the deduplicated view "
+        "hides copies; the last line printed is JSON; exit 0 when the archive still held the whole window",
+        _BATCHES + _CLICKHOUSE + _OBSERVABILITY,
+        ("database_url", "relay_database_url", "clickhouse_password", "sentry_config_dsn"),
+        (
+            Argument(
+                "--since",
+                "since",
+                "events from this time on: an ISO 8601 time (UTC unless it says), or how long ago (e.g. 6h)",
+                "TIME",
+                parse_moment,
+            ),
+            Argument(
+                "--until",
+                "until",
+                "events before this time (same forms); default: now",
+                "TIME",
+                parse_moment,
+            ),
+            Argument(
+                "--event-type",
+                "event_types",
+                "only these event types, comma-separated (e.g. user_created,user_logged_in); default: all",
+                "TYPES",
+                parse_event_types,
+            ),
+        ),
+        required=("--since",),
     ),
     Command(
         "migrate",
@@ -212,7 +276,8 @@ _ENVIRONMENT_ONLY_HELP = {
 # Laid out by hand (the epilogs are not re-wrapped): no line is wider than 78 columns.
 EXIT_CODES = (
     "exit codes:\n"
-    "  0   done (run: stopped cleanly; reconcile: ClickHouse is complete)\n"
+    "  0   done (run: stopped cleanly; reconcile: ClickHouse is complete;\n"
+    "      replay: the archive held the whole window)\n"
     "  1   failed, may work later (a database down, a part died, events missing)\n"
     "  2   usage: the command line is wrong\n"
     "  65  schema: event_log missing, incompatible or not replicated, or a quorum\n"
@@ -262,6 +327,7 @@ def parser() -> argparse.ArgumentParser:
                 type=argument.type,
                 metavar=argument.metavar,
                 default=argparse.SUPPRESS,
+                required=argument.flag in command.required,
                 help=argument.help,
             )
     return root

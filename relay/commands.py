@@ -1,4 +1,4 @@
-"""The one-shot sub-commands: `relay migrate`, `relay check`, `relay reconcile`, `relay expire`.
+"""The one-shot sub-commands: `relay migrate`, `check`, `reconcile`, `replay` and `expire`.
 
 Each is one function of the settings that returns the process's exit code:
 0 done, 1 failed, 65 the ClickHouse schema does not fit (see `relay.app`). `relay run` is the daemon
@@ -21,7 +21,9 @@ from relay.core import schema, user_events
 from relay.core.archive import ArchiveQueries
 from relay.core.clickhouse import DeliveryError
 from relay.core.observer import Observer
+from relay.core.postgres import POSTGRES_ERRORS
 from relay.maintenance import reconcile as reconciliation
+from relay.maintenance.replay import Replay
 from relay.settings import RelaySettings
 
 log = structlog.get_logger("relay")
@@ -122,6 +124,48 @@ async def reconcile(settings: RelaySettings, *, since: datetime | None) -> int:
         print(line)
     print(json.dumps(result.summary()))
     return EXIT_OK if result.complete else EXIT_FAILED
+
+
+async def replay(
+    settings: RelaySettings, *, since: datetime | None, until: datetime | None, event_types: tuple[str, ...]
+) -> int:
+    """`relay replay`: send the archived events of a window to ClickHouse again; a JSON line last.
+
+    Exit 0 when the archive still held every event delivered in the window and
+    all were sent, 1 when it no longer held part of it or a database failed,
+    65 when the ClickHouse table is missing or incompatible.
+    """
+    if since is None:
+        raise ValueError("relay replay needs --since")  # the command line requires it
+    async with aiohttp.ClientSession() as session:
+        try:
+            prepared = await prepare_sink(session, settings)  # replays go with the quorum too
+        except schema.SchemaError as error:
+            log.error("clickhouse_schema_invalid", problem=str(error))
+            return EXIT_SCHEMA
+        except DeliveryError as error:
+            log.error("clickhouse_unavailable", error_kind=error.kind)
+            return EXIT_FAILED
+        try:
+            async with _connection(settings) as connection:
+                report = await Replay(
+                    connection=connection,
+                    sink=prepared.sink,
+                    queries=ArchiveQueries(timestamp_precision=prepared.shape.timestamp_precision),
+                    batch_size=settings.relay_batch_size,
+                    batch_max_bytes=settings.relay_batch_max_bytes,
+                ).run(since=since, until=until, event_types=event_types)
+        except (*POSTGRES_ERRORS, DeliveryError) as error:
+            log.error("replay_failed", error_kind=getattr(error, "kind", type(error).__name__))
+            return EXIT_FAILED
+    log.info("replay_finished", **report.summary())
+    if not report.complete:
+        print(
+            f"The archive holds deliveries only from {report.archive_covers_since or 'no time at all'}:"
+            " events of the window delivered before that were not replayed (RELAY_ARCHIVE_RETENTION)."
+        )
+    print(json.dumps(report.summary()))
+    return EXIT_OK if report.complete else EXIT_FAILED
 
 
 @contextlib.asynccontextmanager

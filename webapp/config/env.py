@@ -86,6 +86,8 @@ class WebSettings(CommonSettings):
     # asked for (whoever asks, account or not), in the same format.
     throttle_password_reset_rate: str = Field(default="20/h", pattern=r"^\d+/\d*[smhd]$")
     throttle_password_reset_address_rate: str = Field(default="3/h", pattern=r"^\d+/\d*[smhd]$")
+    # Verification links an account may ask to be sent again, in the same format.
+    throttle_email_verification_rate: str = Field(default="3/h", pattern=r"^\d+/\d*[smhd]$")
 
     # Activity page views per signed-in account (each one queries ClickHouse), same format.
     throttle_activity_rate: str = Field(default="30/m", pattern=r"^\d+/\d*[smhd]$")

@@ -118,6 +118,8 @@ LOGIN_REDIRECT_URL = "users:home"
 LOGOUT_REDIRECT_URL = "users:login"
 # How long a password-reset link stays valid (Django's default is three days).
 PASSWORD_RESET_TIMEOUT = 60 * 60
+# How long the link that verifies an address works (it stops once used).
+EMAIL_VERIFICATION_TIMEOUT = 3 * 24 * 60 * 60
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -198,6 +200,7 @@ THROTTLE_SIGN_UP_RATE = ENV.throttle_sign_up_rate
 THROTTLE_ACTIVITY_RATE = ENV.throttle_activity_rate
 THROTTLE_PASSWORD_RESET_RATE = ENV.throttle_password_reset_rate
 THROTTLE_PASSWORD_RESET_ADDRESS_RATE = ENV.throttle_password_reset_address_rate
+THROTTLE_EMAIL_VERIFICATION_RATE = ENV.throttle_email_verification_rate
 
 # --- E-mail -------------------------------------------------------------------
 DEFAULT_FROM_EMAIL = ENV.default_from_email

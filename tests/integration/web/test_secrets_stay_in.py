@@ -1,4 +1,4 @@
-"""Passwords and password-reset links stay out of the logs and out of Sentry.
+"""Passwords, password-reset and address-verification links stay out of the logs and out of Sentry.
 
 PostgreSQL is made to refuse the write each path needs (a trigger that raises),
 so the request fails the way a failover or a full disk would make it fail, with
@@ -25,6 +25,8 @@ import structlog
 from django.core import mail
 from django.db import connection
 from django.test import Client
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 from pytest_django.live_server_helper import LiveServer
 from sentry_sdk.integrations.django import DjangoIntegration
 
@@ -36,6 +38,7 @@ from tests.integration.web.factories import UserFactory
 from tests.integration.web.test_password_reset import NEW_PASSWORD, RESET_URL, reset_link
 from tests.support.sentry import CapturingTransport
 from webapp.mail.services import email_dispatch_due
+from webapp.users.tokens import email_verification_token
 
 pytestmark = pytest.mark.django_db
 
@@ -234,5 +237,35 @@ def test_a_failure_on_the_reset_link_reports_it_without_its_token(
 
     assert response.status_code == 500
     assert error_events(sentry_events), "the error should have reached Sentry"
+    assert token not in captured_log.getvalue()
+    assert token not in everything_sent(sentry_events)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_whole_address_verification_leaves_its_token_in_no_log_line_and_no_sentry_report(
+    captured_log: io.StringIO, sentry_events: CapturingTransport, live_server: LiveServer
+) -> None:
+    user = UserFactory.create()
+    token = email_verification_token.make_token(user)
+    link = f"/accounts/email/verify/{urlsafe_base64_encode(force_bytes(user.pk))}/{token}/"
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+
+    with browser.open(f"{live_server.url}{link}") as confirm_page:
+        confirm_url, page = confirm_page.url, confirm_page.read().decode()
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+    assert csrf is not None
+    fields = {"csrfmiddlewaretoken": csrf[1]}
+    with browser.open(confirm_url, data=urllib.parse.urlencode(fields).encode()) as done:
+        assert done.url.endswith("/accounts/email/verify/done/")
+    with browser.open(f"{live_server.url}{link}") as spent:
+        assert "This link does not work" in spent.read().decode()
+    sentry_sdk.flush()
+
+    assert "/accounts/email/verify/" in captured_log.getvalue(), "the request lines should be logged"
+    assert [
+        transaction
+        for transaction in sentry_events.transactions()
+        if transaction["transaction"] == "/accounts/email/verify/{uidb64}/{token}/"
+    ], "the link's requests should have been traced"
     assert token not in captured_log.getvalue()
     assert token not in everything_sent(sentry_events)
