@@ -109,7 +109,8 @@ class SignInView(LoginView):
 
     authentication_form = SignInForm
     template_name = "users/login.html"
-    redirect_authenticated_user = True
+    # No redirect for the signed-in: another site could tell from it whether its visitor is signed in here.
+    redirect_authenticated_user = False
 
 
 class SignOutView(LogoutView):

@@ -28,15 +28,12 @@ from django.test import Client
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 from pytest_django.live_server_helper import LiveServer
-from sentry_sdk.integrations.django import DjangoIntegration
 
 from shared.logging import logging_config
 from shared.outbox import OUTBOX_TABLE
-from shared.sentry import init_sentry
-from shared.settings import CommonSettings
 from tests.integration.web.factories import UserFactory
 from tests.integration.web.test_password_reset import NEW_PASSWORD, RESET_URL, reset_link
-from tests.support.sentry import CapturingTransport
+from tests.support.sentry import CapturingTransport, error_events, everything_sent
 from webapp.mail.services import email_dispatch_due
 from webapp.users.tokens import email_verification_token
 
@@ -67,22 +64,6 @@ def captured_log(request: pytest.FixtureRequest) -> Iterator[io.StringIO]:
         root.removeHandler(handler)
 
 
-@pytest.fixture
-def sentry_events() -> Iterator[CapturingTransport]:
-    """Sentry set up by the project's own `init_sentry`, sending into memory."""
-    transport = CapturingTransport()
-    # Every transaction traced, so a token in any of them is found.
-    settings = CommonSettings(
-        sentry_config_dsn="https://public@sentry.invalid/1", sentry_traces_sample_rate=1.0
-    )
-    init_sentry(settings, component="web", integrations=[DjangoIntegration()], transport=transport)
-    try:
-        yield transport
-    finally:
-        sentry_sdk.flush()
-        sentry_sdk.init(dsn=None)
-
-
 def postgres_refuses_inserts_into(table: str) -> None:
     """From now on (until the test's transaction rolls back) every INSERT into `table` fails."""
     with connection.cursor() as cursor:
@@ -93,25 +74,6 @@ def postgres_refuses_inserts_into(table: str) -> None:
         cursor.execute(
             f"CREATE TRIGGER refuse BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION pg_temp.refuse()"
         )
-
-
-def everything_sent(transport: CapturingTransport) -> str:
-    """Every byte the SDK would have sent, as text."""
-    return "\n".join(
-        json.dumps(item.payload.json) if item.payload.json is not None else item.payload.get_bytes().decode()
-        for envelope in transport.envelopes
-        for item in envelope.items
-    )
-
-
-def error_events(transport: CapturingTransport) -> list[dict[str, object]]:
-    """The error events (not transactions) the SDK captured."""
-    return [
-        item.payload.json
-        for envelope in transport.envelopes
-        for item in envelope.items
-        if item.type == "event" and item.payload.json is not None
-    ]
 
 
 def assert_failed_without_the_password(
