@@ -83,11 +83,13 @@ SUMMARY: Final = f"""
      WHERE delivered_at >= $3 AND event_date_time >= $1 AND event_date_time < $2
      GROUP BY 1, 2
 """
-# The distinct ids of one event type ($4) in a window, delivered since $3.
+# The distinct ids of one event type ($4) in a window, delivered since $3, each
+# with whether it was first delivered before $5 (settled).
 IDS: Final = f"""
-    SELECT DISTINCT event_id::text AS event_id
+    SELECT event_id::text AS event_id, min(delivered_at) < $5 AS settled
       FROM {ARCHIVE_TABLE}
      WHERE delivered_at >= $3 AND event_type = $4 AND event_date_time >= $1 AND event_date_time < $2
+     GROUP BY event_id
 """
 
 
@@ -104,17 +106,20 @@ class ArchiveQueries:
         )
 
     @staticmethod
-    def moving(delete: str, *, returning: str | None) -> str:
+    def moving(delete: str, *, returning: str | None, stamp: str | None = None) -> str:
         """`delete` (a DELETE from the outbox without RETURNING) that also copies its rows into the archive.
 
         One statement: the rows leave the outbox and enter the archive in the
         same transaction, still with no per-event round trip. `returning` is
-        what the statement returns (nothing when `None`).
+        what the statement returns (nothing when `None`); `stamp`, a one-row
+        CTE named `stamp` over `moved`, is joined to it.
         """
         moved = f"moved AS ({delete} RETURNING {_LOG_COLUMNS})"
         archive = f"INSERT INTO {ARCHIVE_TABLE} ({_LOG_COLUMNS}) SELECT {_LOG_COLUMNS} FROM moved"
         if returning is None:
             return f"WITH {moved} {archive}"
+        if stamp is not None:
+            return f"WITH {moved}, archived AS ({archive}), {stamp} SELECT {returning} FROM moved, stamp"
         return f"WITH {moved}, archived AS ({archive}) SELECT {returning} FROM moved"
 
     def resend(self, ids: Iterable[str], *, delivered_since: datetime) -> str:
@@ -201,9 +206,12 @@ async def summary(connection: Connection, window: Window, *, within: float) -> l
     return await connection.fetch(SUMMARY, window.start, window.end, window.delivered_since, timeout=within)
 
 
-async def ids(connection: Connection, window: Window, event_type: str, *, within: float) -> set[str]:
-    """The distinct ids of the archived events of `event_type` in `window`."""
+async def ids(
+    connection: Connection, window: Window, event_type: str, *, settled_before: datetime, within: float
+) -> dict[str, bool]:
+    """The distinct ids of the archived events of `event_type` in `window`, each with whether
+    it was delivered before `settled_before`."""
     rows = await connection.fetch(
-        IDS, window.start, window.end, window.delivered_since, event_type, timeout=within
+        IDS, window.start, window.end, window.delivered_since, event_type, settled_before, timeout=within
     )
-    return {row["event_id"] for row in rows}
+    return {row["event_id"]: row["settled"] for row in rows}

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from functools import cached_property
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
+from urllib.parse import urlsplit, urlunsplit
 
+import dj_database_url
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import NoDecode
 
@@ -22,6 +25,35 @@ LEAKING_EMAIL_BACKENDS = frozenset(
     }
 )
 
+_HOST_PORT = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[^:\[\]]*)(?::(?P<port>\d{1,5}))?")
+_DEFAULT_PORT = "5432"
+
+
+def database_config(url: str, **options: Any) -> dj_database_url.DBConfig:
+    """Django's `DATABASES` entry for `url`: dj-database-url's, plus URLs naming several hosts.
+
+    `postgres://user@h1:5432,h2:5433/db?target_session_attrs=read-write`
+    becomes `HOST` "h1,h2" and `PORT` "5432,5433", which libpq (through
+    psycopg) tries in turn, keeping the first server that takes writes.
+    dj-database-url refuses such URLs, so the hosts are taken out first.
+    """
+    parts = urlsplit(url)
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    if "," not in hosts:
+        return dj_database_url.parse(url, **options)
+    names: list[str] = []
+    ports: list[str] = []
+    for entry in hosts.split(","):
+        match = _HOST_PORT.fullmatch(entry.strip())
+        if match is None or not match["host"]:
+            raise ValueError(f"DATABASE_URL: {entry!r} is not host or host:port")
+        names.append(match["host"].strip("[]"))
+        ports.append(match["port"] or _DEFAULT_PORT)
+    config = dj_database_url.parse(urlunsplit(parts._replace(netloc=f"{userinfo}{at}{names[0]}")), **options)
+    config["HOST"] = ",".join(names)
+    config["PORT"] = ",".join(ports)
+    return config
+
 
 class WebSettings(CommonSettings):
     """Settings of the Django site and the Celery worker."""
@@ -31,6 +63,8 @@ class WebSettings(CommonSettings):
     csrf_trusted_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     secure_ssl_redirect: bool = True
     secure_hsts_seconds: int = 31_536_000
+    secure_hsts_include_subdomains: bool = True
+    secure_hsts_preload: bool = False
 
     default_from_email: str = "Die Hard <no-reply@example.com>"
     # Production mode needs a transport that delivers: EMAIL_HOST (SMTP), or an
@@ -86,6 +120,8 @@ class WebSettings(CommonSettings):
     # asked for (whoever asks, account or not), in the same format.
     throttle_password_reset_rate: str = Field(default="20/h", pattern=r"^\d+/\d*[smhd]$")
     throttle_password_reset_address_rate: str = Field(default="3/h", pattern=r"^\d+/\d*[smhd]$")
+    # Verification links an account may ask to be sent again, in the same format.
+    throttle_email_verification_rate: str = Field(default="3/h", pattern=r"^\d+/\d*[smhd]$")
 
     # Activity page views per signed-in account (each one queries ClickHouse), same format.
     throttle_activity_rate: str = Field(default="30/m", pattern=r"^\d+/\d*[smhd]$")
@@ -161,6 +197,11 @@ class WebSettings(CommonSettings):
         if self.clickhouse_eraser_user is None:
             return self.clickhouse_user, self.clickhouse_password
         return self.clickhouse_eraser_user, self.clickhouse_eraser_password or SecretStr("")
+
+    @property
+    def database(self) -> dj_database_url.DBConfig:
+        """Django's default database, from `DATABASE_URL` (one host, or several: see `database_config`)."""
+        return database_config(self.database_url, conn_max_age=60, conn_health_checks=True)
 
     @cached_property
     def development_secret_key(self) -> str:

@@ -10,7 +10,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import dj_database_url
 import django_stubs_ext
 from sentry_sdk.integrations.celery import CeleryIntegration
 from sentry_sdk.integrations.django import DjangoIntegration
@@ -18,7 +17,8 @@ from sentry_sdk.integrations.django import DjangoIntegration
 from shared.logging import configure_logging
 from shared.sentry import init_sentry
 from shared.settings import load
-from webapp.config.env import WebSettings
+from webapp.config.env import WebSettings, database_config
+from webapp.core.logs import quiet_client_faults
 
 # ModelAdmin[Model], Field[Set, Get] and the like, for the type checker, must work at run time.
 django_stubs_ext.monkeypatch()
@@ -54,6 +54,7 @@ MIDDLEWARE = [
     # First: forwarding headers from anyone but a trusted proxy are dropped before they are read.
     "webapp.core.clients.TrustedProxyMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "webapp.core.headers.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -85,12 +86,12 @@ TEMPLATES = [
 ]
 
 DATABASES: dict[str, dict[str, Any]] = {
-    "default": {**dj_database_url.parse(ENV.database_url, conn_max_age=60, conn_health_checks=True)},
+    "default": {**ENV.database},
     # The tables' owner (DATABASE_ADMIN_URL), used only where the site's role
     # may not go: `manage.py migrate --database owner` and `database_grants`
     # (`make migrate`); the test suite connects as it too (tests/conftest.py).
     # Never opened by the site or the worker themselves.
-    "owner": {**dj_database_url.parse(ENV.postgres_admin_dsn), "TEST": {"MIRROR": "default"}},
+    "owner": {**database_config(ENV.postgres_admin_dsn), "TEST": {"MIRROR": "default"}},
 }
 # A PostgreSQL that stops answering must fail requests and probes, not hang them.
 for _database in DATABASES.values():
@@ -118,6 +119,8 @@ LOGIN_REDIRECT_URL = "users:home"
 LOGOUT_REDIRECT_URL = "users:login"
 # How long a password-reset link stays valid (Django's default is three days).
 PASSWORD_RESET_TIMEOUT = 60 * 60
+# How long the link that verifies an address works (it stops once used).
+EMAIL_VERIFICATION_TIMEOUT = 3 * 24 * 60 * 60
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -160,6 +163,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 60.0},
     },
+    # Expired sessions (Django's `clearsessions`): nothing else deletes their rows.
+    "sessions-clear-expired": {
+        "task": "webapp.users.tasks.sessions_clear_expired",
+        "schedule": 24 * 60 * 60.0,
+        "options": {"expires": 60 * 60.0},
+    },
 }
 
 # --- Cache (Redis): the abuse throttles' counters ------------------------------
@@ -198,6 +207,7 @@ THROTTLE_SIGN_UP_RATE = ENV.throttle_sign_up_rate
 THROTTLE_ACTIVITY_RATE = ENV.throttle_activity_rate
 THROTTLE_PASSWORD_RESET_RATE = ENV.throttle_password_reset_rate
 THROTTLE_PASSWORD_RESET_ADDRESS_RATE = ENV.throttle_password_reset_address_rate
+THROTTLE_EMAIL_VERIFICATION_RATE = ENV.throttle_email_verification_rate
 
 # --- E-mail -------------------------------------------------------------------
 DEFAULT_FROM_EMAIL = ENV.default_from_email
@@ -227,14 +237,18 @@ if not DEBUG:
     # Probes from inside the cluster speak plain HTTP.
     SECURE_REDIRECT_EXEMPT = [r"^health/$"]
     SECURE_HSTS_SECONDS = ENV.secure_hsts_seconds
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = True
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = ENV.secure_hsts_include_subdomains
+    # Joining the browsers' preload list is hard to undo: the operator opts in.
+    SECURE_HSTS_PRELOAD = ENV.secure_hsts_preload
+    if not SECURE_HSTS_PRELOAD:
+        SILENCED_SYSTEM_CHECKS.append("security.W021")
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
 
 # --- Logging and errors -------------------------------------------------------
 LOGGING_CONFIG = None  # shared.logging owns the configuration
 configure_logging(level=ENV.log_level, log_format=ENV.log_format)
+quiet_client_faults()
 DJANGO_STRUCTLOG_CELERY_ENABLED = True
 # No personal data in logs: a client's address is one, and the one django-structlog
 # would bind comes from X-Forwarded-For, which any client can set.

@@ -36,10 +36,10 @@ def test_a_row_with_a_malformed_payload_is_still_listed_without_details() -> Non
 def test_the_query_asks_only_for_security_events_of_one_user_newest_first() -> None:
     sql = delivered_query(environment="Local", user_id=42, limit=21)
 
-    assert "visitParamExtractUInt(event_context, 'user_id') = 42" in sql
+    assert "user_id = 42" in sql
     assert all(f"'{event_type}'" in sql for event_type in SECURITY_EVENTS)
     assert "environment = 'Local'" in sql
-    assert "FROM event_log_dedup" in sql
+    assert "FROM event_log_by_user FINAL" in sql
     assert "ORDER BY event_date_time DESC" in sql
     assert sql.rstrip().endswith("LIMIT 21")
 
@@ -48,3 +48,29 @@ def test_the_environment_is_quoted_whatever_it_holds() -> None:
     sql = delivered_query(environment="it's \\ odd", user_id=1, limit=1)
 
     assert "environment = 'it\\'s \\\\ odd'" in sql
+
+
+def test_every_event_about_a_persons_own_account_is_named_on_the_activity_page() -> None:
+    about_the_account = {
+        "user_created",
+        "user_email_verified",
+        "user_logged_in",
+        "user_logged_out",
+        "user_login_failed",
+        "user_password_changed",
+        "user_password_reset_requested",
+        "user_password_reset",
+        "user_updated",
+    }
+
+    assert set(SECURITY_EVENTS) == about_the_account
+    [entry] = delivered_entries(
+        [
+            {
+                **ROW,
+                "event_type": "user_email_verified",
+                "event_context": '{"user_id":42,"ip_address":"192.0.2.1"}',
+            }
+        ]
+    )
+    assert (entry.description, entry.ip_address) == ("E-mail address verified", "192.0.2.1")
