@@ -48,9 +48,9 @@ from benchmarks.machine import Machine, cpu_seconds, run_queue
 from benchmarks.relay import wait_ready
 from benchmarks.results import emit
 from benchmarks.scratch import ROOT, drop_database, free_port, migrate, recreate_database
-from relay.app import clickhouse_sink
 from relay.core import schema
 from relay.settings import RelaySettings
+from relay.sinks import clickhouse_sink
 from shared.outbox import OUTBOX_TABLE
 from shared.settings import load
 

@@ -16,13 +16,14 @@ import aiohttp
 import asyncpg
 import structlog
 
-from relay.app import EXIT_FAILED, EXIT_MISCONFIGURED, EXIT_OK, clickhouse_sink, prepare_sink
+from relay.app import EXIT_FAILED, EXIT_MISCONFIGURED, EXIT_OK
 from relay.core import schema
 from relay.core.archive import ArchiveQueries
 from relay.core.clickhouse import DeliveryError
 from relay.core.observer import Observer
 from relay.maintenance import reconcile as reconciliation
 from relay.settings import RelaySettings
+from relay.sinks import clickhouse_sink, prepare_sink
 
 log = structlog.get_logger("relay")
 
