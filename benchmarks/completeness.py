@@ -4,7 +4,9 @@ In one run, against the relay benchmark's scratch databases, each round runs
 the real relay (`python -m relay`, its default settings) back to back on:
 
 1. 200,000 realistic events with the archive on (the default), then off
-   (`RELAY_ARCHIVE_RETENTION=0`): what keeping delivered events costs;
+   (`RELAY_ARCHIVE_RETENTION=0`): what keeping delivered events costs; after
+   the run with the archive on, the archive's size on disk per million events,
+   and `relay replay` sending them all again into an emptied ClickHouse;
 2. 100,000 events, then the same events with one in a hundred refused by
    ClickHouse (a negative `metadata_version`): what isolating poison costs.
 
@@ -18,9 +20,13 @@ pair measured back to back on a noisy machine. The last line is one JSON object.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
+import json
+import os
 import statistics
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -35,7 +41,7 @@ from benchmarks.relay import (
     reset_clickhouse,
 )
 from benchmarks.results import emit
-from benchmarks.scratch import migrate, recreate_database
+from benchmarks.scratch import ROOT, migrate, recreate_database
 from relay.settings import RelaySettings
 from shared.events import Envelope
 from shared.outbox import ARCHIVE_TABLE, DEAD_LETTER_TABLE
@@ -71,6 +77,41 @@ async def timed(
     return run.events / run.seconds, rows == ids == len(envelopes) - refused and dead == refused
 
 
+# Every partition of the archive, with its indexes and TOAST, in bytes.
+ARCHIVE_BYTES = f"""
+    SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0)::bigint
+      FROM pg_inherits WHERE inhparent = '{ARCHIVE_TABLE}'::regclass
+"""
+
+
+async def replayed(url: str, settings: RelaySettings, events: int) -> tuple[float, bool]:
+    """Events/s of `relay replay` sending the whole archive into an empty ClickHouse; whether exact."""
+    await reset_clickhouse(settings)
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "CLICKHOUSE_DATABASE": SCRATCH,
+        "LOG_LEVEL": "WARNING",
+        "DIE_HARD_ENV_FILE": os.devnull,
+    }
+    since = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "relay",
+        "replay",
+        "--since",
+        since,
+        env=env,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    stdout, _ = await process.communicate()
+    summary = json.loads(stdout.decode().strip().splitlines()[-1])  # timed by the command, start-up aside
+    rows, ids = await clickhouse_counts(settings)
+    return summary["events"] / summary["seconds"], summary["events"] == rows == ids == events
+
+
 def _listed(rates: list[float]) -> str:
     return ", ".join(f"{rate:,.0f}" for rate in rates)
 
@@ -89,7 +130,8 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         dataclasses.replace(envelope, metadata_version=-1) if number % 100 == 50 else envelope
         for number, envelope in enumerate(clean)
     ]
-    rates: dict[str, list[float]] = {"on": [], "off": [], "clean": [], "poisoned": []}
+    rates: dict[str, list[float]] = {"on": [], "off": [], "clean": [], "poisoned": [], "replay": []}
+    archive_bytes: list[int] = []
     exact = True
     machine = Machine.sample()
     for _ in range(args.rounds):
@@ -102,7 +144,13 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             rate, ok = await timed(url, settings, envelopes, args, **env)
             rates[name].append(rate)
             exact &= ok
+            if name == "on":
+                archive_bytes.append(int(await execute(url, ARCHIVE_BYTES)))  # type: ignore[call-overload]
+                rate, ok = await replayed(url, settings, len(envelopes))
+                rates["replay"].append(rate)
+                exact &= ok
     machine.finish()
+    payload = statistics.mean(len(envelope.event_context) for envelope in events)
     archive_ratio = _ratio(rates["on"], rates["off"])
     poison_ratio = _ratio(rates["poisoned"], rates["clean"])
     print()
@@ -115,6 +163,13 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
     poisoned_rates = rates["poisoned"]
     print(f"1% poison             {max(poisoned_rates):>12,.0f} events/s   rounds: {_listed(poisoned_rates)}")
     print(f"poisoned / clean      {poison_ratio:>12.2f}   (median of the rounds' ratios)")
+    per_million = statistics.median(archive_bytes) / args.events * 1_000_000 / 2**20
+    print(
+        f"archive size          {per_million:>12,.0f} MiB per million events (payload ~{payload:.0f} bytes)"
+    )
+    print(
+        f"relay replay          {max(rates['replay']):>12,.0f} events/s   rounds: {_listed(rates['replay'])}"
+    )
     print(f"every result exact    {'yes' if exact else 'NO':>12}")
     return {
         "archive_on_events_per_s": round(max(rates["on"])),
@@ -123,6 +178,8 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         "poison_clean_events_per_s": round(max(rates["clean"])),
         "poison_flood_events_per_s": round(max(rates["poisoned"])),
         "poison_flood_to_clean_ratio": round(poison_ratio, 3),
+        "archive_mib_per_million_events": round(per_million, 1),
+        "replay_events_per_s": round(max(rates["replay"])),
         "events": args.events,
         "poison_events": args.poison_events,
         "exact": exact,

@@ -325,6 +325,14 @@ def section(producers: Figures, relay: Figures, latency: Figures, completeness: 
             f" refused one in the dead letters: {'yes' if completeness['exact'] else 'NO'}.",
             "",
         ]
+        if "replay_events_per_s" in completeness:
+            lines += [
+                f"The archive took **{completeness['archive_mib_per_million_events']:,.0f} MiB per million"
+                f" events** on disk (indexes included), and `relay replay` sent the {events} archived events"
+                f" into an empty ClickHouse at **{completeness['replay_events_per_s']:,} events/s**"
+                " (its own timing, start-up aside).",
+                "",
+            ]
     lines.append(END)
     return "\n".join(lines)
 

@@ -34,9 +34,10 @@ from relay.core.retry import Backoff
 from relay.core.waits import sleep_unless
 from relay.maintenance import reconcile as reconciliation
 from relay.maintenance.partitions import ArchiveKeeper
-from relay.ops.http import HttpEndpoint
+from relay.ops.http import HttpEndpoint, RecentReadiness
 from relay.ops.metrics import RelayMetrics
 from relay.ops.monitor import Heartbeat, OutboxMonitor
+from relay.ops.privileges import privileges_warn
 from relay.ops.status import RelayStatus
 from relay.ops.telemetry import Telemetry
 from relay.settings import RelaySettings
@@ -45,9 +46,19 @@ from shared.outbox import NOTIFY_CHANNEL, NOTIFY_DEBOUNCE_MS
 
 log = structlog.get_logger("relay")
 
+# Exit codes, one meaning each (docs/OPERATIONS.md): an init container or a
+# supervisor tells a typo from a missing table from an outage.
 EXIT_OK = 0
+# Something failed that may work next time (a database unreachable, a part that died): retry.
 EXIT_FAILED = 1
-EXIT_MISCONFIGURED = 2
+# The command line itself is wrong (argparse's own code).
+EXIT_USAGE = 2
+# sysexits EX_DATAERR: ClickHouse does not hold what the relay needs (event_log
+# missing, incompatible or not replicated, a quorum larger than the shard, the
+# user refused): run `relay migrate` or fix the cluster; retrying will not help.
+EXIT_SCHEMA = 65
+# sysexits EX_CONFIG: a setting is missing or malformed; nothing was contacted.
+EXIT_CONFIG = 78
 
 
 def session_settings(settings: RelaySettings) -> dict[str, str]:
@@ -119,8 +130,10 @@ async def _serve(
     try:
         prepared = await _wait_for_clickhouse(session, settings, parts.backoff, stop)
         if prepared is None:
-            exit_code = EXIT_OK if stop.is_set() else EXIT_MISCONFIGURED
+            exit_code = EXIT_OK if stop.is_set() else EXIT_SCHEMA
             return exit_code
+        if not settings.debug:
+            await privileges_warn(pool=pool, sink=prepared.sink)
         if parts.archiving:
             # This hour's partition before the first delivery: otherwise the
             # first batches land in the default partition and block it.
@@ -230,7 +243,7 @@ class _Parts:
             "http": HttpEndpoint(
                 host=settings.relay_http_host,
                 port=settings.relay_http_port,
-                readiness=self.readiness,
+                readiness=RecentReadiness(self.readiness),
                 listener=self.listener,
                 metrics=self.metrics,
                 status=self.status,

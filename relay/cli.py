@@ -12,10 +12,12 @@ import argparse
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 from typing import Any
 
 from relay.settings import RelaySettings, parse_duration
+from shared.events import published_schemas
 
 PROG = "relay"
 DEFAULT_COMMAND = "run"
@@ -90,6 +92,10 @@ _ARCHIVE = (
         "DURATION",
     ),
 )
+_BATCHES = (
+    Option("relay_batch_size", "--batch-size", "most events per ClickHouse insert", "EVENTS"),
+    Option("relay_batch_max_bytes", "--batch-max-bytes", "most bytes per ClickHouse insert", "BYTES"),
+)
 _DAEMON = (
     Option("relay_batch_size", "--batch-size", "most events per ClickHouse insert", "EVENTS"),
     Option("relay_batch_max_bytes", "--batch-max-bytes", "most bytes per ClickHouse insert", "BYTES"),
@@ -133,6 +139,32 @@ _DAEMON = (
 )
 
 
+def parse_moment(text: str) -> datetime:
+    """An ISO 8601 time (UTC unless it names its zone), or a duration before now (`6h`, `2d`)."""
+    try:
+        return datetime.now(UTC) - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a time: {text!r} (examples: 2026-12-01T09:00Z, 2026-12-01, 6h, 2d)"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def parse_event_types(text: str) -> tuple[str, ...]:
+    """Comma-separated event types, each one the contract has published."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = sorted(set(names) - set(published_schemas()))
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown event type {', '.join(unknown) or repr(text)}; known: {', '.join(published_schemas())}"
+        )
+    return names
+
+
 @dataclass(frozen=True, slots=True)
 class Argument:
     """An option of one command that no setting stands behind (it lands in the overrides under `dest`)."""
@@ -153,6 +185,7 @@ class Command:
     options: tuple[Option, ...]
     environment_only: tuple[str, ...]
     arguments: tuple[Argument, ...] = ()
+    required: tuple[str, ...] = ()
 
 
 COMMANDS = (
@@ -179,6 +212,38 @@ COMMANDS = (
         ),
     ),
     Command(
+        "replay",
+        "send the archived events of a time window to ClickHouse again (to fill a new, rebuilt or "
+        "additional cluster), in batches through the relay's own insert; idempotent: the deduplicated view "
+        "hides copies; the last line printed is JSON; exit 0 when the archive still held the whole window",
+        _BATCHES + _CLICKHOUSE + _OBSERVABILITY,
+        ("database_url", "relay_database_url", "clickhouse_password", "sentry_config_dsn"),
+        (
+            Argument(
+                "--since",
+                "since",
+                "events from this time on: an ISO 8601 time (UTC unless it says), or how long ago (e.g. 6h)",
+                "TIME",
+                parse_moment,
+            ),
+            Argument(
+                "--until",
+                "until",
+                "events before this time (same forms); default: now",
+                "TIME",
+                parse_moment,
+            ),
+            Argument(
+                "--event-type",
+                "event_types",
+                "only these event types, comma-separated (e.g. user_created,user_logged_in); default: all",
+                "TYPES",
+                parse_event_types,
+            ),
+        ),
+        required=("--since",),
+    ),
+    Command(
         "migrate",
         "create the ClickHouse database, event_log and event_log_dedup, with the retention TTL where the "
         "server has TTL (idempotent)",
@@ -187,7 +252,7 @@ COMMANDS = (
     ),
     Command(
         "check",
-        "check event_log against what the relay sends; exit 2 if missing or incompatible",
+        "check event_log against what the relay sends; exit 65 if missing or incompatible",
         _CLICKHOUSE + _OBSERVABILITY,
         ("clickhouse_password", "sentry_config_dsn"),
     ),
@@ -200,7 +265,7 @@ COMMANDS = (
 )
 
 _ENVIRONMENT_ONLY_HELP = {
-    "database_url": "PostgreSQL holding the outbox (its URL may carry a password)",
+    "database_url": "PostgreSQL with the outbox (a URL; may hold a password)",
     "relay_database_url": "the relay's own PostgreSQL role (DATABASE_URL if unset)",
     "clickhouse_password": "ClickHouse password",
     "clickhouse_admin_password": "password of CLICKHOUSE_ADMIN_USER",
@@ -208,12 +273,40 @@ _ENVIRONMENT_ONLY_HELP = {
 }
 
 
+# Laid out by hand (the epilogs are not re-wrapped): no line is wider than 78 columns.
+EXIT_CODES = (
+    "exit codes:\n"
+    "  0   done (run: stopped cleanly; reconcile: ClickHouse is complete;\n"
+    "      replay: the archive held the whole window)\n"
+    "  1   failed, may work later (a database down, a part died, events missing)\n"
+    "  2   usage: the command line is wrong\n"
+    "  65  schema: event_log missing, incompatible or not replicated, or a quorum\n"
+    "      larger than the shard: run `relay migrate` or fix the cluster\n"
+    "  78  configuration: a setting is missing or malformed"
+)
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Wraps each line of an option's help on its own, so `[env NAME, default D]` stays whole on its
+    line, and keeps multi-line epilogs (tables laid out by hand) as written."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return [line for paragraph in text.splitlines() for line in super()._split_lines(paragraph, width)]
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
 def parser() -> argparse.ArgumentParser:
     """The whole command line."""
     root = argparse.ArgumentParser(
         prog=PROG,
         description="Outbox relay: carries events from PostgreSQL to ClickHouse.",
-        epilog=f"Without a command, `{PROG}` runs the daemon. `{PROG} COMMAND --help` lists its options.",
+        epilog=f"Without a command, `{PROG}` runs the daemon; `{PROG} COMMAND --help` lists its\n"
+        f"options.\n\n{EXIT_CODES}",
+        formatter_class=_HelpFormatter,
     )
     root.add_argument("--version", action="version", version=f"{PROG} {version('die-hard')}")
     commands = root.add_subparsers(dest="command", metavar="COMMAND")
@@ -223,7 +316,7 @@ def parser() -> argparse.ArgumentParser:
             help=command.help,
             description=command.help[0].upper() + command.help[1:] + ".",
             epilog=_environment_only_epilog(command),
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            formatter_class=_HelpFormatter,
         )
         for option in command.options:
             _add(sub, option)
@@ -234,6 +327,7 @@ def parser() -> argparse.ArgumentParser:
                 type=argument.type,
                 metavar=argument.metavar,
                 default=argparse.SUPPRESS,
+                required=argument.flag in command.required,
                 help=argument.help,
             )
     return root
@@ -241,7 +335,7 @@ def parser() -> argparse.ArgumentParser:
 
 def parse(argv: Sequence[str]) -> tuple[str, dict[str, Any]]:
     """The command to run and the settings the options override (plus the command's own arguments,
-    under their `dest`); exits 2 on a usage error."""
+    under their `dest`); exits 2 (usage) on a usage error."""
     arguments = list(argv)
     if not arguments or (arguments[0].startswith("-") and arguments[0] not in {"-h", "--help", "--version"}):
         arguments.insert(0, DEFAULT_COMMAND)
@@ -264,7 +358,8 @@ def _add(sub: argparse.ArgumentParser, option: Option) -> None:
         "dest": option.setting,
         # Unset options stay out of the namespace, so the environment decides.
         "default": argparse.SUPPRESS,
-        "help": f"{option.help} [env {env}{shown_default}]",
+        # A line of its own, never broken (_HelpFormatter).
+        "help": f"{option.help}\n[env {env}{shown_default}]",
     }
     annotation = field.annotation
     choices = typing.get_args(annotation) if typing.get_origin(annotation) is typing.Literal else ()
@@ -275,15 +370,20 @@ def _add(sub: argparse.ArgumentParser, option: Option) -> None:
     else:
         kwargs["metavar"] = option.metavar
         kwargs["type"] = annotation if annotation in (int, float) else str
+        if annotation is timedelta:
+            # Kept as written (`24h`): the settings parse it, and name the setting when it is wrong.
+            kwargs["type"] = str
     sub.add_argument(option.flag, **kwargs)
 
 
 def _environment_only_epilog(command: Command) -> str:
+    names = [environment_variable(setting) for setting in command.environment_only]
+    width = max(map(len, names)) + 2
     lines = ["from the environment only:"]
     lines += [
-        f"  {environment_variable(setting):<24}{_ENVIRONMENT_ONLY_HELP[setting]}"
-        for setting in command.environment_only
+        f"  {name:<{width}}{_ENVIRONMENT_ONLY_HELP[setting]}"
+        for name, setting in zip(names, command.environment_only, strict=True)
     ]
-    return (
-        "\n".join(lines) + "\n\nEvery setting can also come from .env (DIE_HARD_ENV_FILE names another file)."
-    )
+    lines += ["", "Every setting can also come from .env (DIE_HARD_ENV_FILE names another file)."]
+    lines += ["", EXIT_CODES]
+    return "\n".join(lines)

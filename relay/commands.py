@@ -1,7 +1,7 @@
-"""The one-shot sub-commands: `relay migrate`, `relay check`, `relay reconcile`, `relay expire`.
+"""The one-shot sub-commands: `relay migrate`, `check`, `reconcile`, `replay` and `expire`.
 
 Each is one function of the settings that returns the process's exit code:
-0 done, 1 failed, 2 misconfigured (see `relay.app`). `relay run` is the daemon
+0 done, 1 failed, 65 the ClickHouse schema does not fit (see `relay.app`). `relay run` is the daemon
 itself, `relay.app.run`.
 """
 
@@ -16,12 +16,14 @@ import aiohttp
 import asyncpg
 import structlog
 
-from relay.app import EXIT_FAILED, EXIT_MISCONFIGURED, EXIT_OK
+from relay.app import EXIT_FAILED, EXIT_OK, EXIT_SCHEMA
 from relay.core import schema
 from relay.core.archive import ArchiveQueries
 from relay.core.clickhouse import DeliveryError
 from relay.core.observer import Observer
+from relay.core.postgres import POSTGRES_ERRORS
 from relay.maintenance import reconcile as reconciliation
+from relay.maintenance.replay import Replay
 from relay.settings import RelaySettings
 from relay.sinks import clickhouse_sink, prepare_sink
 
@@ -65,7 +67,7 @@ async def check(settings: RelaySettings) -> int:
                 await schema.inspect_cluster(sink, settings.clickhouse_database, settings.clickhouse_cluster)
         except schema.SchemaError as error:
             log.error("clickhouse_schema_invalid", problem=str(error))
-            return EXIT_MISCONFIGURED
+            return EXIT_SCHEMA
         except DeliveryError as error:
             log.error("clickhouse_unavailable", error_kind=error.kind)
             return EXIT_FAILED
@@ -94,7 +96,7 @@ async def reconcile(settings: RelaySettings, *, since: datetime | None) -> int:
 
     Exit 0 when ClickHouse holds every archived event of the hours checked
     (after re-sending what it lacked), 1 when it does not or a database failed,
-    2 when the ClickHouse table is missing or incompatible. It is the running
+    65 when the ClickHouse table is missing or incompatible. It is the running
     relays' own procedure (`Reconciler.once`), waiting while one of them is at it.
     """
     async with aiohttp.ClientSession() as session:
@@ -102,7 +104,7 @@ async def reconcile(settings: RelaySettings, *, since: datetime | None) -> int:
             prepared = await prepare_sink(session, settings)  # re-sends go with the quorum too
         except schema.SchemaError as error:
             log.error("clickhouse_schema_invalid", problem=str(error))
-            return EXIT_MISCONFIGURED
+            return EXIT_SCHEMA
         except DeliveryError as error:
             log.error("clickhouse_unavailable", error_kind=error.kind)
             return EXIT_FAILED
@@ -120,6 +122,48 @@ async def reconcile(settings: RelaySettings, *, since: datetime | None) -> int:
         print(line)
     print(json.dumps(result.summary()))
     return EXIT_OK if result.complete else EXIT_FAILED
+
+
+async def replay(
+    settings: RelaySettings, *, since: datetime | None, until: datetime | None, event_types: tuple[str, ...]
+) -> int:
+    """`relay replay`: send the archived events of a window to ClickHouse again; a JSON line last.
+
+    Exit 0 when the archive still held every event delivered in the window and
+    all were sent, 1 when it no longer held part of it or a database failed,
+    65 when the ClickHouse table is missing or incompatible.
+    """
+    if since is None:
+        raise ValueError("relay replay needs --since")  # the command line requires it
+    async with aiohttp.ClientSession() as session:
+        try:
+            prepared = await prepare_sink(session, settings)  # replays go with the quorum too
+        except schema.SchemaError as error:
+            log.error("clickhouse_schema_invalid", problem=str(error))
+            return EXIT_SCHEMA
+        except DeliveryError as error:
+            log.error("clickhouse_unavailable", error_kind=error.kind)
+            return EXIT_FAILED
+        try:
+            async with _connection(settings) as connection:
+                report = await Replay(
+                    connection=connection,
+                    sink=prepared.sink,
+                    queries=ArchiveQueries(timestamp_precision=prepared.shape.timestamp_precision),
+                    batch_size=settings.relay_batch_size,
+                    batch_max_bytes=settings.relay_batch_max_bytes,
+                ).run(since=since, until=until, event_types=event_types)
+        except (*POSTGRES_ERRORS, DeliveryError) as error:
+            log.error("replay_failed", error_kind=getattr(error, "kind", type(error).__name__))
+            return EXIT_FAILED
+    log.info("replay_finished", **report.summary())
+    if not report.complete:
+        print(
+            f"The archive holds deliveries only from {report.archive_covers_since or 'no time at all'}:"
+            " events of the window delivered before that were not replayed (RELAY_ARCHIVE_RETENTION)."
+        )
+    print(json.dumps(report.summary()))
+    return EXIT_OK if report.complete else EXIT_FAILED
 
 
 @contextlib.asynccontextmanager

@@ -61,9 +61,10 @@ class RelaySettings(CommonSettings):
     relay_readiness_timeout: float = Field(default=2.0, gt=0)
     relay_liveness_timeout: float = Field(default=30.0, gt=0)
     # How long delivered events are kept in PostgreSQL for reconciliation; 0: not kept.
-    relay_archive_retention: Duration = timedelta(hours=24)
+    # Duration defaults are written as an operator writes them, so `--help` shows them so.
+    relay_archive_retention: Duration = Field(default="24h", validate_default=True)
     # How often the relays compare the archive with ClickHouse; 0: never (by themselves).
-    relay_reconcile_interval: Duration = timedelta(minutes=10)
+    relay_reconcile_interval: Duration = Field(default="10m", validate_default=True)
 
     # Events older than this many days leave `event_log` (ClickHouse TTL, or
     # `relay expire` on servers without TTL); 0 keeps them forever.

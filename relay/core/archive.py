@@ -127,6 +127,26 @@ class ArchiveQueries:
             f" AND event_id = ANY('{{{literal}}}'::uuid[])"
         )
 
+    def replay(
+        self,
+        *,
+        delivered: tuple[datetime, datetime],
+        events: tuple[datetime, datetime],
+        event_types: tuple[str, ...] = (),
+    ) -> tuple[str, list[object]]:
+        """`COPY` source and its arguments: archived events delivered in one window whose time is in another.
+
+        The delivery window lets PostgreSQL read only the partitions it covers;
+        `event_types` (all when empty) narrows the events.
+        """
+        query = (
+            f"SELECT {self.tsv_columns} FROM {ARCHIVE_TABLE}"
+            " WHERE delivered_at >= $1 AND delivered_at < $2"
+            " AND event_date_time >= $3 AND event_date_time < $4"
+            " AND (cardinality($5::text[]) = 0 OR event_type = ANY($5::text[]))"
+        )
+        return query, [*delivered, *events, list(event_types)]
+
 
 async def hourly_partitions(connection: Connection) -> dict[datetime, str]:
     """The hourly partitions that exist, by the hour each covers."""

@@ -3,7 +3,9 @@
 Served by aiohttp inside the relay's event loop. `/livez` checks only that the
 loop ticks (a database outage must not get healthy relays restarted);
 `/readyz` checks PostgreSQL and ClickHouse, each within its own timeout
-(see `relay.core.readiness`).
+(see `relay.core.readiness`), at most once per `READYZ_CACHE_SECONDS`
+whoever asks: a caller that polls it in a loop (anything on the network can)
+costs the forwarders' pool one probe per window, not one per request.
 """
 
 from __future__ import annotations
@@ -12,14 +14,44 @@ import asyncio
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from relay.core.listener import Listener
-from relay.core.readiness import Readiness
 from relay.ops.metrics import RelayMetrics
 from relay.ops.status import RelayStatus
+
+# How long one readiness answer serves every `/readyz` caller.
+READYZ_CACHE_SECONDS = 1.5
+
+
+class Probes(Protocol):
+    """What answers readiness: `relay.core.readiness.Readiness`, or a test's fake."""
+
+    async def check(self) -> dict[str, str]:
+        """One round of probes."""
+        ...
+
+
+class RecentReadiness:
+    """The last readiness report while it is younger than `max_age`; concurrent callers share one probe."""
+
+    def __init__(self, readiness: Probes, *, max_age: float = READYZ_CACHE_SECONDS) -> None:
+        self._readiness = readiness
+        self._max_age = max_age
+        self._lock = asyncio.Lock()
+        self._report: dict[str, str] | None = None
+        self._at = 0.0
+
+    async def report(self) -> dict[str, str]:
+        """A copy of the current report, probing again only when the last one is too old."""
+        async with self._lock:
+            if self._report is None or time.monotonic() - self._at > self._max_age:
+                self._report = await self._readiness.check()
+                self._at = time.monotonic()
+            return dict(self._report)
 
 
 def _iso(timestamp: float | None) -> str | None:
@@ -32,7 +64,7 @@ class HttpEndpoint:
 
     host: str
     port: int
-    readiness: Readiness
+    readiness: RecentReadiness
     listener: Listener
     metrics: RelayMetrics
     status: RelayStatus
@@ -67,7 +99,7 @@ class HttpEndpoint:
 
     async def readyz(self, _request: web.Request) -> web.Response:
         """200 when PostgreSQL and ClickHouse both answer in time, 503 naming the ones that do not."""
-        report = await self.readiness.check()
+        report = await self.readiness.report()
         if self.status.systemic_refusal:
             # ClickHouse answers but refuses every event: not ready, and say why.
             report["clickhouse_accepts_events"] = "refusing"

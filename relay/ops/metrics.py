@@ -7,12 +7,14 @@ Counters move per batch, never per event, so they cost nothing on the hot path.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib.metadata import version
 
 from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
+    Info,
     ProcessCollector,
     disable_created_metrics,
 )
@@ -34,6 +36,8 @@ class RelayMetrics:
         r = self.registry
         # process_resident_memory_bytes, process_cpu_seconds_total, open file descriptors...
         ProcessCollector(registry=r)
+        # relay_build_info{version="…"} 1: which version each relay runs (during a rolling upgrade, several).
+        Info("relay_build", "The relay's version.", registry=r).info({"version": version("die-hard")})
         self.pending_events = Gauge(
             "relay_outbox_pending_events", "Events waiting in the outbox.", registry=r
         )

@@ -18,6 +18,7 @@ Redis server and an SMTP server of its own.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import subprocess
@@ -260,6 +261,8 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 @pytest.fixture(scope="session")
 def mailbox() -> Iterator[Mailbox]:
     """A real SMTP server on this machine's loopback, which the worker sends e-mail to."""
+    # aiosmtpd tells every connection at INFO: not what a test run wants to read.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     handler = Mailbox()
     controller = Controller(handler, hostname="127.0.0.1", port=free_port())
     controller.start()

@@ -21,6 +21,8 @@ pytestmark = [pytest.mark.image, pytest.mark.slow]
 # fails a change that brings back a dependency group or a build tool.
 IMAGE_SIZE_BUDGET = 320_000_000
 UNPRIVILEGED_UID = 10001
+PROBLEMS = {"warning", "error", "critical"}
+NO_SUCH_PAGE = "/no-such-page/"
 
 
 def test_the_image_stays_within_its_size_budget(image: str) -> None:
@@ -51,7 +53,7 @@ def test_migrate_applies_both_schemas_and_grants_the_roles(stack: Stack) -> None
 
 
 def test_the_site_runs_on_gunicorn_in_production_mode(stack: Stack) -> None:
-    status, body = http_get(f"{stack.web_url}/no-such-page/")
+    status, body = http_get(f"{stack.web_url}{NO_SUCH_PAGE}")
 
     assert status == 404
     assert b"URLconf" not in body  # Django's debug page never shows
@@ -100,6 +102,24 @@ def test_every_compose_healthcheck_passes_inside_its_container(stack: Stack) -> 
         while (result := stack.exec(name, *argv)).returncode != 0 and time.monotonic() < deadline:
             time.sleep(1)
         assert result.returncode == 0, f"{name}: {argv}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+
+
+@pytest.mark.parametrize("process", PROCESSES)
+def test_every_process_runs_without_a_warning_or_an_error_in_its_log(stack: Stack, process: str) -> None:
+    events = [json.loads(line) for line in stack.logs(process).splitlines() if line.startswith("{")]
+    # The 404 a test above asks for on purpose is logged as a warning.
+    asked = [event for event in events if event.get("request") != f"GET {NO_SUCH_PAGE}"]
+
+    assert asked
+    assert [event for event in asked if event.get("level") in PROBLEMS] == []
+
+
+@pytest.mark.parametrize("process", ["web", "worker"])
+def test_the_site_and_the_worker_find_no_right_they_do_not_need_at_start(stack: Stack, process: str) -> None:
+    log = stack.logs(process)
+
+    assert "running_with_excess_privileges" not in log
+    assert "privileges_unchecked" not in log  # both servers were asked
 
 
 _CHECK_PRIVILEGES = r"""

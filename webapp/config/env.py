@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import cached_property
 from typing import Annotated, Self
 
@@ -56,9 +57,12 @@ class WebSettings(CommonSettings):
     health_pending_threshold: int = 100_000
     health_cache_seconds: float = Field(default=5.0, ge=0)
 
-    # How many reverse proxies in front of the site append to X-Forwarded-For
-    # (and set X-Forwarded-Proto). 0: none is trusted, REMOTE_ADDR is the client.
-    trusted_proxy_count: int = Field(default=0, ge=0, le=10)
+    # Networks of the reverse proxies in front of the site: only a peer in one
+    # of them has its X-Forwarded-For and X-Forwarded-Proto read. Empty: none is
+    # trusted, REMOTE_ADDR is the client.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Replaced by TRUSTED_PROXIES: a count trusted the headers of any peer.
+    trusted_proxy_count: int = 0
     # Callers from these networks (by client address) see /health/ in detail and /metrics.
     internal_networks: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["127.0.0.0/8", "::1/128"]
@@ -67,6 +71,14 @@ class WebSettings(CommonSettings):
     # Sign-in: this many failures for one account, or from one address, lock
     # it out for the cool-off (every further try during it restarts the cool-off).
     throttle_sign_in_failures: int = Field(default=10, ge=1)
+    # Failures for one account from one client address: that pair is locked
+    # sooner, so one guesser is stopped before the account is locked for everyone.
+    throttle_sign_in_pair_failures: int = Field(default=5, ge=1)
+    # Failures from one client address, whatever the accounts: far higher, since
+    # a NAT, a campus or a proxy puts many people behind one address.
+    throttle_sign_in_address_failures: int = Field(default=100, ge=1)
+    # IPv6 clients are counted by their network of this size (a subscriber's /64).
+    throttle_ipv6_prefix: int = Field(default=64, ge=32, le=128)
     throttle_sign_in_cooloff_minutes: float = Field(default=15.0, gt=0)
     # Sign-ups per client address, as django-ratelimit's "<count>/<period>" (s, m, h, d).
     throttle_sign_up_rate: str = Field(default="20/h", pattern=r"^\d+/\d*[smhd]$")
@@ -86,12 +98,26 @@ class WebSettings(CommonSettings):
     @classmethod
     def _split_lists(cls, data: object) -> object:
         if isinstance(data, dict):
-            for key in ("allowed_hosts", "csrf_trusted_origins", "internal_networks"):
+            for key in ("allowed_hosts", "csrf_trusted_origins", "internal_networks", "trusted_proxies"):
                 for candidate in (key, key.upper()):
                     value = data.get(candidate)
                     if isinstance(value, str):
                         data[candidate] = [item.strip() for item in value.split(",") if item.strip()]
         return data
+
+    @model_validator(mode="after")
+    def _proxies_by_network(self) -> Self:
+        if self.trusted_proxy_count:
+            raise ConfigurationError(
+                "TRUSTED_PROXY_COUNT is replaced by TRUSTED_PROXIES: list the networks of the proxies"
+                " in front of the site (e.g. TRUSTED_PROXIES=10.0.0.0/8); only they may set X-Forwarded-For"
+            )
+        for network in (*self.trusted_proxies, *self.internal_networks):
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError as error:
+                raise ConfigurationError(f"not a network: {network!r} ({error})") from error
+        return self
 
     @model_validator(mode="after")
     def _production_needs_secrets(self) -> Self:

@@ -51,6 +51,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: forwarding headers from anyone but a trusted proxy are dropped before they are read.
+    "webapp.core.clients.TrustedProxyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -173,14 +175,18 @@ CACHES = {
 }
 
 # --- Abuse throttles (webapp/users/throttling.py) -----------------------------
-TRUSTED_PROXY_COUNT = ENV.trusted_proxy_count
+TRUSTED_PROXIES = ENV.trusted_proxies
 INTERNAL_NETWORKS = ENV.internal_networks
-AXES_HANDLER = "webapp.users.throttling.FailOpenCacheHandler"
+THROTTLE_IPV6_PREFIX = ENV.throttle_ipv6_prefix
+AXES_HANDLER = "webapp.users.throttling.SignInLockoutHandler"
+# Per account; the handler keeps its own limits for pairs and addresses.
 AXES_FAILURE_LIMIT = ENV.throttle_sign_in_failures
+THROTTLE_SIGN_IN_PAIR_FAILURES = ENV.throttle_sign_in_pair_failures
+THROTTLE_SIGN_IN_ADDRESS_FAILURES = ENV.throttle_sign_in_address_failures
 AXES_COOLOFF_TIME = timedelta(minutes=ENV.throttle_sign_in_cooloff_minutes)
-# Either is enough to lock: guessing many passwords for one account, or many
-# accounts from one address.
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# What is counted (SignInLockoutHandler keys and limits them itself): the
+# account, the (account, address) pair, the address.
+AXES_LOCKOUT_PARAMETERS = ["username", ["username", "ip_address"], "ip_address"]
 AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "webapp.users.throttling.axes_client_ip"
 AXES_USERNAME_CALLABLE = "webapp.users.throttling.axes_username"
@@ -212,9 +218,9 @@ CSRF_COOKIE_HTTPONLY = False  # the HTML form reads the token from the page, not
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
-if TRUSTED_PROXY_COUNT:
-    # Only a proxy known to be in front (and to overwrite the header) says
-    # whether the client spoke HTTPS; without one, anyone could claim it.
+if TRUSTED_PROXIES:
+    # Only a proxy known to be in front says whether the client spoke HTTPS:
+    # TrustedProxyMiddleware drops the header from every other peer.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 if not DEBUG:
     SECURE_SSL_REDIRECT = ENV.secure_ssl_redirect

@@ -10,8 +10,10 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.forms import PasswordChangeForm as DjangoPasswordChangeForm
 from django.contrib.auth.forms import SetPasswordForm as DjangoSetPasswordForm
 from django.core.exceptions import ValidationError
+from django.http import HttpRequest
 
 from webapp.users.models import InvalidEmail, User, canonical_email
+from webapp.users.throttling import password_recheck
 
 # Shown on the e-mail field (HTML) or under "email" (API) when `EmailTaken` is raised.
 EMAIL_TAKEN_MESSAGE = "An account with this e-mail address already exists."
@@ -95,7 +97,21 @@ class ProfileForm(forms.Form):
 
 
 class PasswordChangeForm(DjangoPasswordChangeForm):
-    """Django's form: the current password, then the new one twice; it only validates here."""
+    """Django's form: the current password, then the new one twice; it only validates here.
+
+    The current password is checked like a sign-in (`password_recheck`), so
+    wrong guesses count towards the same lock-out.
+    """
+
+    def __init__(self, user: Any, data: Any = None, *, request: HttpRequest) -> None:
+        super().__init__(user, data)
+        self.request = request
+
+    def clean_old_password(self) -> str:
+        old_password: str = self.cleaned_data["old_password"]
+        if not password_recheck(self.request, self.user, old_password):
+            raise ValidationError(self.error_messages["password_incorrect"], code="password_incorrect")
+        return old_password
 
     def save(self, commit: bool = True) -> Any:
         raise NotImplementedError("the view calls services.user_password_change")
@@ -134,12 +150,14 @@ class AccountDeleteForm(forms.Form):
         widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
     )
 
-    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, user: Any, request: HttpRequest, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.user = user
+        self.request = request
 
     def clean_password(self) -> str:
         password: str = self.cleaned_data["password"]
-        if not self.user.check_password(password):
+        # Checked like a sign-in: wrong guesses count towards the same lock-out.
+        if not password_recheck(self.request, self.user, password):
             raise ValidationError("The password is not correct.", code="password_incorrect")
         return password

@@ -1,9 +1,15 @@
 """Abuse throttles: sign-in lock-out (django-axes) and sign-up rate (django-ratelimit), on Redis.
 
-Sign-in: django-axes counts failures per account and per client address in
-the cache; at `THROTTLE_SIGN_IN_FAILURES` it locks that account or address out
-for `THROTTLE_SIGN_IN_COOLOFF_MINUTES`, on the site's form and the admin's
-alike, and answers 429 with `Retry-After`. A refused attempt during a lock-out
+Sign-in: django-axes counts failures per account, per (account, client
+address) pair and per client address in the cache, each against its own limit
+(`THROTTLE_SIGN_IN_FAILURES`, `THROTTLE_SIGN_IN_PAIR_FAILURES`, and the far
+higher `THROTTLE_SIGN_IN_ADDRESS_FAILURES`, so people sharing an address do not
+lock each other out); past one, it locks that out for
+`THROTTLE_SIGN_IN_COOLOFF_MINUTES`, on the site's form and the admin's alike,
+and answers 429 with `Retry-After`. The current password asked for by password
+change and account deletion is checked through the same gate
+(`password_recheck`). Every client is counted by `client_key`: its address,
+or an IPv6 client's /64. A refused attempt during a lock-out
 is counted in `web_throttled_requests_total`, not written as an event.
 
 Sign-up: django-ratelimit counts sign-ups per client address in a fixed window
@@ -27,6 +33,7 @@ as events. All fail open: while Redis does not answer, nothing is throttled (and
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Any
 
@@ -34,13 +41,16 @@ import structlog
 from axes.backends import AxesStandaloneBackend
 from axes.exceptions import AxesBackendPermissionDenied
 from axes.handlers.cache import AxesCacheHandler
+from axes.helpers import get_cache_timeout, get_client_username, get_credentials, get_failure_limit
+from axes.signals import user_locked_out
 from django.conf import settings
+from django.contrib.auth import authenticate
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django_ratelimit.core import get_usage
 from redis.exceptions import RedisError
 
-from webapp.core.clients import client_ip
+from webapp.core.clients import client_key, throttle_key
 from webapp.core.metrics import THROTTLED
 from webapp.users.models import InvalidEmail, canonical_email
 from webapp.users.selectors import email_pseudonym
@@ -50,29 +60,119 @@ logger = structlog.get_logger(__name__)
 LOCKED_OUT_TEMPLATE = "users/locked_out.html"
 
 
-class FailOpenCacheHandler(AxesCacheHandler):
-    """django-axes' cache handler, letting sign-ins through unthrottled while Redis does not answer."""
+class SignInLockoutHandler(AxesCacheHandler):
+    """django-axes' cache handler with a limit per counter, failing open while Redis does not answer.
+
+    Each failed sign-in is counted three times: for the account (from anywhere),
+    for the pair (account, client address) and for the client address alone.
+    Each counter has its own limit (`THROTTLE_SIGN_IN_FAILURES`,
+    `THROTTLE_SIGN_IN_PAIR_FAILURES`, `THROTTLE_SIGN_IN_ADDRESS_FAILURES`), and
+    reaching any of them locks what it counts. The address limit is far higher
+    than the others: one person's failures lock their own pair (and in the end
+    the account), never another account's sign-in from the same address.
+    """
 
     def get_failures(self, request: HttpRequest, credentials: dict[str, Any] | None = None) -> int:
+        """The failures, scaled: reaching `AXES_FAILURE_LIMIT` means a counter reached its own limit."""
         try:
-            return int(super().get_failures(request, credentials))
+            counters = _counters(request, credentials)
+            if not counters:
+                return 0
+            counts = self.cache.get_many([key for key, _ in counters])
         except RedisError as error:
             _throttle_unavailable("sign_in", error)
             return 0
+        scale = int(get_failure_limit(request, credentials))
+        return max(int(counts.get(key, 0)) * scale // limit for key, limit in counters)
 
     def user_login_failed(
         self, sender: object, credentials: dict[str, Any], request: HttpRequest | None = None, **kwargs: Any
     ) -> None:
+        """Count the failure in every counter; mark the request locked out when one reaches its limit."""
+        if request is None:
+            return
         try:
-            super().user_login_failed(sender, credentials, request, **kwargs)
+            counters = _counters(request, credentials)
+            timeout = get_cache_timeout(request)
+            if was_throttled(request):
+                # Refused unchecked: the lock-out's cool-off starts again, but
+                # nothing else is counted, so a locked pair cannot go on to
+                # lock the account for everyone.
+                counts = self.cache.get_many([key for key, _ in counters])
+                for key, limit in counters:
+                    if int(counts.get(key, 0)) >= limit:
+                        self.cache.touch(key, timeout=timeout)
+            else:
+                for key, _ in counters:
+                    if not self.cache.add(key, 1, timeout=timeout):
+                        self.cache.incr(key)
+                        self.cache.touch(key, timeout=timeout)
+        except RedisError as error:
+            _throttle_unavailable("sign_in", error)
+            return
+        if was_throttled(request) or self.get_failures(request, credentials) >= get_failure_limit(
+            request, credentials
+        ):
+            request.axes_locked_out = True  # type: ignore[attr-defined]
+            request.axes_credentials = credentials  # type: ignore[attr-defined]
+            user_locked_out.send(
+                "axes",
+                request=request,
+                username=get_client_username(request, credentials),
+                ip_address=getattr(request, "axes_ip_address", None),
+            )
+
+    def user_logged_in(self, sender: object, request: HttpRequest, user: Any, **kwargs: Any) -> None:
+        """A sign-in clears its account's failures and its pair's, not the address's (others share it)."""
+        credentials = get_credentials(user.get_username())
+        try:
+            self.cache.delete_many(
+                [key for key, limit in _counters(request, credentials) if not key.startswith(_ADDRESS)]
+            )
         except RedisError as error:
             _throttle_unavailable("sign_in", error)
 
-    def user_logged_in(self, sender: object, request: HttpRequest, user: Any, **kwargs: Any) -> None:
-        try:
-            super().user_logged_in(sender, request, user, **kwargs)
-        except RedisError as error:
-            _throttle_unavailable("sign_in", error)
+    def reset_attempts(
+        self,
+        *,
+        ip_address: str | None = None,
+        username: str | None = None,
+        ip_or_username: bool = False,
+    ) -> int:
+        """Forget the failures of an account and/or an address, and of every pair either is in."""
+        patterns = []
+        if username is not None:
+            patterns += [f"{_ACCOUNT}{_digest(username)}", f"{_PAIR}{_digest(username)}-*"]
+        if ip_address is not None:
+            key = throttle_key(ip_address)
+            patterns += [f"{_ADDRESS}{_digest(key)}", f"{_PAIR}*-{_digest(key)}"]
+        return sum(int(self.cache.delete_pattern(pattern) or 0) for pattern in patterns)
+
+
+_ACCOUNT = "sign-in-account-"
+_PAIR = "sign-in-pair-"
+_ADDRESS = "sign-in-address-"
+
+
+def _digest(value: str) -> str:
+    # Counters are kept under hashes: no address, of a mailbox or a client, in Redis.
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def _counters(request: HttpRequest, credentials: dict[str, Any] | None) -> list[tuple[str, int]]:
+    """The cache keys this sign-in counts under, each with its limit."""
+    username = get_client_username(request, credentials)
+    address = axes_client_ip(request)
+    counters = []
+    if username:
+        counters.append((f"{_ACCOUNT}{_digest(username)}", settings.AXES_FAILURE_LIMIT))
+    if address:
+        counters.append((f"{_ADDRESS}{_digest(address)}", settings.THROTTLE_SIGN_IN_ADDRESS_FAILURES))
+    if username and address:
+        counters.append(
+            (f"{_PAIR}{_digest(username)}-{_digest(address)}", settings.THROTTLE_SIGN_IN_PAIR_FAILURES)
+        )
+    return counters
 
 
 def _throttle_unavailable(action: str, error: Exception) -> None:
@@ -103,6 +203,23 @@ class SignInThrottle(AxesStandaloneBackend):
             raise
 
 
+def password_recheck(request: HttpRequest, user: Any, password: str) -> bool:
+    """Whether `password` is the signed-in user's, checked through the sign-in gate and counted alike.
+
+    Password change and account deletion ask for the current password: a
+    wrong one is a failed sign-in for the account (and its pair and address),
+    locked out alike, so a stolen session cannot guess without limit nor make
+    the site compute Argon2 hashes without limit. See `recheck_locked_out`.
+    """
+    checked = authenticate(request, username=user.get_username(), password=password)
+    return checked is not None and checked.pk == user.pk
+
+
+def recheck_locked_out(request: HttpRequest) -> bool:
+    """Whether this request's password check was refused, or reached a lock-out: the session should end."""
+    return was_throttled(request) or bool(getattr(request, "axes_locked_out", False))
+
+
 def was_throttled(request: HttpRequest | None) -> bool:
     """Whether the sign-in throttle refused this request without checking the password."""
     return bool(getattr(request, "sign_in_throttled", False))
@@ -114,8 +231,8 @@ def cool_off_seconds() -> int:
 
 
 def axes_client_ip(request: HttpRequest) -> str | None:
-    """The address django-axes counts failures by: the site's own idea of the client's."""
-    return client_ip(request)
+    """The address django-axes counts failures by: the client's (`client_key`: an IPv6 client's /64)."""
+    return client_key(request) or None
 
 
 def account_key(address: str) -> str:
@@ -208,7 +325,7 @@ def sign_up_retry_after(request: HttpRequest) -> int | None:
         request,
         action="sign_up",
         group="sign_up",
-        key=client_ip(request) or "",
+        key=client_key(request),
         rate=settings.THROTTLE_SIGN_UP_RATE,
     )
 
@@ -219,7 +336,7 @@ def password_reset_client_retry_after(request: HttpRequest) -> int | None:
         request,
         action="password_reset",
         group="password_reset_client",
-        key=client_ip(request) or "",
+        key=client_key(request),
         rate=settings.THROTTLE_PASSWORD_RESET_RATE,
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth import login, update_session_auth_hash
+from django.contrib.auth import login, logout, update_session_auth_hash
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import (
     INTERNAL_RESET_SESSION_TOKEN,
@@ -43,8 +43,10 @@ from webapp.users.services import (
     user_update,
 )
 from webapp.users.throttling import (
+    locked_out_response,
     password_reset_address_retry_after,
     password_reset_client_retry_after,
+    recheck_locked_out,
     sign_up_retry_after,
     too_many_password_resets_message,
     too_many_sign_ups_message,
@@ -129,7 +131,7 @@ def account(request: HttpRequest) -> HttpResponse:
 def password_change(request: HttpRequest) -> HttpResponse:
     """Change the password, giving the current one; this session stays signed in, others end."""
     user = _signed_in_user(request)
-    form = PasswordChangeForm(user, request.POST if request.method == "POST" else None)
+    form = PasswordChangeForm(user, request.POST if request.method == "POST" else None, request=request)
     if form.is_valid():
         try:
             user_password_change(
@@ -141,7 +143,15 @@ def password_change(request: HttpRequest) -> HttpResponse:
             update_session_auth_hash(request, user)
             messages.success(request, "Your password is changed.")
             return redirect("users:account")
+    elif recheck_locked_out(request):
+        return _end_guessing_session(request)
     return render(request, "users/password_change.html", {"form": form})
+
+
+def _end_guessing_session(request: HttpRequest) -> HttpResponse:
+    """A session whose password checks reached the lock-out is ended: 429, and signed out."""
+    logout(request)
+    return locked_out_response(request)
 
 
 @require_http_methods(["GET", "POST"])
@@ -219,7 +229,7 @@ def password_reset_complete(request: HttpRequest) -> HttpResponse:
 def account_delete(request: HttpRequest) -> HttpResponse:
     """Delete the account after the password is confirmed; the session ends with it."""
     user = _signed_in_user(request)
-    form = AccountDeleteForm(request.POST if request.method == "POST" else None, user=user)
+    form = AccountDeleteForm(request.POST if request.method == "POST" else None, user=user, request=request)
     if form.is_valid():
         user_delete(user=user)
         # Ended without Django's `logout`: its signal would write a sign-out
@@ -227,4 +237,6 @@ def account_delete(request: HttpRequest) -> HttpResponse:
         request.session.flush()
         messages.success(request, "Your account is deleted. Goodbye.")
         return redirect("users:home")
+    if recheck_locked_out(request):
+        return _end_guessing_session(request)
     return render(request, "users/account_delete.html", {"form": form})

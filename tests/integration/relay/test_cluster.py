@@ -25,6 +25,7 @@ import aiohttp
 import pytest
 from aiochclient import ChClient
 
+from relay.app import EXIT_SCHEMA
 from relay.core import schema
 from tests.support.clickhouse import ClickHouse
 from tests.support.outbox_tables import Outbox
@@ -303,7 +304,7 @@ def test_a_quorum_larger_than_the_shard_stops_the_relay_at_start(
 ) -> None:
     relay = start_cluster_relay(insert_quorum=3, wait=False)
 
-    assert relay.wait(timeout=30) == 2
+    assert relay.wait(timeout=30) == EXIT_SCHEMA
     assert "RELAY_INSERT_QUORUM=3" in relay.log()
 
 
@@ -316,7 +317,7 @@ def test_a_relay_pointed_at_an_unreplicated_table_refuses_to_start(
 
     relay = start_cluster_relay(CLICKHOUSE_DATABASE=database, wait=False)
 
-    assert relay.wait(timeout=30) == 2
+    assert relay.wait(timeout=30) == EXIT_SCHEMA
     assert "event_log is not replicated on cluster die_hard" in relay.log()
 
 
@@ -325,7 +326,7 @@ def test_a_relay_given_a_cluster_the_servers_do_not_know_refuses_to_start(
 ) -> None:
     relay = start_cluster_relay(CLICKHOUSE_CLUSTER="elsewhere", wait=False)
 
-    assert relay.wait(timeout=30) == 2
+    assert relay.wait(timeout=30) == EXIT_SCHEMA
     assert "ClickHouse knows no cluster elsewhere" in relay.log()
 
 

@@ -212,6 +212,7 @@ def test_the_relay_delivers_and_dead_letters_with_only_its_own_role_and_user(
             "RELAY_HTTP_PORT": str(free_port()),
             "RELAY_POLL_INTERVAL": "0.2",
             "LOG_FORMAT": "json",
+            "DEBUG": "false",  # production: it checks its rights at start
         },
         log_path=tmp_path / "relay.log",
         port=0,
@@ -228,6 +229,42 @@ def test_the_relay_delivers_and_dead_letters_with_only_its_own_role_and_user(
     assert [event_id for event_id, _, _ in granted.dead_letters()] == [poison]
     delivered = reader.rows("SELECT toString(event_id) FROM event_log_dedup ORDER BY event_id")
     assert sorted(row[0] for row in delivered) == sorted(good)
+    assert relay.log_events("running_with_excess_privileges") == []
+    assert relay.log_events("privileges_unchecked") == []
+
+
+def both(warnings: list[dict[str, object]]) -> list[dict[str, object]] | None:
+    return warnings if len(warnings) == 2 else None
+
+
+def test_the_relay_warns_at_start_when_it_could_change_either_schema(
+    granted: Outbox, private_clickhouse: str, migrated: str, tmp_path: Path
+) -> None:
+    address = urlsplit(private_clickhouse)
+    relay = RelayProcess(
+        env={
+            **os.environ,
+            "DIE_HARD_ENV_FILE": os.devnull,
+            "DATABASE_URL": granted.url,  # the tables' owner
+            "CLICKHOUSE_HOST": address.hostname or "127.0.0.1",
+            "CLICKHOUSE_PORT": str(address.port),
+            "CLICKHOUSE_USER": "default",
+            "CLICKHOUSE_DATABASE": migrated,
+            "RELAY_HTTP_PORT": str(free_port()),
+            "LOG_FORMAT": "json",
+            "DEBUG": "false",
+        },
+        log_path=tmp_path / "relay.log",
+        port=0,
+    )
+    relay.port = int(relay.env["RELAY_HTTP_PORT"])
+    relay.start()
+    try:
+        warnings = wait_until(lambda: both(relay.log_events("running_with_excess_privileges")), timeout=30)
+    finally:
+        assert relay.stop() == 0, relay.log()[-3000:]
+
+    assert {line["server"] for line in warnings} == {"postgres", "clickhouse"}
 
 
 def serve_until_started(env: dict[str, str], tmp_path: Path) -> list[dict[str, object]]:

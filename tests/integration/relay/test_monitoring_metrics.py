@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
+
 import pytest
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
@@ -62,3 +64,15 @@ def test_readiness_is_exported_per_dependency(relay_metrics_page: str) -> None:
     }
 
     assert up == {"postgres": 1.0, "clickhouse": 1.0}
+
+
+def test_each_relay_says_which_version_it_runs(relay_metrics_page: str) -> None:
+    [build] = [
+        sample
+        for family in text_string_to_metric_families(relay_metrics_page)
+        for sample in family.samples
+        if sample.name == "relay_build_info"
+    ]
+
+    assert build.labels == {"version": version("die-hard")}
+    assert build.value == 1.0

@@ -1,4 +1,8 @@
-"""At start-up the relay checks `event_log`; what no retry can fix stops it with exit code 2."""
+"""At start-up the relay checks `event_log`; what no retry can fix stops it with its own exit code.
+
+A missing or incompatible schema exits 65, a malformed setting 78, a wrong command line 2:
+an init container running `relay check` tells the three apart.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import sys
 
 import pytest
 
+from relay.app import EXIT_CONFIG, EXIT_SCHEMA, EXIT_USAGE
 from tests.support.clickhouse import ClickHouse
 from tests.support.outbox_tables import Outbox
 from tests.support.project import ROOT
@@ -51,21 +56,21 @@ def test_relay_check_names_an_incompatible_column(clickhouse: ClickHouse) -> Non
 
     result = relay_check(clickhouse)
 
-    assert result.returncode == 2
+    assert result.returncode == EXIT_SCHEMA
     assert "metadata_version is Int8" in result.stderr
 
 
 def test_relay_check_tells_to_migrate_when_the_database_is_missing(clickhouse: ClickHouse) -> None:
     result = relay_check(clickhouse, CLICKHOUSE_DATABASE="no_such_database")
 
-    assert result.returncode == 2
+    assert result.returncode == EXIT_SCHEMA
     assert "run `relay migrate`" in result.stderr
 
 
 def test_relay_check_takes_the_database_from_its_option_over_the_environment(clickhouse: ClickHouse) -> None:
     result = relay_check(clickhouse, "--clickhouse-database", "no_such_database")
 
-    assert result.returncode == 2
+    assert result.returncode == EXIT_SCHEMA
     assert "run `relay migrate`" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -77,7 +82,7 @@ def test_the_relay_refuses_to_start_when_event_log_is_missing(
 
     relay = start_relay(wait=False)
 
-    assert relay.wait(timeout=30) == 2
+    assert relay.wait(timeout=30) == EXIT_SCHEMA
     [problem] = relay.log_events("clickhouse_schema_invalid")
     assert "does not exist: run `relay migrate`" in str(problem["problem"])
 
@@ -87,7 +92,26 @@ def test_the_relay_refuses_to_start_when_clickhouse_refuses_its_user(
 ) -> None:
     relay = start_relay(wait=False, CLICKHOUSE_USER="nobody_by_that_name")
 
-    assert relay.wait(timeout=30) == 2
+    assert relay.wait(timeout=30) == EXIT_SCHEMA
     [problem] = relay.log_events("clickhouse_schema_invalid")
     assert "refused the configured user" in str(problem["problem"])
     assert "Traceback" not in relay.log()
+
+
+def test_a_malformed_setting_exits_78_naming_the_setting_before_contacting_anything(
+    clickhouse: ClickHouse,
+) -> None:
+    result = relay_check(clickhouse, RELAY_BATCH_SIZE="abc", CLICKHOUSE_PORT="1")
+
+    assert result.returncode == EXIT_CONFIG == 78
+    assert "relay_batch_size" in result.stderr.lower()
+    assert "clickhouse_unavailable" not in result.stderr  # port 1 was never tried
+
+
+def test_an_unknown_option_exits_2_with_the_usage(clickhouse: ClickHouse) -> None:
+    result = relay_check(clickhouse, "--bogus")
+
+    assert result.returncode == EXIT_USAGE == 2
+    assert EXIT_SCHEMA == 65  # sysexits EX_DATAERR, as docs/OPERATIONS.md says
+    assert result.stderr.startswith("usage: relay")
+    assert "unrecognized arguments: --bogus" in result.stderr

@@ -32,8 +32,8 @@ def test_serve_in_production_mode_answers_through_gunicorn(tmp_path: Path) -> No
         [sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
         cwd=ROOT,
         # Gunicorn's control socket goes under XDG_RUNTIME_DIR: keep it private to this test.
-        # Behind one trusted proxy, which says the client spoke HTTPS.
-        env=production_env(HOME=str(tmp_path), XDG_RUNTIME_DIR=str(tmp_path), TRUSTED_PROXY_COUNT="1"),
+        # Behind a trusted proxy (this machine), which says the client spoke HTTPS.
+        env=production_env(HOME=str(tmp_path), XDG_RUNTIME_DIR=str(tmp_path), TRUSTED_PROXIES="127.0.0.1/32"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

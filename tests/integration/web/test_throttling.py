@@ -1,4 +1,4 @@
-"""Abuse throttles: sign-in lock-out per account and per address, sign-up rate per address."""
+"""Abuse throttles: sign-in lock-out per account, per (account, address) and per address; sign-up rate."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.django_db
 
-LIMIT = 3
+LIMIT = 3  # failures for one account, from anywhere
+PAIR_LIMIT = 2  # failures for one account from one address
+ADDRESS_LIMIT = 6  # failures from one address, whatever the accounts
 COOL_OFF = timedelta(minutes=15)
 WRONG = "not-the-Password-41"
 
@@ -30,6 +32,8 @@ WRONG = "not-the-Password-41"
 @pytest.fixture(autouse=True)
 def _small_limits(settings: Settings) -> None:
     settings.AXES_FAILURE_LIMIT = LIMIT
+    settings.THROTTLE_SIGN_IN_PAIR_FAILURES = PAIR_LIMIT
+    settings.THROTTLE_SIGN_IN_ADDRESS_FAILURES = ADDRESS_LIMIT
     settings.AXES_COOLOFF_TIME = COOL_OFF
     # An hour's window: a window ending mid-test (which resets the count) is then rare.
     settings.THROTTLE_SIGN_UP_RATE = "2/h"
@@ -51,11 +55,15 @@ def throttled(action: str) -> float:
     return REGISTRY.get_sample_value("web_throttled_requests_total", {"action": action}) or 0.0
 
 
-def fail_until_locked(email: str, clients: Callable[[int], Client]) -> None:
-    for attempt in range(LIMIT - 1):
+def fail_until_locked(email: str, clients: Callable[[int], Client], limit: int = LIMIT) -> None:
+    for attempt in range(limit - 1):
         assert sign_in(clients(attempt), email, WRONG) == 200
     # The failure that reaches the limit is refused with the lock-out page already.
-    assert sign_in(clients(LIMIT - 1), email, WRONG) == 429
+    assert sign_in(clients(limit - 1), email, WRONG) == 429
+
+
+def many_addresses(n: int) -> Client:
+    return client_from(f"198.51.100.{n + 1}")
 
 
 def test_an_account_is_locked_after_repeated_failures_even_from_many_addresses() -> None:
@@ -73,15 +81,47 @@ def test_an_account_is_locked_after_repeated_failures_even_from_many_addresses()
     assert "_auth_user_id" not in response.client.session
 
 
-def test_an_address_is_locked_after_failures_on_many_accounts() -> None:
-    users = UserFactory.create_batch(LIMIT + 1)
-    attacker = client_from("198.51.100.9")
-    for user in users[: LIMIT - 1]:
-        assert sign_in(attacker, user.email, WRONG) == 200
-    assert sign_in(attacker, users[LIMIT - 1].email, WRONG) == 429
+def test_one_address_guessing_one_account_is_locked_before_the_account_is() -> None:
+    user = UserFactory.create()
+    fail_until_locked(user.email, lambda n: client_from("198.51.100.9"), limit=PAIR_LIMIT)
 
-    assert sign_in(attacker, users[LIMIT].email, STRONG_PASSWORD) == 429
-    assert sign_in(client_from("203.0.113.7"), users[LIMIT].email, STRONG_PASSWORD) == 302
+    # The guesser keeps trying: refused unchecked, and not counted against the account.
+    for _ in range(LIMIT):
+        assert sign_in(client_from("198.51.100.9"), user.email, STRONG_PASSWORD) == 429
+    assert sign_in(client_from("203.0.113.7"), user.email, STRONG_PASSWORD) == 302
+
+
+def test_one_persons_failures_never_block_another_persons_correct_sign_in_from_the_same_address() -> None:
+    shared_address = "198.51.100.9"
+    forgetful, other = UserFactory.create_batch(2)
+    # One person behind the NAT locks their own account out completely ...
+    fail_until_locked(forgetful.email, lambda n: client_from(shared_address), limit=PAIR_LIMIT)
+    sign_in(client_from("203.0.113.1"), forgetful.email, WRONG)
+    # ... and mistypes addresses that are nobody's, as the review did ten times.
+    for n in range(ADDRESS_LIMIT - PAIR_LIMIT - 2):
+        assert sign_in(client_from(shared_address), f"nobody{n}@example.com", WRONG) == 200
+
+    assert sign_in(client_from(shared_address), other.email, STRONG_PASSWORD) == 302
+
+
+def test_an_address_is_locked_only_after_far_more_failures_on_many_accounts() -> None:
+    users = UserFactory.create_batch(ADDRESS_LIMIT + 1)
+    attacker = client_from("198.51.100.9")
+    for user in users[: ADDRESS_LIMIT - 1]:
+        assert sign_in(attacker, user.email, WRONG) == 200
+    assert sign_in(attacker, users[ADDRESS_LIMIT - 1].email, WRONG) == 429
+
+    assert sign_in(attacker, users[ADDRESS_LIMIT].email, STRONG_PASSWORD) == 429
+    assert sign_in(client_from("203.0.113.7"), users[ADDRESS_LIMIT].email, STRONG_PASSWORD) == 302
+
+
+def test_an_ipv6_client_is_counted_by_its_64_whichever_address_it_picks() -> None:
+    users = UserFactory.create_batch(ADDRESS_LIMIT + 1)
+    for n, user in enumerate(users[:ADDRESS_LIMIT]):
+        sign_in(client_from(f"2001:db8:0:8::{n + 1:x}"), user.email, WRONG)
+
+    assert sign_in(client_from("2001:db8:0:8:ffff::1"), users[ADDRESS_LIMIT].email, STRONG_PASSWORD) == 429
+    assert sign_in(client_from("2001:db8:0:9::1"), users[ADDRESS_LIMIT].email, STRONG_PASSWORD) == 302
 
 
 def test_the_case_of_the_address_does_not_reset_the_count() -> None:
@@ -95,22 +135,21 @@ def test_the_case_of_the_address_does_not_reset_the_count() -> None:
 
 def test_a_successful_sign_in_clears_the_failures_before_it() -> None:
     user = UserFactory.create()
-    client = client_from("198.51.100.1")
-    for _ in range(LIMIT - 1):
-        sign_in(client, user.email, WRONG)
+    for n in range(LIMIT - 1):
+        sign_in(many_addresses(n), user.email, WRONG)
 
-    assert sign_in(client, user.email, STRONG_PASSWORD) == 302
-    for _ in range(LIMIT - 1):
-        assert sign_in(client_from("198.51.100.1"), user.email, WRONG) == 200
+    assert sign_in(many_addresses(0), user.email, STRONG_PASSWORD) == 302
+    for n in range(10, 10 + LIMIT - 1):
+        assert sign_in(many_addresses(n), user.email, WRONG) == 200
 
 
 def test_refused_tries_during_a_lock_out_are_counted_not_written_as_events() -> None:
     user = UserFactory.create()
-    fail_until_locked(user.email, lambda n: client_from("198.51.100.1"))
+    fail_until_locked(user.email, many_addresses)
     before = throttled("sign_in")
 
     for _ in range(5):
-        assert sign_in(client_from("198.51.100.1"), user.email, WRONG) == 429
+        assert sign_in(client_from("203.0.113.7"), user.email, WRONG) == 429
 
     assert throttled("sign_in") == before + 5
     assert len(written.events("user_login_failed")) == LIMIT
@@ -171,7 +210,7 @@ def test_the_sign_up_form_is_limited_the_same_way() -> None:
 
 
 def test_behind_a_trusted_proxy_the_forwarded_address_is_the_one_limited(settings: Settings) -> None:
-    settings.TRUSTED_PROXY_COUNT = 1
+    settings.TRUSTED_PROXIES = ["10.0.0.0/24"]
     proxy = "10.0.0.2"
 
     def through_proxy(client_address: str) -> Client:
@@ -208,3 +247,30 @@ def test_with_redis_down_the_throttles_fail_open() -> None:
             "/api/users/", json.dumps(SignUpFactory.build()), content_type="application/json"
         )
         assert response.status_code == 201
+
+
+def test_sign_ups_from_one_ipv6_64_share_one_allowance() -> None:
+    for n in range(2):
+        assert api_sign_up(client_from(f"2001:db8:0:8::{n + 1}")).status_code == 201
+
+    assert api_sign_up(client_from("2001:db8:0:8::99")).status_code == 429
+    assert api_sign_up(client_from("2001:db8:0:9::1")).status_code == 201
+
+
+def test_an_operator_unlocks_a_locked_pair_with_the_account() -> None:
+    user = UserFactory.create()
+    fail_until_locked(user.email, lambda n: client_from("198.51.100.9"), limit=PAIR_LIMIT)
+
+    call_command("sign_in_unlock", user.email)
+
+    assert sign_in(client_from("198.51.100.9"), user.email, STRONG_PASSWORD) == 302
+
+
+def test_an_operator_unlocks_an_ipv6_network_by_any_address_in_it() -> None:
+    users = UserFactory.create_batch(ADDRESS_LIMIT + 1)
+    for n, user in enumerate(users[:ADDRESS_LIMIT]):
+        sign_in(client_from(f"2001:db8:0:8::{n + 1:x}"), user.email, WRONG)
+
+    call_command("sign_in_unlock", "--ip", "2001:db8:0:8::1234")
+
+    assert sign_in(client_from("2001:db8:0:8::1"), users[ADDRESS_LIMIT].email, STRONG_PASSWORD) == 302

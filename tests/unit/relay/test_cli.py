@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from importlib.metadata import version
 import pytest
 
 from relay import cli
+from relay.app import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_SCHEMA, EXIT_USAGE
 from relay.settings import RelaySettings
 from shared.settings import load
 from tests.support.project import ROOT
@@ -140,3 +142,55 @@ def test_a_usage_error_exits_2_saying_what_is_wrong(
     assert result.code == 2
     assert result.stderr.startswith("usage: relay")
     assert "error:" in result.stderr
+
+
+def test_durations_are_shown_as_an_operator_writes_them(capsys: pytest.CaptureFixture[str]) -> None:
+    result = relay_cli(capsys, "run", "--help")
+
+    assert "[env RELAY_ARCHIVE_RETENTION, default 24h]" in result.stdout
+    assert "[env RELAY_RECONCILE_INTERVAL, default 10m]" in result.stdout
+    assert "day," not in result.stdout
+    assert "0:10:00" not in result.stdout
+
+
+def test_a_duration_option_reaches_the_settings_as_written_and_is_parsed_there() -> None:
+    _, overrides = cli.parse(["run", "--reconcile-interval", "90s"])
+
+    assert overrides == {"relay_reconcile_interval": "90s"}
+    assert load(RelaySettings, **overrides).relay_reconcile_interval.total_seconds() == 90
+
+
+@pytest.mark.parametrize("columns", [60, 80, 120])
+@pytest.mark.parametrize("command", ["", *(command.name for command in cli.COMMANDS)])
+def test_help_fits_the_terminal_and_never_breaks_an_environment_variable_from_its_option(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, columns: int, command: str
+) -> None:
+    monkeypatch.setenv("COLUMNS", str(columns))
+
+    result = relay_cli(capsys, *filter(None, [command]), "--help")
+
+    lines = result.stdout.splitlines()
+    # argparse wraps at COLUMNS - 2; the hand-laid epilogs (exit codes, secrets) fit in 78.
+    assert max(map(len, lines)) <= max(columns - 2, 78), result.stdout
+    for option in next((c.options for c in cli.COMMANDS if c.name == command), ()):
+        env = cli.environment_variable(option.setting)
+        assert any(line.strip().startswith(f"[env {env}") for line in lines), env
+
+
+@pytest.mark.parametrize("command", cli.COMMANDS, ids=lambda command: command.name)
+def test_the_secrets_column_leaves_room_after_the_longest_name(
+    capsys: pytest.CaptureFixture[str], command: cli.Command
+) -> None:
+    result = relay_cli(capsys, command.name, "--help")
+
+    for setting in command.environment_only:
+        name = cli.environment_variable(setting)
+        assert re.search(rf"^  {name}  +\S", result.stdout, flags=re.MULTILINE), name
+
+
+@pytest.mark.parametrize("command", ["", *(command.name for command in cli.COMMANDS)])
+def test_every_help_page_lists_the_exit_codes(capsys: pytest.CaptureFixture[str], command: str) -> None:
+    result = relay_cli(capsys, *filter(None, [command]), "--help")
+
+    for code in (EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SCHEMA, EXIT_CONFIG):
+        assert re.search(rf"^  {code} +\w", result.stdout, flags=re.MULTILINE), code

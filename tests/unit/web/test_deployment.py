@@ -143,4 +143,12 @@ def proxy_ssl_header(**env: str) -> str:
 
 def test_x_forwarded_proto_is_ignored_unless_a_proxy_is_trusted() -> None:
     assert proxy_ssl_header() == "None"
-    assert proxy_ssl_header(TRUSTED_PROXY_COUNT="1") == "('HTTP_X_FORWARDED_PROTO', 'https')"
+    assert proxy_ssl_header(TRUSTED_PROXIES="10.0.0.0/8") == "('HTTP_X_FORWARDED_PROTO', 'https')"
+
+
+@pytest.mark.slow
+def test_the_old_proxy_count_is_refused_with_the_setting_that_replaces_it() -> None:
+    result = manage("check", env=production_env(TRUSTED_PROXY_COUNT="1"))
+
+    assert result.returncode != 0
+    assert "TRUSTED_PROXIES" in result.stderr

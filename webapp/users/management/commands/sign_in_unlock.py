@@ -34,6 +34,6 @@ class Command(BaseCommand):
         for email in emails:
             reset(username=account_key(email))
         for address in ip:
-            reset(ip=address)
+            reset(ip=address)  # folded to its throttle key (an IPv6 /64) by the handler
         logger.info("sign_in_unlocked", accounts=len(emails), addresses=len(ip))
         self.stdout.write(f"Unlocked {len(emails)} account(s) and {len(ip)} address(es).")
