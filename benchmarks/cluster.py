@@ -11,7 +11,11 @@ relay`, its default settings) into, in turn:
    known to the relay, no quorum (`RELAY_INSERT_QUORUM=1`): acknowledged by one
    replica, copied to the other in the background;
 3. `quorum`: the same with the default quorum, both replicas, so an
-   acknowledged batch is on both servers.
+   acknowledged batch is on both servers;
+4. `quorum-serial`: the quorum with one forwarder (`RELAY_CONCURRENCY=1`):
+   18.16 takes one quorum insert per table at a time and refuses the other
+   forwarder's (code 286, retried after a back-off), so a single insert in
+   flight may keep the quorum busier than two.
 
 Rounds interleave the variants; the best and the median round of each are
 printed, and the ratios use the medians (one noisy round moves a best figure
@@ -47,7 +51,13 @@ from shared.settings import load
 
 CLUSTER = "die_hard"
 SCRIPT = ROOT / "scripts" / "cluster.sh"
-VARIANTS = ("single", "replicated", "quorum")
+VARIANTS = ("single", "replicated", "quorum", "quorum-serial")
+LABELS = {
+    "single": "1 server",
+    "replicated": "2 replicas, no quorum",
+    "quorum": "2 replicas, quorum 2",
+    "quorum-serial": "quorum 2, 1 forwarder",
+}
 
 
 @dataclass(frozen=True)
@@ -93,6 +103,7 @@ class BenchCluster:
             "CLICKHOUSE_CLUSTER": CLUSTER,
             "CLICKHOUSE_DATABASE": database,
             "RELAY_INSERT_QUORUM": "1" if variant == "replicated" else "",
+            **({"RELAY_CONCURRENCY": "1"} if variant == "quorum-serial" else {}),
             # 18.16 takes one quorum insert per table at a time: the other
             # forwarder's insert is refused (code 286) and retried, a warning each.
             "LOG_LEVEL": "ERROR",
@@ -162,14 +173,12 @@ async def main(args: argparse.Namespace) -> None:
     print()
     print(f"events per run            {args.events:>10,}   rounds: {args.rounds}")
     print(f"{'':<25} {'median':>10} {'best':>10}   rounds (events/s)")
-    for variant, label in (
-        ("single", "1 server"),
-        ("replicated", "2 replicas, no quorum"),
-        ("quorum", "2 replicas, quorum 2"),
-    ):
+    for variant, label in LABELS.items():
         listed = ", ".join(f"{rate:,.0f}" for rate in rates[variant])
         print(f"{label:<25} {middle[variant]:>10,.0f} {best[variant]:>10,.0f}   {listed}")
     print(f"quorum / 1 server         {middle['quorum'] / middle['single']:>10.2f}   (medians)")
+    serial = middle["quorum-serial"] / middle["single"]
+    print(f"quorum, 1 fwd / 1 server  {serial:>10.2f}   (medians)")
     print(f"no quorum / 1 server      {middle['replicated'] / middle['single']:>10.2f}   (medians)")
     print(f"raw rows beyond events    {extra_rows:>10}   (what the deduplicating view still hides)")
     print(f"every event on every server {'yes' if exactly_once else 'NO':>8}")
@@ -178,6 +187,8 @@ async def main(args: argparse.Namespace) -> None:
         "replicated_events_per_s": round(middle["replicated"]),
         "quorum_events_per_s": round(middle["quorum"]),
         "quorum_to_single_ratio": round(middle["quorum"] / middle["single"], 3),
+        "quorum_serial_events_per_s": round(middle["quorum-serial"]),
+        "quorum_serial_to_single_ratio": round(serial, 3),
         "replicated_to_single_ratio": round(middle["replicated"] / middle["single"], 3),
         "best_events_per_s": {variant: round(rate) for variant, rate in best.items()},
         "raw_rows_beyond_events": extra_rows,

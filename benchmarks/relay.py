@@ -34,7 +34,7 @@ import statistics
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -45,7 +45,7 @@ from aiochclient import ChClient
 
 from benchmarks.machine import Machine, rss_mb
 from benchmarks.results import emit
-from benchmarks.scratch import ROOT, free_port, migrate, recreate_database
+from benchmarks.scratch import ROOT, free_port, migrate, recreate_database, scratch_name
 from relay.core import schema
 from relay.core.outbox import OutboxQueries
 from relay.core.postgres import copy_out
@@ -54,9 +54,12 @@ from shared.events import Envelope, Event, UserCreated, UserLoggedIn, UserLogged
 from shared.outbox import EVENT_LOG_COLUMNS, OUTBOX_TABLE
 from shared.settings import load
 
-SCRATCH = "diehard_bench_relay"
+SCRATCH = scratch_name("diehard_bench_relay")
 # The relay's default byte cap: batches of the default size stay well under it.
 MAX_BYTES: int = RelaySettings.model_fields["relay_batch_max_bytes"].default
+STEADY = 1.0  # seconds a relay idles after it is ready before its steady memory is read
+SETTLE = 6.0  # seconds a relay idles after a backlog before its memory is read again
+RSS_TARGET_MB = 64.0
 FIRST_NAMES = ("Anna", "Boris", "Chloé", "Dmitri", "Eve", "Farid", "Grace", "Hiro", "Inès", "José")
 LAST_NAMES = ("Ivanova", "Smith", "Müller", "O'Brien", "Nakamura", "Okafor", "García", "Kowalski")
 
@@ -191,6 +194,9 @@ class RelayRun:
     events: int
     seconds: float
     peak_rss_mb: list[float]  # per relay process
+    steady_rss_mb: list[float] = field(default_factory=list)  # idle, before the backlog
+    drained_rss_mb: list[float] = field(default_factory=list)  # the moment the backlog is gone
+    settled_rss_mb: list[float] = field(default_factory=list)  # idle again, `SETTLE` seconds later
 
     @property
     def rate(self) -> float:
@@ -207,6 +213,7 @@ async def relay_run(
     concurrency: int,
     relays: int = 1,
     extra_env: dict[str, str] | None = None,
+    settle: bool = False,
 ) -> RelayRun:
     """Start `relays` relay processes side by side, commit the events, time until the outbox is empty.
 
@@ -233,6 +240,8 @@ async def relay_run(
             )
         for port in ports:
             await wait_ready(port)
+        await asyncio.sleep(STEADY)  # started up: what an idle relay holds
+        steady = [rss_mb(process.pid) for process in processes]
         connection = await asyncpg.connect(url)
         try:
             await prefill(url, envelopes)  # COPY commits on return: the relays start now
@@ -243,11 +252,17 @@ async def relay_run(
             seconds = time.perf_counter() - started
         finally:
             await connection.close()
+        drained = [rss_mb(process.pid) for process in processes]
+        if settle:
+            await asyncio.sleep(SETTLE)  # idle again: has the burst's memory gone back?
         return RelayRun(
             relays=relays,
             events=len(envelopes),
             seconds=seconds,
             peak_rss_mb=[rss_mb(process.pid, "VmHWM") for process in processes],
+            steady_rss_mb=steady,
+            drained_rss_mb=drained,
+            settled_rss_mb=[rss_mb(process.pid) for process in processes] if settle else drained,
         )
     finally:
         for process in processes:
@@ -315,6 +330,8 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
                 batch_size=args.batch_size,
                 concurrency=args.concurrency,
                 relays=count,
+                extra_env=args.relay_env,
+                settle=count == args.relays[0],
             )
             runs[count].append(run)
             rows, ids = await clickhouse_counts(settings)
@@ -381,7 +398,25 @@ def report(
         print(f"relay / naive relay   {relay_rate / max(naives):>12.2f}")
         figures["naive_relay_events_per_s"] = round(max(naives))
         figures["relay_to_naive_ratio"] = round(relay_rate / max(naives), 2)
-    print(f"relay peak RSS        {max(single.peak_rss_mb):>12.1f} MB")
+    # Memory of the headline relay count: the median of the rounds for each reading.
+    headline = runs[args.relays[0]]
+    steady = statistics.median(max(run.steady_rss_mb) for run in headline)
+    drained_rss = statistics.median(max(run.drained_rss_mb) for run in headline)
+    settled = statistics.median(max(run.settled_rss_mb) for run in headline)
+    peak = statistics.median(max(run.peak_rss_mb) for run in headline)
+    print(f"relay peak RSS        {peak:>12.1f} MB   (median of the rounds)")
+    print(f"relay RSS: idle {steady:.1f} MB before the backlog, {drained_rss:.1f} MB when it was drained,")
+    verdict = "met" if max(steady, settled) <= RSS_TARGET_MB else "NOT met"
+    print(f"           {settled:.1f} MB after {SETTLE:g} s idle again", end="")
+    print(f" (target <= {RSS_TARGET_MB:.0f} MB: {verdict})")
+    figures.update(
+        steady_rss_mb=round(steady, 1),
+        drained_rss_mb=round(drained_rss, 1),
+        rss_after_backlog_mb=round(settled, 1),
+        rss_target_mb=RSS_TARGET_MB,
+        rss_settle_seconds=SETTLE,
+        relay_env=args.relay_env,
+    )
     print(f"every event once      {'yes' if delivered_ok else 'NO':>12}")
     for count in args.relays:
         figures[f"scaleout_events_per_s_{count}"] = round(best[count].rate)
@@ -399,6 +434,14 @@ def report(
 
 def _listed(rates: list[float]) -> str:
     return ", ".join(f"{rate:,.0f}" for rate in rates)
+
+
+def environment_pair(text: str) -> tuple[str, str]:
+    """argparse type: NAME=VALUE."""
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        raise argparse.ArgumentTypeError("expected NAME=VALUE")
+    return name, value
 
 
 def relay_counts(text: str) -> list[int]:
@@ -425,13 +468,27 @@ if __name__ == "__main__":
     )
     parser.add_argument("--no-naive", dest="naive", action="store_false", help="skip the naive relay")
     parser.add_argument(
+        "--relay-env",
+        type=environment_pair,
+        action="append",
+        default=[],
+        help="NAME=VALUE added to the relays' environment (repeatable), to try a setting side by side",
+    )
+    parser.add_argument(
         "--min-ratio",
         type=float,
         default=0.0,
         help="exit 1 when relay / pg drain falls below this floor (a regression guard)",
     )
+    parser.add_argument(
+        "--max-rss-mb",
+        type=float,
+        default=0.0,
+        help="exit 1 when a relay holds more than this, idle or idle again after the backlog (a guard)",
+    )
     parser.add_argument("--json", type=Path, help="also write the JSON line to this file")
     arguments = parser.parse_args()
+    arguments.relay_env = dict(arguments.relay_env)
     result = uvloop.run(main(arguments))
     emit(result, arguments.json)
     if not result["exactly_once"]:
@@ -439,4 +496,8 @@ if __name__ == "__main__":
     ratio = float(result["relay_to_pg_drain_ratio"])  # type: ignore[arg-type]
     if ratio < arguments.min_ratio:
         print(f"relay / pg drain {ratio:.2f} is below the floor {arguments.min_ratio:.2f}", file=sys.stderr)
+        sys.exit(1)
+    held = max(float(result["steady_rss_mb"]), float(result["rss_after_backlog_mb"]))  # type: ignore[arg-type]
+    if arguments.max_rss_mb and held > arguments.max_rss_mb:
+        print(f"a relay held {held:.1f} MB, over the ceiling {arguments.max_rss_mb:.0f} MB", file=sys.stderr)
         sys.exit(1)

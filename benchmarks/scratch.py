@@ -14,6 +14,11 @@ import asyncpg
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def scratch_name(base: str) -> str:
+    """`base` made this process's own: two benchmark runs on one server never share a scratch database."""
+    return f"{base}_{os.getpid()}"
+
+
 def database_url(url: str, name: str) -> str:
     """`url` pointing at database `name` on the same server."""
     return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))

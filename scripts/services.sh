@@ -104,10 +104,11 @@ postgres_start() {
 
 # Make "$PG_USER@127.0.0.1" able to log in without a password and create
 # databases, as the application's default URL expects. Trust is granted to that
-# user alone, for the databases the project uses: `postgres` (where psql,
-# createdb, Django's test runner and the benchmarks connect first), PG_DB,
-# Django's test database test_<PG_DB> and the benchmarks' scratch databases
-# (`SCRATCH_DATABASE` in benchmarks/producers.py, `SCRATCH` in benchmarks/relay.py).
+# user alone, for every database: it may create databases anyway, and the
+# project's are many (`postgres`, where psql, createdb, Django's test runner and
+# the benchmarks connect first, PG_DB, Django's test database test_<PG_DB>, and
+# the benchmarks' scratch databases, named after each run's process id:
+# `scratch_name` in benchmarks/scratch.py).
 postgres_ensure_access() {
     local err
     if err="$(pg_psql -d postgres -tAc 'SELECT 1' 2>&1 >/dev/null)"; then
@@ -120,7 +121,7 @@ postgres_ensure_access() {
                 <<<'CREATE ROLE :"role" LOGIN CREATEDB'
             ;;
         *password* | *"no pg_hba.conf entry"*)
-            local hba databases="postgres,$PG_DB,test_$PG_DB,diehard_bench_producers,diehard_bench_relay"
+            local hba databases="all"
             hba="$(as_postgres psql -X -tA -p "$PG_PORT" -c 'SHOW hba_file')"
             # A system-wide file is edited: say so loudly, with how to undo it.
             warn "postgres: $PG_USER could not log in on $HOST:$PG_PORT; adding two lines at the top of $hba:" \

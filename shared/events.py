@@ -141,6 +141,17 @@ class UserPasswordReset(Event):
     ip_address: str | None = None
 
 
+class UserEmailVerified(Event):
+    """A person proved they receive mail at their account's address, through the link sent there.
+
+    Carries no address: `user_id` finds it (and the account's `user_created`
+    event) while the account exists.
+    """
+
+    user_id: int
+    ip_address: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Envelope:
     """One event as written to the outbox and, column for column, to ClickHouse."""

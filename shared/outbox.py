@@ -7,12 +7,14 @@ whatever both sides need to agree on is spelled here, once.
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, SupportsFloat
 
 OUTBOX_TABLE: Final = "event_outbox"
 DEAD_LETTER_TABLE: Final = "event_outbox_dead_letter"
-WAKEUP_TABLE: Final = "event_outbox_wakeup"
 # Delivered events, kept for `RELAY_ARCHIVE_RETENTION` so that what ClickHouse
 # lost can be found and sent again. Partitioned by delivery hour: expiry drops
 # whole partitions (`<table>_pYYYYMMDDHH`); rows no partition covers land in
@@ -31,14 +33,22 @@ ARCHIVE_EXPIRE_DEFAULT: Final = f"{ARCHIVE_TABLE}_expire_default"
 # takes it too, so a reconciliation never re-sends what was just erased.
 RECONCILE_LOCK: Final = 0x64_68_72_63
 
-# The channel the outbox trigger notifies. Notifications are hints: the relay
-# also polls, so a lost or debounced notification delays, never loses, an event.
+# The channel a writer notifies after it committed events. Notifications are
+# hints: the relay also polls, so a lost or debounced notification delays,
+# never loses, an event.
 NOTIFY_CHANNEL: Final = "event_outbox"
 
-# At most one notification per this many milliseconds across all producers;
-# after a wake-up the relay keeps looking at the outbox until it has stayed
-# empty for two such windows, to catch the transactions the debounce left silent.
+# Each writing process notifies at most once per this many milliseconds; after
+# a wake-up the relay keeps looking at the outbox until it has stayed empty for
+# two such windows, to catch the transactions the debounce left silent.
 NOTIFY_DEBOUNCE_MS: Final = 50
+
+# What a writer sends, on its own connection and outside the transaction that
+# wrote the events, once that transaction has committed (`WakeUpDebounce` says
+# when). Sent after the commit it costs the business transaction nothing; a
+# writer that does not send it (a script, `psql`) is found by the relay's poll
+# (`RELAY_POLL_INTERVAL`).
+WAKE_RELAY: Final = f"SELECT pg_notify('{NOTIFY_CHANNEL}', '')"
 
 # The account an event is about, as SQL on the `json` payload (`"user_id":N`,
 # or null): every table that keeps events has an index on this expression, so
@@ -77,12 +87,32 @@ ARCHIVE_COLUMNS: Final = (*EVENT_LOG_COLUMNS, "delivered_at")
 # before it could stall the relay.
 EVENT_CONTEXT_MAX_BYTES: Final = 1024 * 1024
 
-# The single row the wake-up trigger debounces on. Without it (a TRUNCATE, a
-# `manage.py flush`) every producer notifies, which costs them throughput; the
-# migration creates it, and the web site and the relay put it back.
-RESTORE_WAKEUP_ROW: Final = (
-    f"INSERT INTO {WAKEUP_TABLE} (id, notified_at) VALUES (1, '-infinity') ON CONFLICT DO NOTHING"
-)
+
+class WakeUpDebounce:
+    """When a writing process should send `WAKE_RELAY`: at most once per window, on the leading edge.
+
+    The first commit after a quiet window rings at once (an idle relay wakes
+    without delay); commits inside the window stay silent, and the relay's
+    follow-up looks after each wake-up find them. One per process, shared by
+    its threads.
+    """
+
+    def __init__(
+        self, window: float = NOTIFY_DEBOUNCE_MS / 1000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.window = window
+        self._clock = clock
+        self._next = float("-inf")
+        self._lock = threading.Lock()
+
+    def due(self) -> bool:
+        """Whether to ring now; saying yes starts a new window."""
+        now = self._clock()
+        with self._lock:
+            if now < self._next:
+                return False
+            self._next = now + self.window
+            return True
 
 
 # How much is waiting, for how long, and how much was set aside, in one query.

@@ -16,11 +16,14 @@ from typing import Any, Final
 FILTERED: Final = "[Filtered]"
 
 # Paths whose last segments are secrets: `<prefix>/<public part>/<secret>/`. The
-# reset link is `/accounts/password/reset/<uidb64>/<token>/`; the uidb64 is only
-# the account's id, and `set-password` is the form the token was swapped for
-# (`{token}` or `<token>` is the route's pattern, as Sentry names transactions).
+# reset link is `/accounts/password/reset/<uidb64>/<token>/`, the address
+# verification link `/accounts/email/verify/<uidb64>/<token>/`; the uidb64 is
+# only the account's id, and `set-password` and `confirm` are the pages the
+# tokens were swapped for (`{token}` or `<token>` is the route's pattern, as
+# Sentry names transactions).
 _SECRET_PATH = re.compile(
-    r"(?P<prefix>/password/reset/[^/\s?#\"']+/)(?!set-password/|[<{])(?P<secret>[^/\s?#\"']+)"
+    r"(?P<prefix>/(?:password/reset|email/verify)/[^/\s?#\"']+/)(?!set-password/|confirm/|[<{])"
+    r"(?P<secret>[^/\s?#\"']+)"
 )
 # One-time tokens of Django's PasswordResetTokenGenerator and its kind:
 # `<base36 timestamp>-<hex HMAC>`, wherever they are quoted.

@@ -17,14 +17,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import sentry_sdk
-from sentry_sdk.integrations import Integration
-
 from shared.redaction import redact_data
 from shared.settings import CommonSettings
 
 if TYPE_CHECKING:
     from sentry_sdk._types import DataCollectionUserOptions, Event, Hint
+    from sentry_sdk.integrations import Integration
 
 # Request headers worth having on an error report; all others (cookies,
 # authorization, forwarded addresses, trace baggage, ...) are left out.
@@ -69,9 +67,15 @@ def init_sentry(
     integrations: Sequence[Integration] = (),
     **options: Any,
 ) -> bool:
-    """Initialise the Sentry SDK for one component; returns whether it is on."""
+    """Initialise the Sentry SDK for one component; returns whether it is on.
+
+    Without a DSN the SDK is not even imported: a process that reports nowhere
+    does not carry it (the relay's memory, docs/BENCHMARKS.md).
+    """
     if not settings.sentry_config_dsn:
         return False
+    import sentry_sdk
+
     sentry_sdk.init(
         dsn=settings.sentry_config_dsn,
         environment=settings.sentry_config_environment or settings.environment,

@@ -104,17 +104,20 @@ class ArchiveQueries:
         )
 
     @staticmethod
-    def moving(delete: str, *, returning: str | None) -> str:
+    def moving(delete: str, *, returning: str | None, stamp: str | None = None) -> str:
         """`delete` (a DELETE from the outbox without RETURNING) that also copies its rows into the archive.
 
         One statement: the rows leave the outbox and enter the archive in the
         same transaction, still with no per-event round trip. `returning` is
-        what the statement returns (nothing when `None`).
+        what the statement returns (nothing when `None`); `stamp`, a one-row
+        CTE named `stamp` over `moved`, is joined to it.
         """
         moved = f"moved AS ({delete} RETURNING {_LOG_COLUMNS})"
         archive = f"INSERT INTO {ARCHIVE_TABLE} ({_LOG_COLUMNS}) SELECT {_LOG_COLUMNS} FROM moved"
         if returning is None:
             return f"WITH {moved} {archive}"
+        if stamp is not None:
+            return f"WITH {moved}, archived AS ({archive}), {stamp} SELECT {returning} FROM moved, stamp"
         return f"WITH {moved}, archived AS ({archive}) SELECT {returning} FROM moved"
 
     def resend(self, ids: Iterable[str], *, delivered_since: datetime) -> str:

@@ -19,7 +19,6 @@ import time
 import uuid
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Final, Protocol
 
 import structlog
@@ -27,6 +26,7 @@ import structlog
 from relay.core.clickhouse import RejectedData, TransientError
 from relay.core.doorbell import Doorbell
 from relay.core.isolation import Canary, Isolator, Line, Outcome, Refusal, Sink, SystemicRefusal
+from relay.core.memory import Burst, give_back
 from relay.core.observer import Batch, Delivery, Observer, TraceContext
 from relay.core.postgres import POSTGRES_ERRORS
 from relay.core.retry import Backoff
@@ -58,6 +58,12 @@ class Claim(Protocol):
 
     async def settle(self, *, delivered: list[int], refused: list[tuple[int, str]]) -> None:
         """Remove the delivered events; set the refused ones aside, each with its error."""
+        ...
+
+    @property
+    def happened(self) -> float | None:
+        """Once committed: when the oldest event `take_batch` removed happened (epoch seconds, to the
+        microsecond, whatever ClickHouse keeps), or `None` if the outbox cannot say."""
         ...
 
 
@@ -180,6 +186,7 @@ class Forwarder:
         bell = self.doorbell.subscribe()
         attempts = Attempts(limit=self.config.batch_size, max_bytes=self.config.max_bytes)
         follow_up = FollowUp(interval=self.config.recheck_interval, quiet_period=self.config.quiet_period)
+        burst = Burst()
         while not stop.is_set():
             # Cleared before claiming: a ring during the batch means "look again".
             bell.clear()
@@ -190,8 +197,11 @@ class Forwarder:
                 continue  # backed off already, or isolating next
             full = done.went is Went.DELIVERED and done.events >= attempts.limit
             attempts.grow(self.config)
+            burst.delivered(done.events if done.went is Went.DELIVERED else 0)
             if full or done.went is Went.ISOLATED:
                 continue  # more is waiting (or isolation just ran): go on without waiting
+            if burst.ended():
+                give_back()  # a backlog was drained: its buffers are garbage now
             if done.went is Went.DELIVERED:
                 follow_up.extend(self.clock.monotonic())  # events are flowing: keep looking
             following = follow_up.active(self.clock.monotonic())
@@ -265,9 +275,8 @@ class Forwarder:
         self.canary.remember(body)
         self._accepting(attempts)
         duration = time.perf_counter() - started
-        self.observer.delivered(
-            Delivery(batch.events, batch.size, duration=duration, lag=_lag(body, acknowledged_at))
-        )
+        lag = acknowledged_at - claim.happened if claim.happened is not None else None
+        self.observer.delivered(Delivery(batch.events, batch.size, duration=duration, lag=lag))
         log.info(
             "batch_delivered",
             events=batch.events,
@@ -407,14 +416,3 @@ class FollowUp:
     def active(self, now: float) -> bool:
         """Whether the next wait is a short one."""
         return now < self.until
-
-
-def _lag(body: bytes, acknowledged_at: float) -> float | None:
-    """Seconds from the first event of a TSV body (its third column) to `acknowledged_at`."""
-    try:
-        first_line = body[: body.find(b"\n")]
-        stamp = first_line.split(b"\t", 3)[2].decode()
-        happened = datetime.fromisoformat(stamp).replace(tzinfo=UTC).timestamp()
-    except (IndexError, ValueError):  # a timestamp Python cannot read: no lag sample, not a crash
-        return None
-    return acknowledged_at - happened

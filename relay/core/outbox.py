@@ -17,14 +17,13 @@ import asyncpg
 
 from relay.core.archive import ArchiveQueries
 from relay.core.observer import TraceContext
-from relay.core.postgres import Connection, copy_out, tsv_columns
+from relay.core.postgres import POSTGRES_ERRORS, Connection, copy_out, tsv_columns
 from shared.outbox import (
     BACKLOG,
     DEAD_LETTER_TABLE,
     EVENT_COLUMNS,
     EVENT_LOG_COLUMNS,
     OUTBOX_TABLE,
-    RESTORE_WAKEUP_ROW,
     TRACE_COLUMNS,
     Backlog,
 )
@@ -47,6 +46,18 @@ DELETE_IDS = f"DELETE FROM {OUTBOX_TABLE} WHERE id = ANY($1::bigint[])"
 # the timestamp, the version, the tabs and the newline.
 _LINE_OVERHEAD = 72
 
+# The statements that remove delivered events also note, on their session, when
+# the oldest of them happened, to the microsecond (epoch seconds): the TSV a
+# `DateTime` column takes has whole seconds, and the lag operators see
+# (`relay_event_lag_seconds`) must not read a second too old. `stamp` is one
+# row, joined to every output row, so it costs no per-event work.
+TAKEN_SETTING = "die_hard.oldest_taken"
+STAMP = (
+    f"stamp AS (SELECT set_config('{TAKEN_SETTING}',"
+    " coalesce(extract(epoch FROM min(event_date_time))::text, ''), false) FROM moved)"
+)
+OLDEST_TAKEN = f"SELECT nullif(current_setting('{TAKEN_SETTING}', true), '')::float8"
+
 
 class OutboxQueries:
     """The statements that render events as ClickHouse TSV, for a table of one timestamp precision.
@@ -68,8 +79,9 @@ class OutboxQueries:
 
     def _removing(self, delete: str) -> str:
         if self.archive:
-            return ArchiveQueries.moving(delete, returning=self.tsv_columns)
-        return f"{delete} RETURNING {self.tsv_columns}"
+            return ArchiveQueries.moving(delete, returning=self.tsv_columns, stamp=STAMP)
+        moved = f"moved AS ({delete} RETURNING {', '.join(EVENT_LOG_COLUMNS)})"
+        return f"WITH {moved}, {STAMP} SELECT {self.tsv_columns} FROM moved, stamp"
 
     def batch(self, limit: int, max_bytes: int) -> str:
         """The hot path's statement: claim, delete and render up to `limit` events (about `max_bytes`)."""
@@ -118,9 +130,20 @@ class PostgresOutbox:
 
     @contextlib.asynccontextmanager
     async def claim(self) -> AsyncIterator[PostgresClaim]:
-        """One transaction on a pooled connection, committed when the block ends without an error."""
-        async with self.pool.acquire() as connection, connection.transaction():
-            yield PostgresClaim(connection, self.queries)
+        """One transaction on a pooled connection, committed when the block ends without an error.
+
+        Once it committed, the claim knows when the oldest event it removed
+        happened (`happened`), read after the commit, off the events' path.
+        """
+        async with self.pool.acquire() as connection:
+            claim = PostgresClaim(connection, self.queries)
+            async with connection.transaction():
+                yield claim
+            if claim.took:
+                try:
+                    claim.happened = await connection.fetchval(OLDEST_TAKEN)
+                except POSTGRES_ERRORS:  # delivered and committed: only the lag sample is lost
+                    claim.happened = None
 
     async def canary(self) -> bytes | None:
         """A recently delivered event, as TSV, to test ClickHouse with (`None` without the archive)."""
@@ -131,12 +154,14 @@ class PostgresOutbox:
         return body or None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PostgresClaim:
     """What a forwarder does inside one outbox transaction (`relay.core.forwarder.Claim`)."""
 
     connection: Connection
     queries: OutboxQueries
+    took: bool = False  # a statement that removes events ran (and noted the oldest's time)
+    happened: float | None = None  # epoch seconds of the oldest event removed, once committed
 
     async def take_batch(
         self, limit: int, max_bytes: int, *, traced: bool = False
@@ -146,6 +171,7 @@ class PostgresClaim:
         A traced batch also returns the trace headers its events were written
         with, at the price of one more statement.
         """
+        self.took = True
         if not traced:
             return await copy_out(self.connection, self.queries.batch(limit, max_bytes)), []
         rows = await self.connection.fetch(self.queries.traced_ids(limit, max_bytes))
@@ -175,11 +201,7 @@ class PostgresClaim:
 
 
 async def backlog(connection: Connection) -> Backlog:
-    """Count pending events and dead letters, and the age of the oldest pending event.
-
-    Also puts the wake-up trigger's single row back if it went missing.
-    """
-    await connection.execute(RESTORE_WAKEUP_ROW)
+    """Count pending events and dead letters, and the age of the oldest pending event."""
     row = await connection.fetchrow(BACKLOG)
     assert row is not None, "an aggregate answers one row"
     return Backlog.from_row(row["pending_events"], row["oldest_pending_age_seconds"], row["dead_letters"])

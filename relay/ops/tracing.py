@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import random
+import sys
 from collections.abc import Iterator, Sequence
-
-import sentry_sdk
 
 from relay.core.observer import TraceContext
 
@@ -24,7 +23,12 @@ def sampled(rng: random.Random | None = None) -> bool:
 
     Only a traced batch pays for reading its events' trace headers (one more
     statement, and its ids in Python), so the draw is made before claiming.
+    Without a DSN nothing imported the SDK (`shared.sentry.init_sentry`), and
+    nothing is traced.
     """
+    sentry_sdk = sys.modules.get("sentry_sdk")
+    if sentry_sdk is None:
+        return False
     client = sentry_sdk.get_client()
     if not client.is_active():
         return False
@@ -34,6 +38,8 @@ def sampled(rng: random.Random | None = None) -> bool:
 @contextlib.contextmanager
 def batch_insert(traces: Sequence[TraceContext], *, batch_id: str, events: int, size: int) -> Iterator[None]:
     """A Sentry transaction around one batch delivery, with a child span for the ClickHouse insert."""
+    import sentry_sdk  # only a sampled batch gets here: Sentry is on
+
     headers = {"sentry-trace": traces[0].sentry_trace, "baggage": traces[0].baggage} if traces else {}
     transaction = sentry_sdk.continue_trace(
         headers, op="relay.batch", name="relay.deliver_batch", origin="manual"

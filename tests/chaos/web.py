@@ -58,6 +58,10 @@ def configure(dsn: str) -> None:
     _configured.append(dsn)
 
 
+def _verify_link(uidb64: str, token: str) -> str:
+    return f"http://chaos.invalid/accounts/email/verify/{uidb64}/{token}/"
+
+
 def sign_ups(history: History, *, count: int, rate: float, prefix: str) -> int:
     """Sign `count` people up at about `rate` per second (blocking: run it in a thread)."""
     from django.db import DatabaseError, close_old_connections, connection
@@ -77,6 +81,7 @@ def sign_ups(history: History, *, count: int, rate: float, prefix: str) -> int:
                 password="correct horse battery staple",
                 first_name="Grace",
                 last_name="Hopper",
+                verify_link=_verify_link,
             )
         except DatabaseError:
             # Whether the transaction committed is unknown: the events may exist.

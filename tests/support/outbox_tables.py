@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from shared.events import Envelope, UserCreated
-from shared.outbox import DEAD_LETTER_TABLE, EVENT_LOG_COLUMNS, OUTBOX_TABLE
+from shared.outbox import DEAD_LETTER_TABLE, EVENT_LOG_COLUMNS, OUTBOX_TABLE, WAKE_RELAY
 
 
 @dataclass
@@ -31,12 +31,21 @@ class Outbox:
         return row[0]
 
     def produce(
-        self, count: int, *, connection: psycopg.Connection | None = None, **overrides: object
+        self,
+        count: int,
+        *,
+        connection: psycopg.Connection | None = None,
+        wake: bool = True,
+        **overrides: object,
     ) -> list[str]:
         """Write `count` sign-up events in one transaction; return their event ids.
 
-        `overrides` replace columns of every event (`metadata_version=-1` makes
-        events ClickHouse refuses).
+        Like the site, the writer then wakes the relay (`WAKE_RELAY`) once the
+        events have committed: on an autocommit connection, unless `wake` is
+        false (a writer that never rings). On a connection in a transaction
+        nothing is committed yet, so nothing rings. `overrides` replace
+        columns of every event (`metadata_version=-1` makes events ClickHouse
+        refuses).
         """
         envelopes = [
             Envelope.wrap(
@@ -57,6 +66,8 @@ class Outbox:
             ):
                 for row in rows:
                     copy.write_row(row)
+            if wake and connection.autocommit:
+                connection.execute(WAKE_RELAY)
         finally:
             if own:
                 connection.close()

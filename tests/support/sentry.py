@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,7 +11,11 @@ import pytest
 import sentry_sdk
 from sentry_sdk.envelope import Envelope
 from sentry_sdk.integrations import Integration
+from sentry_sdk.integrations.django import DjangoIntegration
 from sentry_sdk.transport import Transport
+
+from shared.sentry import init_sentry
+from shared.settings import CommonSettings
 
 
 class CapturingTransport(Transport):
@@ -56,3 +61,40 @@ def sentry_capture() -> Iterator[CapturingTransport]:
     """`capturing_sentry` as a fixture, with no integrations."""
     with capturing_sentry() as transport:
         yield transport
+
+
+@pytest.fixture
+def sentry_events() -> Iterator[CapturingTransport]:
+    """Sentry set up by the project's own `init_sentry` (as the site runs it), sending into memory.
+
+    Every transaction is traced, so whatever any of them carries is seen.
+    """
+    transport = CapturingTransport()
+    settings = CommonSettings(
+        sentry_config_dsn="https://public@sentry.invalid/1", sentry_traces_sample_rate=1.0
+    )
+    init_sentry(settings, component="web", integrations=[DjangoIntegration()], transport=transport)
+    try:
+        yield transport
+    finally:
+        sentry_sdk.flush()
+        sentry_sdk.init(dsn=None)
+
+
+def everything_sent(transport: CapturingTransport) -> str:
+    """Every byte the SDK would have sent, as text."""
+    return "\n".join(
+        json.dumps(item.payload.json) if item.payload.json is not None else item.payload.get_bytes().decode()
+        for envelope in transport.envelopes
+        for item in envelope.items
+    )
+
+
+def error_events(transport: CapturingTransport) -> list[dict[str, Any]]:
+    """The error events (not transactions) the SDK captured."""
+    return [
+        item.payload.json
+        for envelope in transport.envelopes
+        for item in envelope.items
+        if item.type == "event" and item.payload.json is not None
+    ]

@@ -8,12 +8,22 @@ from datetime import UTC
 import pytest
 from pydantic import ValidationError
 
-from shared.events import Envelope, UserCreated, UserLoginFailed
+from shared.events import Envelope, UserCreated, UserEmailVerified, UserLoginFailed
 
 
 def test_an_event_type_is_the_snake_case_of_its_class_name() -> None:
     assert UserCreated.event_type == "user_created"
     assert UserLoginFailed.event_type == "user_login_failed"
+    assert UserEmailVerified.event_type == "user_email_verified"
+
+
+def test_a_verified_address_is_recorded_by_account_and_client_address_only() -> None:
+    envelope = Envelope.wrap(UserEmailVerified(user_id=7, ip_address="192.0.2.1"), environment="Local")
+
+    assert (envelope.event_type, envelope.metadata_version) == ("user_email_verified", 1)
+    assert envelope.event_context == '{"user_id":7,"ip_address":"192.0.2.1"}'
+    with pytest.raises(ValidationError, match="email"):
+        UserEmailVerified(user_id=7, email="ada@example.com")  # type: ignore[call-arg]  # the mistake under test
 
 
 def test_an_event_refuses_fields_it_does_not_declare() -> None:

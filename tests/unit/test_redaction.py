@@ -25,6 +25,12 @@ def test_the_form_a_reset_token_was_swapped_for_is_left_alone() -> None:
     )
 
 
+def test_the_token_of_an_address_verification_link_is_redacted_and_its_confirm_page_left_alone() -> None:
+    assert redact(f"GET /accounts/email/verify/MQ/{TOKEN}/") == f"GET /accounts/email/verify/MQ/{FILTERED}/"
+    assert redact("POST /accounts/email/verify/MQ/confirm/") == "POST /accounts/email/verify/MQ/confirm/"
+    assert redact("GET /accounts/email/verify/done/") == "GET /accounts/email/verify/done/"
+
+
 def test_a_one_time_token_is_redacted_wherever_it_is_quoted() -> None:
     assert TOKEN not in redact(f"the link https://example.com/somewhere/{TOKEN} was opened")
 

@@ -22,6 +22,7 @@ from django.db.models.expressions import RawSQL
 
 from shared.events import (
     UserCreated,
+    UserEmailVerified,
     UserLoggedIn,
     UserLoggedOut,
     UserLoginFailed,
@@ -39,6 +40,7 @@ logger = structlog.get_logger(__name__)
 # What each security event is called on the page.
 SECURITY_EVENTS: Final[dict[str, str]] = {
     UserCreated.event_type: "Account created",
+    UserEmailVerified.event_type: "E-mail address verified",
     UserLoggedIn.event_type: "Signed in",
     UserLoggedOut.event_type: "Signed out",
     UserLoginFailed.event_type: "Failed sign-in attempt",

@@ -31,6 +31,8 @@ class WebSettings(CommonSettings):
     csrf_trusted_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     secure_ssl_redirect: bool = True
     secure_hsts_seconds: int = 31_536_000
+    secure_hsts_include_subdomains: bool = True
+    secure_hsts_preload: bool = False
 
     default_from_email: str = "Die Hard <no-reply@example.com>"
     # Production mode needs a transport that delivers: EMAIL_HOST (SMTP), or an
@@ -86,6 +88,8 @@ class WebSettings(CommonSettings):
     # asked for (whoever asks, account or not), in the same format.
     throttle_password_reset_rate: str = Field(default="20/h", pattern=r"^\d+/\d*[smhd]$")
     throttle_password_reset_address_rate: str = Field(default="3/h", pattern=r"^\d+/\d*[smhd]$")
+    # Verification links an account may ask to be sent again, in the same format.
+    throttle_email_verification_rate: str = Field(default="3/h", pattern=r"^\d+/\d*[smhd]$")
 
     # Activity page views per signed-in account (each one queries ClickHouse), same format.
     throttle_activity_rate: str = Field(default="30/m", pattern=r"^\d+/\d*[smhd]$")

@@ -19,6 +19,7 @@ from shared.logging import configure_logging
 from shared.sentry import init_sentry
 from shared.settings import load
 from webapp.config.env import WebSettings
+from webapp.core.logs import quiet_client_faults
 
 # ModelAdmin[Model], Field[Set, Get] and the like, for the type checker, must work at run time.
 django_stubs_ext.monkeypatch()
@@ -54,6 +55,7 @@ MIDDLEWARE = [
     # First: forwarding headers from anyone but a trusted proxy are dropped before they are read.
     "webapp.core.clients.TrustedProxyMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "webapp.core.headers.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -118,6 +120,8 @@ LOGIN_REDIRECT_URL = "users:home"
 LOGOUT_REDIRECT_URL = "users:login"
 # How long a password-reset link stays valid (Django's default is three days).
 PASSWORD_RESET_TIMEOUT = 60 * 60
+# How long the link that verifies an address works (it stops once used).
+EMAIL_VERIFICATION_TIMEOUT = 3 * 24 * 60 * 60
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -198,6 +202,7 @@ THROTTLE_SIGN_UP_RATE = ENV.throttle_sign_up_rate
 THROTTLE_ACTIVITY_RATE = ENV.throttle_activity_rate
 THROTTLE_PASSWORD_RESET_RATE = ENV.throttle_password_reset_rate
 THROTTLE_PASSWORD_RESET_ADDRESS_RATE = ENV.throttle_password_reset_address_rate
+THROTTLE_EMAIL_VERIFICATION_RATE = ENV.throttle_email_verification_rate
 
 # --- E-mail -------------------------------------------------------------------
 DEFAULT_FROM_EMAIL = ENV.default_from_email
@@ -227,14 +232,18 @@ if not DEBUG:
     # Probes from inside the cluster speak plain HTTP.
     SECURE_REDIRECT_EXEMPT = [r"^health/$"]
     SECURE_HSTS_SECONDS = ENV.secure_hsts_seconds
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = True
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = ENV.secure_hsts_include_subdomains
+    # Joining the browsers' preload list is hard to undo: the operator opts in.
+    SECURE_HSTS_PRELOAD = ENV.secure_hsts_preload
+    if not SECURE_HSTS_PRELOAD:
+        SILENCED_SYSTEM_CHECKS.append("security.W021")
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
 
 # --- Logging and errors -------------------------------------------------------
 LOGGING_CONFIG = None  # shared.logging owns the configuration
 configure_logging(level=ENV.log_level, log_format=ENV.log_format)
+quiet_client_faults()
 DJANGO_STRUCTLOG_CELERY_ENABLED = True
 # No personal data in logs: a client's address is one, and the one django-structlog
 # would bind comes from X-Forwarded-For, which any client can set.

@@ -28,7 +28,7 @@ THROTTLED = Counter(
     "Requests refused by the abuse throttles (429), by what was attempted.",
     ["action"],
 )
-for _action in ("sign_in", "sign_up", "password_reset", "activity"):
+for _action in ("sign_in", "sign_up", "password_reset", "email_verification", "activity"):
     THROTTLED.labels(action=_action)
 
 

@@ -19,6 +19,7 @@ from django.db import DEFAULT_DB_ALIAS, transaction
 
 from shared.events import Envelope, Event
 from webapp.outbox.models import OutboxEvent
+from webapp.outbox.wakeup import wake_relay_on_commit
 
 
 class TransactionRequired(RuntimeError):
@@ -38,7 +39,7 @@ class EventLogClient:
         return cls(environment=settings.ENVIRONMENT)
 
     def publish(self, *events: Event) -> None:
-        """Insert one outbox row per event in the current transaction."""
+        """Insert one outbox row per event in the current transaction; wake the relay once it commits."""
         self.publish_all(events)
 
     def publish_all(self, events: Iterable[Event]) -> None:
@@ -56,3 +57,4 @@ class EventLogClient:
             OutboxEvent(**envelope.columns(), sentry_trace=sentry_trace, baggage=baggage)
             for envelope in envelopes
         )
+        wake_relay_on_commit(using=self.using)

@@ -73,20 +73,6 @@ class DeadLetter(EventFields):
         verbose_name = "dead letter"
 
 
-class WakeUp(models.Model):
-    """One row: when the outbox trigger last notified the relay (the debounce state)."""
-
-    id = models.SmallIntegerField(primary_key=True, default=1)
-    notified_at = models.DateTimeField()
-
-    class Meta:
-        db_table = outbox.WAKEUP_TABLE
-        constraints = (models.CheckConstraint(condition=models.Q(id=1), name="wakeup_single_row"),)
-
-    def __str__(self) -> str:
-        return f"last wake-up {self.notified_at.isoformat()}"
-
-
 class DeliveredEvent(models.Model):
     """An event ClickHouse acknowledged, kept for a while so that a loss there can be repaired.
 

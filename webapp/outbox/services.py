@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from shared.outbox import DEAD_LETTER_TABLE, EVENT_COLUMNS, OUTBOX_TABLE
 from webapp.outbox.models import DeadLetter
+from webapp.outbox.wakeup import wake_relay_on_commit
 
 logger = structlog.get_logger(__name__)
 
@@ -23,8 +24,8 @@ def _requeue(condition: str) -> str:
     """Move the dead letters matching `condition` back to the outbox, in one statement.
 
     One statement, so moving is atomic on its own: a dead letter is either back
-    in the outbox or still set aside, never both or neither. The outbox trigger
-    wakes the relay. `ORDER BY id` re-queues them in the order they were set
+    in the outbox or still set aside, never both or neither. The caller wakes
+    the relay after commit. `ORDER BY id` re-queues them in the order they were set
     aside. Every column an event keeps travels, the attempt count too: it says
     how often the event was set aside before. An event id already back in the
     outbox violates its unique constraint and the whole statement rolls back.
@@ -69,6 +70,8 @@ def dead_letter_requeue(
     with connections[using].cursor() as cursor:
         cursor.execute(_requeue(" AND ".join(conditions)), params)
         moved: int = cursor.rowcount
+    if moved:
+        wake_relay_on_commit(using=using)
     logger.info("dead_letters_requeued", count=moved, event_type=event_type)
     return moved
 

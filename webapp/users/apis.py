@@ -16,6 +16,7 @@ from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET
 
 from webapp.users.forms import EMAIL_TAKEN_MESSAGE, UserCreateForm
+from webapp.users.links import verify_link_builder
 from webapp.users.models import User
 from webapp.users.openapi import openapi_document
 from webapp.users.services import EmailTaken, user_create
@@ -73,7 +74,7 @@ def _create_user(request: HttpRequest) -> User:
             400, {field: [str(message) for message in messages] for field, messages in form.errors.items()}
         )
     try:
-        return user_create(**form.cleaned_data)
+        return user_create(**form.cleaned_data, verify_link=verify_link_builder(request))
     except EmailTaken as error:
         raise _Refused(409, {"email": [EMAIL_TAKEN_MESSAGE]}) from error
     except ValidationError as error:

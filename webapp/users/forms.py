@@ -12,7 +12,7 @@ from django.contrib.auth.forms import SetPasswordForm as DjangoSetPasswordForm
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
-from webapp.users.models import InvalidEmail, User, canonical_email
+from webapp.users.models import InvalidEmail, QuotedLocalPart, User, canonical_email, validate_name
 from webapp.users.throttling import password_recheck
 
 # Shown on the e-mail field (HTML) or under "email" (API) when `EmailTaken` is raised.
@@ -45,11 +45,22 @@ class _EmailField(_StringOnly, forms.EmailField):
             return
         try:
             canonical_email(value)
+        except QuotedLocalPart as error:
+            raise ValidationError(
+                "Enter the address without quotation marks around the part before the @.",
+                code="quoted_local_part",
+            ) from error
         except InvalidEmail as error:
             raise ValidationError(
                 "Enter an address whose part before the @ uses plain ASCII letters, digits or punctuation.",
                 code="invalid_characters",
             ) from error
+
+
+class _NameField(_StringField):
+    """A first or last name: one line of text, no control characters (`validate_name`)."""
+
+    default_validators = [validate_name]  # noqa: RUF012  (Django's class attribute, extended)
 
 
 class UserCreateForm(forms.Form):
@@ -67,10 +78,10 @@ class UserCreateForm(forms.Form):
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
         help_text=password_validation.password_validators_help_text_html(),
     )
-    first_name = _StringField(
+    first_name = _NameField(
         label="First name", max_length=150, widget=forms.TextInput(attrs={"autocomplete": "given-name"})
     )
-    last_name = _StringField(
+    last_name = _NameField(
         label="Last name", max_length=150, widget=forms.TextInput(attrs={"autocomplete": "family-name"})
     )
 
@@ -88,10 +99,10 @@ class SignInForm(AuthenticationForm):
 class ProfileForm(forms.Form):
     """The name a person goes by on the site."""
 
-    first_name = forms.CharField(
+    first_name = _NameField(
         label="First name", max_length=150, widget=forms.TextInput(attrs={"autocomplete": "given-name"})
     )
-    last_name = forms.CharField(
+    last_name = _NameField(
         label="Last name", max_length=150, widget=forms.TextInput(attrs={"autocomplete": "family-name"})
     )
 

@@ -18,9 +18,11 @@ from django.contrib.auth import password_validation
 from django.core.exceptions import NON_FIELD_ERRORS
 
 from webapp.users.forms import EMAIL_TAKEN_MESSAGE, UserCreateForm
+from webapp.users.models import NAME_REFUSED_CHARACTERS, validate_name
 
 JSON = "application/json"
 NO_NUL = "^[^\\u0000]*$"
+ONE_LINE = f"^[^{NAME_REFUSED_CHARACTERS}]*$"
 
 
 @cache
@@ -46,7 +48,8 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "Sign a person up",
                     "description": (
                         "Creates the account and records a `user_created` event in the same transaction; "
-                        "a welcome e-mail follows. Fields the API does not know are ignored."
+                        "a welcome e-mail with a one-time link that verifies the address follows (it "
+                        "quotes nothing sent here). Fields the API does not know are ignored."
                     ),
                     "requestBody": {
                         "required": True,
@@ -61,13 +64,16 @@ def openapi_document() -> dict[str, Any]:
                             "description": (
                                 "The body is not a JSON object, or a field is missing or invalid (this "
                                 "includes passwords the site's password rules refuse: too common, all "
-                                "digits, or too close to the name or address)."
+                                "digits, or too close to the name or address; names with line breaks, "
+                                "tabs or other control characters; and addresses whose part before the @ "
+                                "is quoted around anything but a plain address)."
                             ),
                             "content": {JSON: {"schema": {"$ref": "#/components/schemas/InvalidInput"}}},
                         },
                         "409": {
                             "description": (
-                                "An account with this e-mail address (compared case-insensitively) exists."
+                                "An account with this e-mail address exists (compared case-insensitively, "
+                                'and `"ada"@example.com` is `ada@example.com`).'
                             ),
                             "content": {JSON: {"schema": {"$ref": "#/components/schemas/EmailTaken"}}},
                         },
@@ -126,6 +132,11 @@ def _request_schema(form: forms.Form) -> dict[str, Any]:
     for name, field in form.fields.items():
         # Django's text fields refuse the NUL character (PostgreSQL cannot store it).
         schema: dict[str, Any] = {"type": "string", "pattern": NO_NUL, "description": str(field.label)}
+        if validate_name in field.validators:
+            schema["pattern"] = ONE_LINE
+            schema["description"] = (
+                f"{field.label}, on one line: no line breaks, tabs or other control characters."
+            )
         if field.required:
             schema["minLength"] = 1
         max_length = getattr(field, "max_length", None)

@@ -1,9 +1,13 @@
-"""Writes about users: sign-up, the account's settings, and the security audit.
+"""Writes about users: sign-up, verifying the address, the account's settings, and the security audit.
 
 Every write publishes its event through `EventLogClient` inside the same
 `transaction.atomic()` as the change it describes, so the two commit or roll
 back together. E-mail is recorded the same way (`webapp.mail`) and sent after
 the commit, so no outage of the broker or the mail server can fail a sign-up.
+
+No e-mail carries text a person typed (a name) to an address nobody has
+verified: the mails sent before that, the welcome with its verification link
+and the password reset, are the same for everyone but for the link.
 """
 
 from __future__ import annotations
@@ -15,12 +19,14 @@ from django.contrib.auth.password_validation import validate_password
 from django.contrib.auth.tokens import default_token_generator
 from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
+from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
 from shared.events import (
     UserCreated,
     UserDeleted,
+    UserEmailVerified,
     UserLoggedIn,
     UserLoggedOut,
     UserLoginFailed,
@@ -35,10 +41,11 @@ from webapp.privacy.models import ErasureRequest
 from webapp.privacy.services import erasure_request
 from webapp.users.models import User
 from webapp.users.selectors import email_pseudonym, user_email_taken, user_for_address
+from webapp.users.tokens import email_verification_token
 
 # Given a user's id encoded for a URL and a one-time token, the absolute address
-# of the page that sets a new password (the view knows the host and scheme).
-ResetLinkBuilder = Callable[[str, str], str]
+# of the page the e-mailed link opens (the view knows the host and scheme).
+LinkBuilder = Callable[[str, str], str]
 
 logger = structlog.get_logger(__name__)
 
@@ -47,19 +54,24 @@ EMAIL_UNIQUE_CONSTRAINT = "users_user_email_ci_unique"
 
 
 RESET_EMAIL_SUBJECT = "Reset your Die Hard password"
+WELCOME_SUBJECT = "Welcome to Die Hard: please confirm your e-mail address"
+VERIFICATION_SUBJECT = "Confirm your e-mail address for Die Hard"
 
 
 class EmailTaken(ValueError):
     """Another account already uses this e-mail address (compared case-insensitively)."""
 
 
-def user_create(*, email: str, password: str, first_name: str, last_name: str) -> User:
+def user_create(
+    *, email: str, password: str, first_name: str, last_name: str, verify_link: LinkBuilder
+) -> User:
     """Sign a person up: save the user and publish `UserCreated` in one transaction.
 
     Raises `django.core.exceptions.ValidationError` when the password validators
     reject the password and `EmailTaken` when the e-mail address is in use; in
-    both cases nothing is written. The welcome e-mail is recorded with the user
-    and sent after commit.
+    both cases nothing is written. The welcome e-mail, which carries the
+    one-time link (`verify_link`) that verifies the address and nothing the
+    person typed, is recorded with the user and sent after commit.
     """
     user = User(email=User.objects.normalize_email(email), first_name=first_name, last_name=last_name)
     # With the user instance, so a password resembling the name or the address is refused.
@@ -80,7 +92,7 @@ def user_create(*, email: str, password: str, first_name: str, last_name: str) -
             )
             # Recorded with the user: sent once the sign-up has committed, and
             # still sent later if the broker or the mail server is down now.
-            _welcome_email_enqueue(user)
+            _verification_email_enqueue(user, verify_link, signed_up=True)
     except IntegrityError as error:
         if not _violates(error, EMAIL_UNIQUE_CONSTRAINT):
             raise
@@ -90,22 +102,56 @@ def user_create(*, email: str, password: str, first_name: str, last_name: str) -
     return user
 
 
-WELCOME_SUBJECT = "Welcome to Die Hard"
-WELCOME_BODY = """Hello {first_name},
+def _verification_email_enqueue(user: User, verify_link: LinkBuilder, *, signed_up: bool) -> None:
+    """Record the e-mail with the link that verifies the user's address.
 
-your account is ready. Sign in with this e-mail address whenever you like.
-
-The Die Hard team
-"""
-
-
-def _welcome_email_enqueue(user: User) -> None:
+    Until the address is verified, anyone can have typed it: the message
+    names nobody and quotes nothing from the sign-up, so it cannot carry
+    someone else's words to a stranger's mailbox.
+    """
+    uidb64 = urlsafe_base64_encode(force_bytes(user.pk))
+    link = verify_link(uidb64, email_verification_token.make_token(user))
     email_enqueue(
         user=user,
         to=user.email,
-        subject=WELCOME_SUBJECT,
-        body=WELCOME_BODY.format(first_name=user.first_name or "there"),
+        subject=WELCOME_SUBJECT if signed_up else VERIFICATION_SUBJECT,
+        body=render_to_string("users/email/email_verification.txt", {"link": link, "signed_up": signed_up}),
     )
+
+
+def user_email_verification_send(*, user: User, verify_link: LinkBuilder) -> bool:
+    """Send the link that verifies the user's address again; False (and nothing sent) if it is verified.
+
+    The e-mail is recorded in a transaction of its own and sent after the
+    commit. Earlier links keep working until one of them is used or expires.
+    """
+    if user.email_verified:
+        return False
+    with transaction.atomic():
+        _verification_email_enqueue(user, verify_link, signed_up=False)
+    logger.info("user_email_verification_sent", user_id=user.pk)
+    return True
+
+
+def user_email_verify(*, user: User, ip_address: str | None) -> bool:
+    """Mark the user's address verified and publish `UserEmailVerified`, in one transaction.
+
+    The caller checked the link's token. Only one call can succeed for an
+    account and address: the update matches only an unverified row with the
+    same address (a second, concurrent call waits for the first's row lock,
+    then matches nothing), and returns False without an event.
+    """
+    verified_at = timezone.now()
+    with transaction.atomic():
+        updated = User.objects.filter(pk=user.pk, email=user.email, email_verified_at__isnull=True).update(
+            email_verified_at=verified_at
+        )
+        if not updated:
+            return False
+        EventLogClient.from_settings().publish(UserEmailVerified(user_id=user.pk, ip_address=ip_address))
+    user.email_verified_at = verified_at
+    logger.info("user_email_verified", user_id=user.pk)
+    return True
 
 
 def user_delete(*, user: User) -> ErasureRequest:
@@ -194,7 +240,7 @@ def user_password_change(*, user: User, new_password: str, ip_address: str | Non
     logger.info("user_password_changed", user_id=user.pk)
 
 
-def user_password_reset_request(*, email: str, reset_link: ResetLinkBuilder, ip_address: str | None) -> None:
+def user_password_reset_request(*, email: str, reset_link: LinkBuilder, ip_address: str | None) -> None:
     """Send a one-time password-reset link to the account with this address, if there is one.
 
     Publishes `UserPasswordResetRequested` either way; the person asking gets

@@ -22,6 +22,10 @@ Password reset: django-ratelimit counts requests per client address
 address has an account, so the answer tells nothing about accounts. The second
 is counted under a keyed hash of the folded address, never the address itself.
 
+Verification link sent again: django-ratelimit counts requests per account
+(`THROTTLE_EMAIL_VERIFICATION_RATE`), so a signed-in session cannot flood the
+address with links (the sign-up sends the first one).
+
 Activity page: django-ratelimit counts page views per signed-in account
 (`THROTTLE_ACTIVITY_RATE`): each view queries ClickHouse, so one account
 cannot keep it busy.
@@ -52,7 +56,7 @@ from redis.exceptions import RedisError
 
 from webapp.core.clients import client_key, throttle_key
 from webapp.core.metrics import THROTTLED
-from webapp.users.models import InvalidEmail, canonical_email
+from webapp.users.models import InvalidEmail, User, canonical_email
 from webapp.users.selectors import email_pseudonym
 
 logger = structlog.get_logger(__name__)
@@ -353,6 +357,25 @@ def password_reset_address_retry_after(request: HttpRequest, email: str) -> int 
         group="password_reset_address",
         key=email_pseudonym(email),
         rate=settings.THROTTLE_PASSWORD_RESET_ADDRESS_RATE,
+    )
+
+
+def too_many_verification_emails_message(retry_after: int) -> str:
+    """What a throttled request for another verification link is told."""
+    return (
+        "A link was sent a short while ago: check your e-mail (and its spam folder), "
+        f"or ask again in {_wait_in_minutes(retry_after)}."
+    )
+
+
+def email_verification_retry_after(request: HttpRequest, user: User) -> int | None:
+    """Count this request for another verification link against the account; the seconds to wait if over."""
+    return _retry_after(
+        request,
+        action="email_verification",
+        group="email_verification",
+        key=f"user:{user.pk}",
+        rate=settings.THROTTLE_EMAIL_VERIFICATION_RATE,
     )
 
 

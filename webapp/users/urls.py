@@ -23,6 +23,9 @@ urlpatterns = [
     ),
     path("accounts/password/reset/done/", views.password_reset_complete, name="password-reset-complete"),
     path("accounts/delete/", views.account_delete, name="account-delete"),
+    path("accounts/email/verify/", views.email_verification_send, name="email-verification-send"),
+    path("accounts/email/verify/done/", views.email_verified, name="email-verified"),
+    path("accounts/email/verify/<uidb64>/<token>/", views.email_verify, name="email-verify"),
     path("api/users/", apis.user_create_api, name="api-user-create"),
     path("api/schema/", apis.api_schema, name="api-schema"),
 ]

@@ -17,9 +17,10 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
+from django.utils.http import urlsafe_base64_decode
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from webapp.core.clients import client_ip
 from webapp.users.forms import (
@@ -32,17 +33,21 @@ from webapp.users.forms import (
     SignInForm,
     UserCreateForm,
 )
+from webapp.users.links import verify_link_builder
 from webapp.users.models import User
 from webapp.users.services import (
     EmailTaken,
     user_create,
     user_delete,
+    user_email_verification_send,
+    user_email_verify,
     user_password_change,
     user_password_reset,
     user_password_reset_request,
     user_update,
 )
 from webapp.users.throttling import (
+    email_verification_retry_after,
     locked_out_response,
     password_reset_address_retry_after,
     password_reset_client_retry_after,
@@ -50,7 +55,15 @@ from webapp.users.throttling import (
     sign_up_retry_after,
     too_many_password_resets_message,
     too_many_sign_ups_message,
+    too_many_verification_emails_message,
 )
+from webapp.users.tokens import email_verification_token
+
+# The verification link's token leaves the address bar for the session, as a
+# password-reset link's does (Django's `PasswordResetConfirmView`): the page
+# that confirms is then at `.../<uidb64>/confirm/`.
+EMAIL_VERIFY_URL_TOKEN = "confirm"  # noqa: S105  (a path segment, not a secret)
+EMAIL_VERIFY_SESSION_TOKEN = "_email_verification_token"  # noqa: S105  (a session key name)
 
 
 @require_GET
@@ -75,7 +88,7 @@ def register(request: HttpRequest) -> HttpResponse:
     form = UserCreateForm(request.POST if request.method == "POST" else None)
     if form.is_valid():
         try:
-            user = user_create(**form.cleaned_data)
+            user = user_create(**form.cleaned_data, verify_link=verify_link_builder(request))
         except EmailTaken:
             form.add_error("email", ValidationError(EMAIL_TAKEN_MESSAGE, code="email_taken"))
         except ValidationError as error:
@@ -83,7 +96,10 @@ def register(request: HttpRequest) -> HttpResponse:
             form.add_error("password", error)
         else:
             login(request, user, backend="webapp.users.backends.EmailBackend")
-            messages.success(request, "Welcome! Your account is ready.")
+            messages.success(
+                request,
+                "Welcome! Your account is ready. Please confirm your address with the link we e-mailed you.",
+            )
             return redirect("users:home")
     return render(request, "users/register.html", {"form": form})
 
@@ -93,7 +109,8 @@ class SignInView(LoginView):
 
     authentication_form = SignInForm
     template_name = "users/login.html"
-    redirect_authenticated_user = True
+    # No redirect for the signed-in: another site could tell from it whether its visitor is signed in here.
+    redirect_authenticated_user = False
 
 
 class SignOutView(LogoutView):
@@ -112,15 +129,78 @@ def _signed_in_user(request: HttpRequest) -> User:
 def account(request: HttpRequest) -> HttpResponse:
     """The account page: who you are, your name to edit, and the way to everything else."""
     user = _signed_in_user(request)
-    form = ProfileForm(
-        request.POST if request.method == "POST" else None,
-        initial={"first_name": user.first_name, "last_name": user.last_name},
-    )
+    form = _profile_form(user, request.POST if request.method == "POST" else None)
     if form.is_valid():
         changed = user_update(user=user, ip_address=client_ip(request), **form.cleaned_data)
         messages.success(request, "Your name is saved." if changed else "Nothing to change.")
         return redirect("users:account")
     return render(request, "users/account.html", {"form": form})
+
+
+def _profile_form(user: User, data: Any = None) -> ProfileForm:
+    return ProfileForm(data, initial={"first_name": user.first_name, "last_name": user.last_name})
+
+
+@login_required
+@require_POST
+@never_cache
+def email_verification_send(request: HttpRequest) -> HttpResponse:
+    """Send the link that verifies the address again, from the account page; throttled per account."""
+    user = _signed_in_user(request)
+    if (retry_after := email_verification_retry_after(request, user)) is not None:
+        context = {
+            "form": _profile_form(user),
+            "throttled": too_many_verification_emails_message(retry_after),
+        }
+        response = render(request, "users/account.html", context, status=429)
+        response["Retry-After"] = str(retry_after)
+        return response
+    if user_email_verification_send(user=user, verify_link=verify_link_builder(request)):
+        messages.success(request, f"We sent a new link to {user.email}. It works once, within three days.")
+    else:
+        messages.success(request, "Your e-mail address is already verified.")
+    return redirect("users:account")
+
+
+@require_http_methods(["GET", "POST"])
+@never_cache
+def email_verify(request: HttpRequest, uidb64: str, token: str) -> HttpResponse:
+    """The e-mailed link: its token moves into the session, then a button verifies the address.
+
+    Opening the link changes nothing, so mail scanners that fetch every link
+    verify nobody's address; the person confirms with a POST. Anyone holding
+    the link may confirm, signed in or not: the link is the proof.
+    """
+    user = _user_from_uidb64(uidb64)
+    if token != EMAIL_VERIFY_URL_TOKEN:
+        if request.method == "GET" and email_verification_token.check_token(user, token):
+            request.session[EMAIL_VERIFY_SESSION_TOKEN] = token
+            return redirect(request.path.replace(token, EMAIL_VERIFY_URL_TOKEN))
+        return render(request, "users/email_verify_invalid.html")
+    if user is None or not email_verification_token.check_token(
+        user, request.session.get(EMAIL_VERIFY_SESSION_TOKEN)
+    ):
+        return render(request, "users/email_verify_invalid.html")
+    if request.method == "GET":
+        return render(request, "users/email_verify_confirm.html", {"address": user.email})
+    # False only when a concurrent request verified it first: verified either way.
+    user_email_verify(user=user, ip_address=client_ip(request))
+    del request.session[EMAIL_VERIFY_SESSION_TOKEN]
+    return redirect("users:email-verified")
+
+
+def _user_from_uidb64(uidb64: str) -> User | None:
+    """The account a link's encoded id names, or None (what `PasswordResetConfirmView.get_user` does)."""
+    try:
+        return User.objects.get(pk=urlsafe_base64_decode(uidb64).decode())
+    except (TypeError, ValueError, OverflowError, User.DoesNotExist, ValidationError):
+        return None
+
+
+@require_GET
+def email_verified(request: HttpRequest) -> HttpResponse:
+    """The address is verified."""
+    return render(request, "users/email_verified.html")
 
 
 @login_required

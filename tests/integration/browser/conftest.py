@@ -86,7 +86,14 @@ def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
     )
     context.set_default_timeout(10_000)
     tab = context.new_page()
+    # The browser reports what the Content-Security-Policy refused on its console.
+    refused = []
+    tab.on(
+        "console",
+        lambda message: refused.append(message.text) if "Content Security Policy" in message.text else None,
+    )
     yield tab
+    assert refused == [], "the Content-Security-Policy refused part of a page"
     if request.node.stash.get(_failed, False):
         FAILURE_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         path = FAILURE_SCREENSHOTS / f"{request.node.name}.png"
@@ -113,6 +120,7 @@ class Site:
         """Hold the current page to the accessibility rules; save its picture when asked to."""
         # axe-core runs as a script in the page, so only where pages may run scripts.
         if self.javascript:
+            assert_styled(self.page)
             assert_accessible(self.page)
         if self.screenshots is not None:
             self.screenshots.mkdir(parents=True, exist_ok=True)
@@ -155,11 +163,18 @@ def site(live_server: LiveServer, page: Page, pipeline: ClickHouse, request: pyt
     )
 
 
+def assert_styled(page: Page) -> None:
+    """The site's style sheet applies (the CSP lets its inline block through by the response's nonce)."""
+    background = page.evaluate("() => getComputedStyle(document.querySelector('header')).backgroundColor")
+    assert background == "rgb(29, 29, 31)", "the page is unstyled: was its style refused?"
+
+
 def assert_accessible(page: Page) -> None:
     """Run axe-core on the page; fail listing every violation of the rules in `AXE_TAGS`."""
     if not AXE_SCRIPT.exists():
         pytest.fail(f"axe-core is missing ({AXE_SCRIPT}): `make install` installs it with npm")
-    page.add_script_tag(path=str(AXE_SCRIPT))
+    # Evaluated through the DevTools protocol: a <script> tag would be (rightly) refused by the CSP.
+    page.evaluate("() => {" + AXE_SCRIPT.read_text(encoding="utf-8") + "\n}")
     result = page.evaluate("tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})", AXE_TAGS)
     violations = [
         {

@@ -74,18 +74,16 @@ def test_a_notification_wakes_an_idle_relay_within_a_second(
     assert relay.metric("relay_wakeups_total", cause="poll") == 0
 
 
-def test_events_arrive_within_the_poll_interval_when_notifications_are_lost(
+def test_events_arrive_within_the_poll_interval_when_nobody_wakes_the_relay(
     outbox: Outbox, clickhouse: ClickHouse, start_relay: RelayFactory
 ) -> None:
-    with outbox.connect() as connection:
-        connection.execute(f"ALTER TABLE {OUTBOX_TABLE} DISABLE TRIGGER USER")
-    try:
-        start_relay(poll_interval=1)
-        outbox.produce(3)
-        wait_until(lambda: delivered(clickhouse) == 3, timeout=5)  # a few poll intervals
-    finally:
-        with outbox.connect() as connection:
-            connection.execute(f"ALTER TABLE {OUTBOX_TABLE} ENABLE TRIGGER USER")
+    relay = start_relay(poll_interval=1)
+    wait_until(lambda: relay.status()["listener_connected"], timeout=10)
+
+    outbox.produce(3, wake=False)  # a writer that never rings (a script, psql)
+
+    wait_until(lambda: delivered(clickhouse) == 3, timeout=5)  # a few poll intervals
+    assert relay.metric("relay_wakeups_total", cause="notify") == 0
 
 
 def test_a_transaction_that_began_first_and_commits_last_is_still_delivered(
@@ -290,11 +288,9 @@ def test_a_relay_keeps_looking_while_events_arrive_without_notifications(
     wait_until(lambda: relay.status()["listener_connected"], timeout=10)
     silent = outbox.connect()
     try:
-        # The trigger's per-session gate, set far ahead: this session never notifies.
-        silent.execute("SELECT set_config('die_hard.outbox_wake_after', '1e12', false)")
-        outbox.produce(1)  # another session notifies once: the relay wakes and follows up
+        outbox.produce(1)  # one writer rings once: the relay wakes and follows up
         for _ in range(40):  # then 40 silent events, 25 ms apart: longer than the quiet period in all
-            outbox.produce(1, connection=silent)
+            outbox.produce(1, connection=silent, wake=False)
             time.sleep(0.025)
     finally:
         silent.close()

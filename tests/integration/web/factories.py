@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import factory
+from django.urls import reverse
 from factory.django import DjangoModelFactory, Password
 
 from webapp.users.models import User
@@ -34,3 +35,8 @@ class SignUpFactory(factory.Factory[dict[str, str]]):
     password = STRONG_PASSWORD
     first_name = factory.Faker("first_name")
     last_name = factory.Faker("last_name")
+
+
+def verify_link(uidb64: str, token: str) -> str:
+    """The verification link a sign-up through the test client's site would e-mail."""
+    return "http://testserver" + reverse("users:email-verify", kwargs={"uidb64": uidb64, "token": token})

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 
 import pytest
+from django.apps import apps as django_apps
 from django.db import connection
 from django.test import Client
 
 from tests.integration.web.factories import STRONG_PASSWORD, SignUpFactory, UserFactory
+from webapp.users.forms import EMAIL_TAKEN_MESSAGE
 from webapp.users.models import InvalidEmail, User, canonical_email, email_matches
 
 pytestmark = pytest.mark.django_db
@@ -37,16 +40,100 @@ def api_sign_up(client: Client, email: str) -> tuple[int, dict[str, object]]:
         # NFKC folds compatibility forms (a full-width "A", the long s) into plain ones.
         ("\uff21da@example.com", "Ada@example.com"),
         (f"{LONG_S}am@example.com", "sam@example.com"),
+        # A quoted local part that spells a plain one is that plain one (RFC 5322 3.4.1).
+        ('"alice.t3"@example.com', "alice.t3@example.com"),
+        ('"al\\ice"@Example.com', "alice@example.com"),
+        ("\uff02ada\uff02@example.com", "ada@example.com"),  # full-width quotation marks
     ],
 )
 def test_addresses_are_stored_in_one_canonical_ascii_form(typed: str, stored: str) -> None:
     assert canonical_email(typed) == stored
 
 
-@pytest.mark.parametrize("typed", [f"b{DOTLESS_I}ll@example.com", "no-at-sign", "@example.com"])
+@pytest.mark.parametrize(
+    "typed",
+    [
+        f"b{DOTLESS_I}ll@example.com",
+        "no-at-sign",
+        "@example.com",
+        '"john doe"@example.com',
+        '"a@b"@example.com',
+        '""@example.com',
+        '"alice@example.com',
+    ],
+)
 def test_an_address_with_no_canonical_form_is_refused(typed: str) -> None:
     with pytest.raises(InvalidEmail):
         canonical_email(typed)
+
+
+def test_a_quoted_spelling_of_an_existing_address_is_taken_at_the_api(client: Client) -> None:
+    UserFactory.create(email="alice.t3@example.com")
+
+    status, body = api_sign_up(client, '"alice.t3"@example.com')
+
+    assert status == 409
+    assert body == {"errors": {"email": ["An account with this e-mail address already exists."]}}
+    assert User.objects.count() == 1
+
+
+def test_a_quoted_spelling_of_an_existing_address_is_taken_on_the_form(client: Client) -> None:
+    UserFactory.create(email="alice.t3@example.com")
+
+    response = client.post("/accounts/register/", SignUpFactory.build(email='"Alice.T3"@example.com'))
+
+    assert response.status_code == 200
+    assert response.context["form"].errors == {"email": [EMAIL_TAKEN_MESSAGE]}
+    assert User.objects.count() == 1
+
+
+def test_a_quoted_spelling_of_a_new_address_is_stored_plain(client: Client) -> None:
+    status, body = api_sign_up(client, '"new.person"@example.com')
+
+    assert status == 201
+    assert body["email"] == "new.person@example.com"
+
+
+def test_a_quoted_local_part_that_is_no_plain_address_is_refused_with_a_reason(client: Client) -> None:
+    status, body = api_sign_up(client, '"john doe"@example.com')
+    form = client.post("/accounts/register/", SignUpFactory.build(email='"john doe"@example.com'))
+
+    assert status == 400
+    assert body == {
+        "errors": {"email": ["Enter the address without quotation marks around the part before the @."]}
+    }
+    assert "without quotation marks" in form.content.decode()
+    assert not User.objects.exists()
+
+
+def test_signing_in_with_a_quoted_spelling_reaches_the_one_account_of_that_mailbox(client: Client) -> None:
+    alice = UserFactory.create(email="alice.t3@example.com")
+
+    assert sign_in(client, '"alice.t3"@example.com') == 302
+    assert client.session["_auth_user_id"] == str(alice.pk)
+
+
+def test_a_quoted_account_from_before_the_rule_is_unquoted_unless_that_address_is_taken() -> None:
+    migration = importlib.import_module("webapp.users.migrations.0003_unquote_quoted_local_parts")
+    alice = UserFactory.create(email="alice.t3@example.com")
+    # Rows written before the rule, straight into the table.
+    squatter, bob = User.objects.bulk_create(
+        [User(email='"alice.t3"@example.com'), User(email='"bob"@example.com')]
+    )
+
+    migration.unquote_local_parts(django_apps, None)
+
+    assert User.objects.get(pk=bob.pk).email == "bob@example.com"
+    assert User.objects.get(pk=squatter.pk).email == '"alice.t3"@example.com'
+    assert User.objects.get(pk=alice.pk).email == "alice.t3@example.com"
+
+
+def test_a_squatting_account_from_before_the_rule_can_no_longer_be_signed_in_to(client: Client) -> None:
+    alice = UserFactory.create(email="alice.t3@example.com")
+    User.objects.bulk_create([User(email='"alice.t3"@example.com', password=alice.password)])
+
+    assert sign_in(client, '"alice.t3"@example.com') == 302
+    assert client.session["_auth_user_id"] == str(alice.pk)
 
 
 def test_a_look_alike_that_folds_to_an_existing_address_is_that_address_and_taken(client: Client) -> None:

@@ -12,7 +12,7 @@ from pytest_django import DjangoCaptureOnCommitCallbacks, Settings
 from shared.events import UserCreated, UserLoggedIn
 from shared.outbox import ARCHIVE_TABLE, DEAD_LETTER_TABLE, OUTBOX_TABLE
 from tests.integration.web import written
-from tests.integration.web.factories import SignUpFactory
+from tests.integration.web.factories import SignUpFactory, verify_link
 from tests.support.clickhouse import ClickHouse
 from tests.support.waiting import free_port, wait_until
 from webapp.mail.models import OutgoingEmail
@@ -55,7 +55,7 @@ def user_ids_in_clickhouse(clickhouse: ClickHouse) -> list[str]:
 
 @pytest.mark.django_db
 def test_deleting_an_account_deletes_the_user_and_records_an_anonymous_event_and_an_erasure() -> None:
-    user = user_create(**SignUpFactory.build())
+    user = user_create(**SignUpFactory.build(), verify_link=verify_link)
     user_id = user.pk
 
     request = user_delete(user=user)
@@ -71,7 +71,7 @@ def test_deleting_an_account_deletes_the_user_and_records_an_anonymous_event_and
 def test_the_erasure_is_carried_out_only_after_the_deletion_commits(
     django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
 ) -> None:
-    user = user_create(**SignUpFactory.build())
+    user = user_create(**SignUpFactory.build(), verify_link=verify_link)
 
     with django_capture_on_commit_callbacks() as callbacks:
         user_delete(user=user)
@@ -81,9 +81,9 @@ def test_the_erasure_is_carried_out_only_after_the_deletion_commits(
 
 @pytest.mark.django_db(transaction=True)
 def test_an_erasure_removes_the_accounts_events_everywhere_and_nobody_elses(erasing_into: ClickHouse) -> None:
-    leaving = user_create(**SignUpFactory.build())
+    leaving = user_create(**SignUpFactory.build(), verify_link=verify_link)
     leaving_id, leaving_email = leaving.pk, leaving.email
-    staying = user_create(**SignUpFactory.build())
+    staying = user_create(**SignUpFactory.build(), verify_link=verify_link)
     with transaction.atomic():
         EventLogClient.from_settings().publish(UserLoggedIn(user_id=leaving.pk, ip_address="198.51.100.1"))
     DeadLetter.objects.create(
@@ -120,7 +120,7 @@ def test_an_erasure_removes_the_accounts_events_everywhere_and_nobody_elses(eras
 def test_with_clickhouse_down_the_erasure_waits_and_is_retried_whole(
     erasing_into: ClickHouse, settings: Settings
 ) -> None:
-    user = user_create(**SignUpFactory.build())
+    user = user_create(**SignUpFactory.build(), verify_link=verify_link)
     request = user_delete(user=user)
     settings.CLICKHOUSE_URL = f"http://127.0.0.1:{free_port()}/"
 
@@ -140,7 +140,9 @@ def test_with_clickhouse_down_the_erasure_waits_and_is_retried_whole(
 
 @pytest.mark.django_db(transaction=True)
 def test_the_periodic_sweep_carries_out_pending_erasures(erasing_into: ClickHouse) -> None:
-    requests = [user_delete(user=user_create(**SignUpFactory.build())) for _ in range(2)]
+    requests = [
+        user_delete(user=user_create(**SignUpFactory.build(), verify_link=verify_link)) for _ in range(2)
+    ]
 
     erasure_run_pending()
 
@@ -154,8 +156,8 @@ def test_an_erasure_removes_the_accounts_events_from_the_relays_archive_too(
 ) -> None:
     # Reconciliation re-sends what the archive holds and ClickHouse lacks: an
     # erased account's events must leave the archive with the rest.
-    leaving = user_create(**SignUpFactory.build())
-    staying = user_create(**SignUpFactory.build())
+    leaving = user_create(**SignUpFactory.build(), verify_link=verify_link)
+    staying = user_create(**SignUpFactory.build(), verify_link=verify_link)
     for user in (leaving, staying):
         DeliveredEvent.objects.create(
             event_id=uuid.uuid4(),
@@ -176,7 +178,7 @@ def test_an_erasure_removes_the_accounts_events_from_the_relays_archive_too(
 
 @pytest.mark.django_db
 def test_an_erasure_leaves_another_sources_user_with_the_same_id_alone(erasing_into: ClickHouse) -> None:
-    leaving = user_create(**SignUpFactory.build())
+    leaving = user_create(**SignUpFactory.build(), verify_link=verify_link)
     rows = "".join(
         f"{uuid.uuid4()}\tuser_logged_in\t2026-11-26 10:00:00\t{environment}\t"
         f'{{"user_id":{leaving.pk},"ip_address":"198.51.100.1"}}\t1\n'

@@ -1,4 +1,4 @@
-"""Passwords and password-reset links stay out of the logs and out of Sentry.
+"""Passwords, password-reset and address-verification links stay out of the logs and out of Sentry.
 
 PostgreSQL is made to refuse the write each path needs (a trigger that raises),
 so the request fails the way a failover or a full disk would make it fail, with
@@ -25,17 +25,17 @@ import structlog
 from django.core import mail
 from django.db import connection
 from django.test import Client
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 from pytest_django.live_server_helper import LiveServer
-from sentry_sdk.integrations.django import DjangoIntegration
 
 from shared.logging import logging_config
 from shared.outbox import OUTBOX_TABLE
-from shared.sentry import init_sentry
-from shared.settings import CommonSettings
 from tests.integration.web.factories import UserFactory
 from tests.integration.web.test_password_reset import NEW_PASSWORD, RESET_URL, reset_link
-from tests.support.sentry import CapturingTransport
+from tests.support.sentry import CapturingTransport, error_events, everything_sent
 from webapp.mail.services import email_dispatch_due
+from webapp.users.tokens import email_verification_token
 
 pytestmark = pytest.mark.django_db
 
@@ -64,22 +64,6 @@ def captured_log(request: pytest.FixtureRequest) -> Iterator[io.StringIO]:
         root.removeHandler(handler)
 
 
-@pytest.fixture
-def sentry_events() -> Iterator[CapturingTransport]:
-    """Sentry set up by the project's own `init_sentry`, sending into memory."""
-    transport = CapturingTransport()
-    # Every transaction traced, so a token in any of them is found.
-    settings = CommonSettings(
-        sentry_config_dsn="https://public@sentry.invalid/1", sentry_traces_sample_rate=1.0
-    )
-    init_sentry(settings, component="web", integrations=[DjangoIntegration()], transport=transport)
-    try:
-        yield transport
-    finally:
-        sentry_sdk.flush()
-        sentry_sdk.init(dsn=None)
-
-
 def postgres_refuses_inserts_into(table: str) -> None:
     """From now on (until the test's transaction rolls back) every INSERT into `table` fails."""
     with connection.cursor() as cursor:
@@ -90,25 +74,6 @@ def postgres_refuses_inserts_into(table: str) -> None:
         cursor.execute(
             f"CREATE TRIGGER refuse BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION pg_temp.refuse()"
         )
-
-
-def everything_sent(transport: CapturingTransport) -> str:
-    """Every byte the SDK would have sent, as text."""
-    return "\n".join(
-        json.dumps(item.payload.json) if item.payload.json is not None else item.payload.get_bytes().decode()
-        for envelope in transport.envelopes
-        for item in envelope.items
-    )
-
-
-def error_events(transport: CapturingTransport) -> list[dict[str, object]]:
-    """The error events (not transactions) the SDK captured."""
-    return [
-        item.payload.json
-        for envelope in transport.envelopes
-        for item in envelope.items
-        if item.type == "event" and item.payload.json is not None
-    ]
 
 
 def assert_failed_without_the_password(
@@ -234,5 +199,35 @@ def test_a_failure_on_the_reset_link_reports_it_without_its_token(
 
     assert response.status_code == 500
     assert error_events(sentry_events), "the error should have reached Sentry"
+    assert token not in captured_log.getvalue()
+    assert token not in everything_sent(sentry_events)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_whole_address_verification_leaves_its_token_in_no_log_line_and_no_sentry_report(
+    captured_log: io.StringIO, sentry_events: CapturingTransport, live_server: LiveServer
+) -> None:
+    user = UserFactory.create()
+    token = email_verification_token.make_token(user)
+    link = f"/accounts/email/verify/{urlsafe_base64_encode(force_bytes(user.pk))}/{token}/"
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+
+    with browser.open(f"{live_server.url}{link}") as confirm_page:
+        confirm_url, page = confirm_page.url, confirm_page.read().decode()
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+    assert csrf is not None
+    fields = {"csrfmiddlewaretoken": csrf[1]}
+    with browser.open(confirm_url, data=urllib.parse.urlencode(fields).encode()) as done:
+        assert done.url.endswith("/accounts/email/verify/done/")
+    with browser.open(f"{live_server.url}{link}") as spent:
+        assert "This link does not work" in spent.read().decode()
+    sentry_sdk.flush()
+
+    assert "/accounts/email/verify/" in captured_log.getvalue(), "the request lines should be logged"
+    assert [
+        transaction
+        for transaction in sentry_events.transactions()
+        if transaction["transaction"] == "/accounts/email/verify/{uidb64}/{token}/"
+    ], "the link's requests should have been traced"
     assert token not in captured_log.getvalue()
     assert token not in everything_sent(sentry_events)

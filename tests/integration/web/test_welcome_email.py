@@ -17,7 +17,7 @@ from django.core import mail
 from django.test import Client
 from pytest_django import DjangoCaptureOnCommitCallbacks
 
-from tests.integration.web.factories import SignUpFactory
+from tests.integration.web.factories import SignUpFactory, verify_link
 from tests.support.waiting import RedisServer, wait_until
 from webapp.core.broker import broker_gate
 from webapp.mail.models import OutgoingEmail
@@ -28,23 +28,36 @@ from webapp.users.services import EmailTaken, user_create
 
 
 @pytest.mark.django_db
-def test_the_welcome_email_is_recorded_in_the_sign_up_transaction() -> None:
-    user = user_create(**SignUpFactory.build(first_name="Holly"))
+def test_the_welcome_email_is_recorded_in_the_sign_up_transaction_with_a_verification_link() -> None:
+    user = user_create(**SignUpFactory.build(), verify_link=verify_link)
 
     [email] = OutgoingEmail.objects.all()
     assert (email.user_id, email.to, email.subject) == (user.pk, user.email, services.WELCOME_SUBJECT)
-    assert email.body.startswith("Hello Holly,")
+    assert "http://testserver/accounts/email/verify/" in email.body
+
+
+@pytest.mark.django_db
+def test_the_welcome_email_quotes_nothing_the_person_typed() -> None:
+    # The address is not verified yet: whoever signed up may not own it.
+    user_create(
+        **SignUpFactory.build(first_name="Urgent", last_name="Visit-evil-example"), verify_link=verify_link
+    )
+
+    [email] = OutgoingEmail.objects.all()
+    assert email.body.startswith("Hello,\n")
+    assert "Urgent" not in email.body
+    assert "Visit-evil-example" not in email.body
 
 
 @pytest.mark.django_db
 def test_a_refused_sign_up_records_no_welcome_email(
     django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
 ) -> None:
-    user_create(**SignUpFactory.build(email="taken@example.com"))
+    user_create(**SignUpFactory.build(email="taken@example.com"), verify_link=verify_link)
     OutgoingEmail.objects.all().delete()
 
     with django_capture_on_commit_callbacks() as callbacks, pytest.raises(EmailTaken):
-        user_create(**SignUpFactory.build(email="taken@example.com"))
+        user_create(**SignUpFactory.build(email="taken@example.com"), verify_link=verify_link)
 
     assert callbacks == []
     assert not OutgoingEmail.objects.exists()
@@ -55,7 +68,7 @@ def test_a_worker_is_asked_to_send_it_only_after_the_sign_up_commits(
     django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
 ) -> None:
     with django_capture_on_commit_callbacks() as callbacks:
-        user_create(**SignUpFactory.build())
+        user_create(**SignUpFactory.build(), verify_link=verify_link)
 
     assert len(callbacks) == 1
 
@@ -115,7 +128,7 @@ def test_a_real_worker_sends_the_welcome_email_right_after_sign_up(
     data = SignUpFactory.build()
 
     with start_worker(celery_app, pool="solo", perform_ping_check=False):
-        user_create(**data)
+        user_create(**data, verify_link=verify_link)
         wait_until(lambda: sent_to(mailoutbox, data["email"]), timeout=30)
 
     [message] = mailoutbox

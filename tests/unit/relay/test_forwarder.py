@@ -92,6 +92,7 @@ class MemoryClaim:
     removed: list[int] = field(default_factory=list)
     claimed: list[int] = field(default_factory=list)
     refused: list[tuple[int, str]] = field(default_factory=list)
+    happened: float | None = None
 
     async def take_batch(
         self, limit: int, max_bytes: int, *, traced: bool = False

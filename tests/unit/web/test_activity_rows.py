@@ -48,3 +48,29 @@ def test_the_environment_is_quoted_whatever_it_holds() -> None:
     sql = delivered_query(environment="it's \\ odd", user_id=1, limit=1)
 
     assert "environment = 'it\\'s \\\\ odd'" in sql
+
+
+def test_every_event_about_a_persons_own_account_is_named_on_the_activity_page() -> None:
+    about_the_account = {
+        "user_created",
+        "user_email_verified",
+        "user_logged_in",
+        "user_logged_out",
+        "user_login_failed",
+        "user_password_changed",
+        "user_password_reset_requested",
+        "user_password_reset",
+        "user_updated",
+    }
+
+    assert set(SECURITY_EVENTS) == about_the_account
+    [entry] = delivered_entries(
+        [
+            {
+                **ROW,
+                "event_type": "user_email_verified",
+                "event_context": '{"user_id":42,"ip_address":"192.0.2.1"}',
+            }
+        ]
+    )
+    assert (entry.description, entry.ip_address) == ("E-mail address verified", "192.0.2.1")

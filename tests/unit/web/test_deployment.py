@@ -122,14 +122,28 @@ def test_serve_replaces_itself_with_gunicorn_when_debug_is_off(
     assert not any(Path(env["PROMETHEUS_MULTIPROC_DIR"]).iterdir())
 
 
-def proxy_ssl_header(**env: str) -> str:
-    """What `SECURE_PROXY_SSL_HEADER` is in a fresh production-mode process with this environment."""
+def test_x_forwarded_proto_is_ignored_unless_a_proxy_is_trusted() -> None:
+    assert production_setting("SECURE_PROXY_SSL_HEADER") == "None"
+    assert production_setting("SECURE_PROXY_SSL_HEADER", TRUSTED_PROXIES="10.0.0.0/8") == (
+        "('HTTP_X_FORWARDED_PROTO', 'https')"
+    )
+
+
+@pytest.mark.slow
+def test_the_old_proxy_count_is_refused_with_the_setting_that_replaces_it() -> None:
+    result = manage("check", env=production_env(TRUSTED_PROXY_COUNT="1"))
+
+    assert result.returncode != 0
+    assert "TRUSTED_PROXIES" in result.stderr
+
+
+def production_setting(name: str, **env: str) -> str:
+    """A Django setting as a fresh production-mode process with this environment sees it."""
     result = subprocess.run(
         [
             sys.executable,
             "-c",
-            "import django; django.setup(); from django.conf import settings;"
-            " print(getattr(settings, 'SECURE_PROXY_SSL_HEADER', None))",
+            f"import django; django.setup(); from django.conf import settings; print(settings.{name})",
         ],
         cwd=ROOT,
         env=production_env(**env),
@@ -141,14 +155,7 @@ def proxy_ssl_header(**env: str) -> str:
     return result.stdout.strip()
 
 
-def test_x_forwarded_proto_is_ignored_unless_a_proxy_is_trusted() -> None:
-    assert proxy_ssl_header() == "None"
-    assert proxy_ssl_header(TRUSTED_PROXIES="10.0.0.0/8") == "('HTTP_X_FORWARDED_PROTO', 'https')"
-
-
 @pytest.mark.slow
-def test_the_old_proxy_count_is_refused_with_the_setting_that_replaces_it() -> None:
-    result = manage("check", env=production_env(TRUSTED_PROXY_COUNT="1"))
-
-    assert result.returncode != 0
-    assert "TRUSTED_PROXIES" in result.stderr
+def test_hsts_preload_is_the_operators_choice_and_off_by_default() -> None:
+    assert production_setting("SECURE_HSTS_PRELOAD") == "False"
+    assert production_setting("SECURE_HSTS_PRELOAD", SECURE_HSTS_PRELOAD="true") == "True"

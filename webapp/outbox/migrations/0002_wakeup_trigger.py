@@ -24,8 +24,14 @@ from __future__ import annotations
 
 from django.db import migrations
 
-from shared.outbox import NOTIFY_CHANNEL, NOTIFY_DEBOUNCE_MS, OUTBOX_TABLE, RESTORE_WAKEUP_ROW, WAKEUP_TABLE
+from shared.outbox import NOTIFY_CHANNEL, NOTIFY_DEBOUNCE_MS, OUTBOX_TABLE
 
+# The trigger and its row went in 0007 (the site wakes the relay after commit);
+# their names stay here, as they were, for the migrations in between.
+WAKEUP_TABLE = "event_outbox_wakeup"
+RESTORE_WAKEUP_ROW = (
+    f"INSERT INTO {WAKEUP_TABLE} (id, notified_at) VALUES (1, '-infinity') ON CONFLICT DO NOTHING"
+)
 WINDOW_SECONDS = NOTIFY_DEBOUNCE_MS / 1000
 SESSION_GATE = "die_hard.outbox_wake_after"
 

@@ -10,7 +10,7 @@ is skipped with a notice, so an install with one shared role keeps working.
   sessions, the outbox, ...), but owns none: it cannot create, alter or drop.
 - The relay's role reads and deletes outbox rows (and may lock them, which
   PostgreSQL grants with UPDATE on one column the relay never writes), writes
-  dead letters, restores the wake-up row, writes and reads the archive of
+  dead letters, writes and reads the archive of
   delivered events (and keeps its partitions through functions that run as
   their owner), and can read nothing else: not the users, not their password
   hashes.
@@ -33,7 +33,6 @@ from shared.outbox import (
     ARCHIVE_TABLE,
     DEAD_LETTER_TABLE,
     OUTBOX_TABLE,
-    WAKEUP_TABLE,
 )
 
 logger = structlog.get_logger(__name__)
@@ -56,9 +55,7 @@ def web_grants(role: str) -> list[sql.Composed]:
 def relay_grants(role: str) -> list[sql.Composed]:
     """What the relay's role may do."""
     name = sql.Identifier(role)
-    outbox, dead, wakeup = (
-        sql.Identifier(table) for table in (OUTBOX_TABLE, DEAD_LETTER_TABLE, WAKEUP_TABLE)
-    )
+    outbox, dead = (sql.Identifier(table) for table in (OUTBOX_TABLE, DEAD_LETTER_TABLE))
     return [
         sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {}").format(name),
         sql.SQL("REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {}").format(name),
@@ -70,7 +67,6 @@ def relay_grants(role: str) -> list[sql.Composed]:
         sql.SQL("GRANT USAGE ON SEQUENCE {} TO {}").format(
             sql.Identifier(f"{DEAD_LETTER_TABLE}_id_seq"), name
         ),
-        sql.SQL("GRANT SELECT, INSERT ON {} TO {}").format(wakeup, name),
         # The archive of delivered events: written with each delivery, read to
         # reconcile; its partitions are made and dropped through functions
         # that run as the archive's owner.
