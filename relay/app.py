@@ -29,6 +29,7 @@ from relay.core.isolation import Canary
 from relay.core.listener import Listener
 from relay.core.observer import Observer, Observers
 from relay.core.outbox import OutboxQueries, PostgresOutbox
+from relay.core.postgres import require_writable
 from relay.core.readiness import Readiness
 from relay.core.retry import Backoff
 from relay.core.waits import sleep_unless
@@ -100,6 +101,9 @@ async def run(
         # failover) fails the statement instead of blocking a forwarder forever.
         command_timeout=settings.relay_postgres_timeout,
         server_settings=session_settings(settings),
+        # A connection to a server that became a standby or read-only is
+        # dropped when next lent, so the next one goes where writes go.
+        setup=require_writable,
     )
     try:
         async with aiohttp.ClientSession() as session:
@@ -146,6 +150,7 @@ async def _serve(
                 sink=prepared.sink,
                 queries=ArchiveQueries(timestamp_precision=prepared.shape.timestamp_precision),
                 batch_size=settings.relay_batch_size,
+                settle=settings.relay_reconcile_settle,
                 observer=parts.observer,
             )
             interval = settings.relay_reconcile_interval.total_seconds()

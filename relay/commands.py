@@ -113,6 +113,7 @@ async def reconcile(settings: RelaySettings, *, since: datetime | None) -> int:
             sink=prepared.sink,
             queries=ArchiveQueries(timestamp_precision=prepared.shape.timestamp_precision),
             batch_size=settings.relay_batch_size,
+            settle=settings.relay_reconcile_settle,
             observer=Observer(),
         )
         result = await reconciler.once(since=since, wait=True)

@@ -41,6 +41,7 @@ from webapp.privacy.models import ErasureRequest
 from webapp.privacy.services import erasure_request
 from webapp.users.models import User
 from webapp.users.selectors import email_pseudonym, user_email_taken, user_for_address
+from webapp.users.sessions import user_sessions_delete
 from webapp.users.tokens import email_verification_token
 
 # Given a user's id encoded for a URL and a one-time token, the absolute address
@@ -158,7 +159,7 @@ def user_delete(*, user: User) -> ErasureRequest:
     """Delete an account and everything the site keeps about it.
 
     In one transaction: the user (and with it the e-mail still waiting for
-    it), a `user_deleted` event that says nothing about whose account it was,
+    it), every session signed in as it, a `user_deleted` event that says nothing about whose account it was,
     and an erasure request. After the commit the request is carried out: every
     event about the account is erased from the outbox, the dead letters and
     ClickHouse, and that is recorded as a `user_erased` event, again without
@@ -168,8 +169,10 @@ def user_delete(*, user: User) -> ErasureRequest:
     with transaction.atomic():
         request = erasure_request(user_id=user_id)
         user.delete()
+        # Its other sessions no longer work, but they still name the account.
+        sessions = user_sessions_delete(user_id=user_id)
         EventLogClient.from_settings().publish(UserDeleted())
-    logger.info("user_deleted", user_id=user_id, erasure_id=request.pk)
+    logger.info("user_deleted", user_id=user_id, erasure_id=request.pk, sessions_deleted=sessions)
     return request
 
 
