@@ -175,6 +175,13 @@ def pages_by_size(
             "events": size,
             "load_s": round(load_seconds, 1),
             "by_user_rows": bench.count(USER_EVENTS_TABLE),
+            # Parts a page may look into: fewer once background merges have run.
+            "by_user_parts": int(
+                bench.server.value(
+                    f"SELECT count() FROM system.parts WHERE database = '{SCRATCH}'"
+                    f" AND table = '{USER_EVENTS_TABLE}' AND active"
+                )
+            ),
         }
         picks = [rng.randint(1, args.users) for _ in range(args.new_samples)]
         for user_id in picks[:3]:  # the first queries after a load warm caches: not counted
