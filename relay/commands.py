@@ -16,7 +16,7 @@ import aiohttp
 import asyncpg
 import structlog
 
-from relay.app import EXIT_FAILED, EXIT_OK, EXIT_SCHEMA, clickhouse_sink, prepare_sink
+from relay.app import EXIT_FAILED, EXIT_OK, EXIT_SCHEMA
 from relay.core import schema, user_events
 from relay.core.archive import ArchiveQueries
 from relay.core.clickhouse import DeliveryError
@@ -25,6 +25,7 @@ from relay.core.postgres import POSTGRES_ERRORS
 from relay.maintenance import reconcile as reconciliation
 from relay.maintenance.replay import Replay
 from relay.settings import RelaySettings
+from relay.sinks import clickhouse_sink, prepare_sink
 
 log = structlog.get_logger("relay")
 
