@@ -12,7 +12,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PROMETHEUS := $(TOOLS)/bin/prometheus
 
-.PHONY: help install image image-test test-tools browser cluster-tools secrets services services-down cluster-up cluster-down migrate run test test-unit screenshots lint format bench bench-guard chaos soak clean
+.PHONY: help install image image-test test-tools browser cluster-tools secrets services services-down cluster-up cluster-down pg-cluster-up pg-cluster-down migrate run test test-unit screenshots lint format bench bench-guard chaos soak clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -63,6 +63,14 @@ cluster-up: ## start ZooKeeper and two ClickHouse replicas (cluster die_hard, HT
 
 cluster-down: ## stop what `make cluster-up` started (the cluster's data is kept)
 	scripts/cluster.sh down
+
+# A PostgreSQL pair of its own (never the machine's server on 5432): data under
+# .services/pg-cluster/, ports PG_CLUSTER_PORTS (default "5433 5434").
+pg-cluster-up: $(VENV)/.installed ## start a PostgreSQL primary (5433) with a synchronous standby (5434) unless they run; prints DATABASE_URL
+	$(BIN)/python -m tests.chaos.pg_cluster up
+
+pg-cluster-down: $(VENV)/.installed ## stop what `make pg-cluster-up` started (the pair's data is kept)
+	$(BIN)/python -m tests.chaos.pg_cluster down
 
 migrate: $(VENV)/.installed .env ## apply both schemas as their owners (DATABASE_ADMIN_URL, CLICKHOUSE_ADMIN_USER) and grant the web and relay roles their rights (idempotent)
 	$(BIN)/python manage.py migrate --database owner --no-input

@@ -53,9 +53,9 @@ from benchmarks.producers import TRIGGER_BEFORE_SQL
 from benchmarks.relay import wait_ready
 from benchmarks.results import emit
 from benchmarks.scratch import ROOT, drop_database, free_port, migrate, recreate_database, scratch_name
-from relay.app import clickhouse_sink
 from relay.core import schema
 from relay.settings import RelaySettings
+from relay.sinks import clickhouse_sink
 from shared.events import Envelope, UserLoggedIn
 from shared.outbox import EVENT_LOG_COLUMNS, OUTBOX_TABLE, WAKE_RELAY, WakeUpDebounce
 from shared.settings import load

@@ -22,13 +22,14 @@ import structlog
 
 from relay.core import schema
 from relay.core.archive import ArchiveQueries
-from relay.core.clickhouse import ClickHouseSink, DeliveryError, InsertTarget, insert_settings
+from relay.core.clickhouse import ClickHouseSink, DeliveryError
 from relay.core.doorbell import Doorbell
 from relay.core.forwarder import Forwarder, ForwarderConfig
 from relay.core.isolation import Canary
 from relay.core.listener import Listener
 from relay.core.observer import Observer, Observers
 from relay.core.outbox import OutboxQueries, PostgresOutbox
+from relay.core.postgres import require_writable
 from relay.core.readiness import Readiness
 from relay.core.retry import Backoff
 from relay.core.waits import sleep_unless
@@ -41,7 +42,8 @@ from relay.ops.privileges import privileges_warn
 from relay.ops.status import RelayStatus
 from relay.ops.telemetry import Telemetry
 from relay.settings import RelaySettings
-from shared.outbox import EVENT_LOG_TABLE, NOTIFY_CHANNEL, NOTIFY_DEBOUNCE_MS
+from relay.sinks import PreparedSink, clickhouse_sink, prepare_sink
+from shared.outbox import NOTIFY_CHANNEL, NOTIFY_DEBOUNCE_MS
 
 log = structlog.get_logger("relay")
 
@@ -58,78 +60,6 @@ EXIT_USAGE = 2
 EXIT_SCHEMA = 65
 # sysexits EX_CONFIG: a setting is missing or malformed; nothing was contacted.
 EXIT_CONFIG = 78
-
-
-def clickhouse_sink(
-    session: aiohttp.ClientSession,
-    settings: RelaySettings,
-    *,
-    database: str | None = None,
-    admin: bool = False,
-    target: InsertTarget | None = None,
-) -> ClickHouseSink:
-    """A sink for the configured server (and database, unless another is named).
-
-    `admin=True` connects as the user that may change the schema; the relay
-    itself runs as a user that may only insert and read.
-    """
-    user, password = (
-        settings.clickhouse_admin if admin else (settings.clickhouse_user, settings.clickhouse_password)
-    )
-    return ClickHouseSink(
-        session,
-        url=settings.clickhouse_urls,
-        user=user,
-        password=password.get_secret_value(),
-        database=database or settings.clickhouse_database,
-        timeout=settings.relay_clickhouse_timeout,
-        target=target,
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class PreparedSink:
-    """A sink whose inserts are settled, and the table it writes to."""
-
-    sink: ClickHouseSink
-    shape: schema.TableShape
-
-
-async def prepare_sink(session: aiohttp.ClientSession, settings: RelaySettings) -> PreparedSink:
-    """Inspect `event_log` (and the cluster), decide the insert target once, and build the sink for it.
-
-    Raises `SchemaError` when the table will not do, `DeliveryError` when
-    ClickHouse does not answer.
-    """
-    reader = clickhouse_sink(session, settings)
-    shape = await schema.inspect(reader, settings.clickhouse_database)
-    target = await insert_target(reader, settings, synchronous=shape.async_insert)
-    return PreparedSink(clickhouse_sink(session, settings, target=target), shape)
-
-
-async def insert_target(
-    reader: ClickHouseSink, settings: RelaySettings, *, synchronous: bool
-) -> InsertTarget:
-    """The insert's table and quorum: the whole shard by default on a cluster, none otherwise."""
-    quorum = settings.relay_insert_quorum or 0
-    sharded = False
-    cluster = settings.clickhouse_cluster
-    if cluster:
-        topology = await schema.inspect_cluster(reader, settings.clickhouse_database, cluster)
-        if settings.relay_insert_quorum is None:
-            quorum = topology.replicas
-        if quorum > topology.replicas:
-            raise schema.SchemaError(
-                f"RELAY_INSERT_QUORUM={quorum} but the shards of {cluster}"
-                f" have {topology.replicas} replica(s)"
-            )
-        sharded = topology.shards > 1
-    log.info("clickhouse_inserts_configured", insert_quorum=quorum, sharded=sharded)
-    return InsertTarget(
-        table=schema.DISTRIBUTED_TABLE if sharded else EVENT_LOG_TABLE,
-        settings=insert_settings(quorum=quorum, sharded=sharded, timeout=settings.relay_clickhouse_timeout),
-        synchronous=synchronous,
-    )
 
 
 def session_settings(settings: RelaySettings) -> dict[str, str]:
@@ -171,6 +101,9 @@ async def run(
         # failover) fails the statement instead of blocking a forwarder forever.
         command_timeout=settings.relay_postgres_timeout,
         server_settings=session_settings(settings),
+        # A connection to a server that became a standby or read-only is
+        # dropped when next lent, so the next one goes where writes go.
+        setup=require_writable,
     )
     try:
         async with aiohttp.ClientSession() as session:
@@ -217,6 +150,7 @@ async def _serve(
                 sink=prepared.sink,
                 queries=ArchiveQueries(timestamp_precision=prepared.shape.timestamp_precision),
                 batch_size=settings.relay_batch_size,
+                settle=settings.relay_reconcile_settle,
                 observer=parts.observer,
             )
             interval = settings.relay_reconcile_interval.total_seconds()

@@ -91,6 +91,12 @@ _ARCHIVE = (
         "how long delivered events are kept for reconciliation (e.g. 24h); 0 keeps none",
         "DURATION",
     ),
+    Option(
+        "relay_reconcile_settle",
+        "--reconcile-settle",
+        "reconciliation checks events dated and delivered longer ago than this (e.g. 1m)",
+        "DURATION",
+    ),
 )
 _BATCHES = (
     Option("relay_batch_size", "--batch-size", "most events per ClickHouse insert", "EVENTS"),

@@ -16,8 +16,8 @@ import aiohttp
 import asyncpg
 import structlog
 
-from relay.app import EXIT_FAILED, EXIT_OK, EXIT_SCHEMA, clickhouse_sink, prepare_sink
-from relay.core import schema
+from relay.app import EXIT_FAILED, EXIT_OK, EXIT_SCHEMA
+from relay.core import schema, user_events
 from relay.core.archive import ArchiveQueries
 from relay.core.clickhouse import DeliveryError
 from relay.core.observer import Observer
@@ -25,6 +25,7 @@ from relay.core.postgres import POSTGRES_ERRORS
 from relay.maintenance import reconcile as reconciliation
 from relay.maintenance.replay import Replay
 from relay.settings import RelaySettings
+from relay.sinks import clickhouse_sink, prepare_sink
 
 log = structlog.get_logger("relay")
 
@@ -81,11 +82,14 @@ async def expire(settings: RelaySettings) -> int:
         return EXIT_OK
     async with aiohttp.ClientSession() as session:
         sink = clickhouse_sink(session, settings, database="default", admin=True)
-        await (await sink.first_answering()).execute(
-            schema.expire_statement(
-                settings.clickhouse_database, settings.event_log_retention_days, settings.clickhouse_cluster
-            )
+        client = await sink.first_answering()
+        arguments = (
+            settings.clickhouse_database,
+            settings.event_log_retention_days,
+            settings.clickhouse_cluster,
         )
+        for statement in (schema.expire_statement(*arguments), user_events.expire_statement(*arguments)):
+            await client.execute(statement)
     log.info("clickhouse_events_expired", retention_days=settings.event_log_retention_days)
     return EXIT_OK
 
@@ -112,6 +116,7 @@ async def reconcile(settings: RelaySettings, *, since: datetime | None) -> int:
             sink=prepared.sink,
             queries=ArchiveQueries(timestamp_precision=prepared.shape.timestamp_precision),
             batch_size=settings.relay_batch_size,
+            settle=settings.relay_reconcile_settle,
             observer=Observer(),
         )
         result = await reconciler.once(since=since, wait=True)

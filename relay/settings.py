@@ -65,6 +65,9 @@ class RelaySettings(CommonSettings):
     relay_archive_retention: Duration = Field(default="24h", validate_default=True)
     # How often the relays compare the archive with ClickHouse; 0: never (by themselves).
     relay_reconcile_interval: Duration = Field(default="10m", validate_default=True)
+    # Reconciliation checks events dated and delivered longer ago than this (a
+    # ClickHouse replica or a batch in flight may lack the newer ones for a moment).
+    relay_reconcile_settle: Duration = Field(default="1m", validate_default=True)
 
     # Events older than this many days leave `event_log` (ClickHouse TTL, or
     # `relay expire` on servers without TTL); 0 keeps them forever.

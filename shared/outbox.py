@@ -59,6 +59,11 @@ USER_ID_EXPRESSION: Final = "(event_context ->> 'user_id')"
 # at-least-once delivery can leave (the relay creates both; the site reads the view).
 EVENT_LOG_TABLE: Final = "event_log"
 EVENT_LOG_DEDUP_VIEW: Final = "event_log_dedup"
+# Every event about an account, copied from `event_log` as it arrives (a
+# materialized view the relay creates) and sorted by (environment, user_id,
+# time): the activity page and erasure read one account's events from it
+# without scanning `event_log`. Same engine, so `FINAL` hides copies here too.
+USER_EVENTS_TABLE: Final = "event_log_by_user"
 
 # Columns in the order the relay sends them to ClickHouse's `event_log`.
 EVENT_LOG_COLUMNS: Final = (

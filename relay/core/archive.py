@@ -83,11 +83,13 @@ SUMMARY: Final = f"""
      WHERE delivered_at >= $3 AND event_date_time >= $1 AND event_date_time < $2
      GROUP BY 1, 2
 """
-# The distinct ids of one event type ($4) in a window, delivered since $3.
+# The distinct ids of one event type ($4) in a window, delivered since $3, each
+# with whether it was first delivered before $5 (settled).
 IDS: Final = f"""
-    SELECT DISTINCT event_id::text AS event_id
+    SELECT event_id::text AS event_id, min(delivered_at) < $5 AS settled
       FROM {ARCHIVE_TABLE}
      WHERE delivered_at >= $3 AND event_type = $4 AND event_date_time >= $1 AND event_date_time < $2
+     GROUP BY event_id
 """
 
 
@@ -204,9 +206,12 @@ async def summary(connection: Connection, window: Window, *, within: float) -> l
     return await connection.fetch(SUMMARY, window.start, window.end, window.delivered_since, timeout=within)
 
 
-async def ids(connection: Connection, window: Window, event_type: str, *, within: float) -> set[str]:
-    """The distinct ids of the archived events of `event_type` in `window`."""
+async def ids(
+    connection: Connection, window: Window, event_type: str, *, settled_before: datetime, within: float
+) -> dict[str, bool]:
+    """The distinct ids of the archived events of `event_type` in `window`, each with whether
+    it was delivered before `settled_before`."""
     rows = await connection.fetch(
-        IDS, window.start, window.end, window.delivered_since, event_type, timeout=within
+        IDS, window.start, window.end, window.delivered_since, event_type, settled_before, timeout=within
     )
-    return {row["event_id"] for row in rows}
+    return {row["event_id"]: row["settled"] for row in rows}

@@ -7,8 +7,15 @@ from asyncpg.pool import PoolConnectionProxy
 
 from shared.outbox import EVENT_LOG_COLUMNS
 
-# Errors that mean PostgreSQL is (for now) unreachable or went away mid-statement.
+
+class ReadOnlyServer(Exception):
+    """The PostgreSQL server takes no writes: a standby, or one set read-only (fenced)."""
+
+
+# Errors that mean PostgreSQL is (for now) unreachable, went away mid-statement,
+# or takes no writes.
 POSTGRES_ERRORS = (
+    ReadOnlyServer,
     OSError,
     TimeoutError,
     asyncpg.PostgresError,
@@ -21,6 +28,30 @@ POSTGRES_ERRORS = (
 
 # A connection of its own or one a pool lends: every statement runs on either.
 type Connection = asyncpg.Connection | PoolConnectionProxy
+
+
+def read_only(connection: Connection) -> bool:
+    """Whether the server said it takes no writes, without a round trip.
+
+    PostgreSQL (14 and later) reports `in_hot_standby` and
+    `default_transaction_read_only` to every session when they change: a
+    promoted standby, a primary fenced with `default_transaction_read_only`.
+    """
+    settings = connection.get_settings()
+    return "on" in (
+        getattr(settings, "in_hot_standby", "off"),
+        getattr(settings, "default_transaction_read_only", "off"),
+    )
+
+
+async def require_writable(connection: Connection) -> None:
+    """The pool's `setup`: a connection to a server that takes no writes is closed, never used.
+
+    The pool then connects anew, and a `DATABASE_URL` naming several hosts
+    with `target_session_attrs=read-write` finds the one that takes writes.
+    """
+    if read_only(connection):
+        raise ReadOnlyServer("the PostgreSQL server takes no writes (a standby, or read-only)")
 
 
 def tsv_columns(timestamp_precision: int) -> str:

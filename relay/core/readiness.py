@@ -2,7 +2,8 @@
 
 Each dependency is probed with a read-only trivial query within its own
 timeout, concurrently. The answer is one word per dependency (`ok`,
-`unavailable`, `timeout`), never an error text. Every answer is also told to
+`unavailable`, `timeout`, and for PostgreSQL `read-only`: a standby or a
+fenced primary, which the relay never writes to), never an error text. Every answer is also told to
 the observer (the ops side sets the `relay_dependency_up` gauge from it), so
 Prometheus can alert on readiness without calling `/readyz` itself.
 """
@@ -17,7 +18,7 @@ import asyncpg
 
 from relay.core.clickhouse import ClickHouseSink, DeliveryError
 from relay.core.observer import Observer
-from relay.core.postgres import POSTGRES_ERRORS
+from relay.core.postgres import POSTGRES_ERRORS, ReadOnlyServer
 from relay.core.waits import sleep_unless
 
 
@@ -50,13 +51,19 @@ class Readiness:
                 await probe()
         except TimeoutError:
             return "timeout"
+        except ReadOnlyServer:
+            return "read-only"
         except (*POSTGRES_ERRORS, DeliveryError):
             return "unavailable"
         return "ok"
 
     async def _postgres(self) -> None:
         async with self.pool.acquire() as connection:
-            await connection.fetchval("SELECT 1")
+            # Read-only itself, and answered by a standby too, which says what it is.
+            if await connection.fetchval(
+                "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only')::bool"
+            ):
+                raise ReadOnlyServer("the PostgreSQL server takes no writes")
 
     async def _clickhouse(self) -> None:
         await self.sink.ping(within=self.timeout)

@@ -31,14 +31,14 @@ from typing import Final
 
 from aiochclient import ChClient
 
-from relay.core import event_views
+from relay.core import event_views, user_events
 from relay.core.clickhouse import (
     ACCESS_CODES,
     MISSING_SCHEMA_CODES,
     ClickHouseSink,
     TransientError,
 )
-from shared.outbox import EVENT_LOG_COLUMNS, EVENT_LOG_DEDUP_VIEW, EVENT_LOG_TABLE
+from shared.outbox import EVENT_LOG_COLUMNS, EVENT_LOG_DEDUP_VIEW, EVENT_LOG_TABLE, USER_EVENTS_TABLE
 
 DEDUP_VIEW: Final = EVENT_LOG_DEDUP_VIEW
 DISTRIBUTED_TABLE: Final = f"{EVENT_LOG_TABLE}_distributed"
@@ -146,6 +146,9 @@ ORDER BY (event_type, event_date_time, event_id){ttl}{settings}"""
             f" AS {database}.{EVENT_LOG_TABLE}"
             f"\nENGINE = Distributed({cluster}, {database}, {EVENT_LOG_TABLE}, {SHARDING_KEY})"
         )
+    statements += user_events.create_statements(
+        database, event_log_columns(features)["event_date_time"], cluster, ttl=ttl, settings=settings
+    )
     statements.append(f"""CREATE VIEW IF NOT EXISTS {database}.{DEDUP_VIEW}{on_cluster} AS
 SELECT {", ".join(EVENT_LOG_COLUMNS)}
 FROM {database}.{source} FINAL""")
@@ -223,21 +226,27 @@ async def apply(
     `client` must not be bound to `database`, which may not exist yet.
     """
     features = await detect_features(client)
+    # The database may not exist yet: then neither does the table.
+    new_user_events = not await user_events.exists(client, database)
     for statement in create_statements(features, database, cluster, retention_days=retention_days):
         await client.execute(statement)
+    if new_user_events:
+        # After its view exists: an insert in between is copied twice, which FINAL hides.
+        await client.execute(user_events.backfill_statement(database))
     await event_views.apply(client, database, cluster)
     if features.ttl and retention_days:
         # A table created before (or with another period): set its TTL, only when it differs,
         # since changing a TTL rewrites the table's parts.
-        ddl = await client.fetchval(
-            "SELECT create_table_query FROM system.tables WHERE database = {db} AND name = {table}",
-            params={"db": database, "table": EVENT_LOG_TABLE},
-        )
-        if not has_retention(str(ddl), retention_days):
-            on_cluster = f" ON CLUSTER {cluster}" if cluster else ""
-            await client.execute(
-                f"ALTER TABLE {database}.{EVENT_LOG_TABLE}{on_cluster} MODIFY {ttl_clause(retention_days)}"
+        for table in (EVENT_LOG_TABLE, USER_EVENTS_TABLE):
+            ddl = await client.fetchval(
+                "SELECT create_table_query FROM system.tables WHERE database = {db} AND name = {table}",
+                params={"db": database, "table": table},
             )
+            if not has_retention(str(ddl), retention_days):
+                on_cluster = f" ON CLUSTER {cluster}" if cluster else ""
+                await client.execute(
+                    f"ALTER TABLE {database}.{table}{on_cluster} MODIFY {ttl_clause(retention_days)}"
+                )
     return features
 
 

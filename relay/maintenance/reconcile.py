@@ -1,7 +1,9 @@
 """Reconciliation: prove ClickHouse holds every archived event once, and send again what it lost.
 
-For each closed hour of event time and each event type the archive covers,
-both sides are summarised the same way, as the number of distinct `event_id`s
+For each hour of event time and each event type the archive covers, up to
+the settling time ago (`settle`: the open hour too, so a loss is found within
+one reconciliation interval plus that time), both sides are summarised the
+same way, as the number of distinct `event_id`s
 and the XOR of a 60-bit hash of each (MD5 of the id's text), so a bucket costs
 one aggregate row on each side and duplicates in ClickHouse count once. Only
 buckets whose summaries differ are compared id by id:
@@ -15,7 +17,9 @@ buckets whose summaries differ are compared id by id:
 
 The archive is read before ClickHouse: everything archived was acknowledged by
 ClickHouse before its archive row committed, so a batch delivered between the
-two reads can only look "extra", never "missing".
+two reads can only look "extra", never "missing". An event counts as missing
+only once its delivery is older than the settling time too: a replica that
+has not caught up yet, or a batch in flight, is not a loss.
 """
 
 from __future__ import annotations
@@ -144,9 +148,11 @@ class Reconciliation:
     sink: ClickHouseSink
     queries: ArchiveQueries
     batch_size: int
+    # Events dated, and delivered, less than this long ago are not checked yet.
+    settle: timedelta
 
     async def run(self, *, since: datetime | None = None, now: datetime | None = None) -> Report:
-        """Check the closed hours from `since` (default: all the archive covers) and repair them."""
+        """Check the events from `since` (default: all the archive covers) to `settle` ago; repair them."""
         now = now or datetime.now(UTC)
         report = Report(covered_since=await archive.covered_since(self.connection))
         if report.covered_since is None:
@@ -158,7 +164,8 @@ class Reconciliation:
                 report.uncovered_from = asked
             else:
                 start = asked
-        end = archive.hour_of(now)  # closed buckets only
+        # Whole seconds: ClickHouse compares event times at that precision.
+        end = (now - self.settle).replace(microsecond=0)
         report.checked_from, report.checked_until = start, end
         if start >= end:
             return report
@@ -168,14 +175,20 @@ class Reconciliation:
         for bucket in sorted(archived.keys() | stored.keys(), key=lambda b: (b.start, b.event_type)):
             if archived.get(bucket) == stored.get(bucket):
                 continue
-            await self._repair(bucket, report, in_clickhouse=bucket in stored, in_archive=bucket in archived)
+            await self._repair(
+                bucket, report, until=end, in_clickhouse=bucket in stored, in_archive=bucket in archived
+            )
         return report
 
-    async def _repair(self, bucket: Bucket, report: Report, *, in_clickhouse: bool, in_archive: bool) -> None:
-        archived = await self._archive_ids(bucket) if in_archive else set()
-        stored = await self._clickhouse_ids(bucket) if in_clickhouse else set()
-        missing = archived - stored
-        extra = stored - archived
+    async def _repair(
+        self, bucket: Bucket, report: Report, *, until: datetime, in_clickhouse: bool, in_archive: bool
+    ) -> None:
+        end = min(bucket.end, until)
+        archived = await self._archive_ids(bucket, end, settled_before=until) if in_archive else {}
+        stored = await self._clickhouse_ids(bucket, end) if in_clickhouse else set()
+        # Delivered within the settling time: not yet a loss if ClickHouse lacks it.
+        missing = {event_id for event_id, settled in archived.items() if settled} - stored
+        extra = stored - archived.keys()
         if extra:
             report.extra += len(extra)
             log.warning(
@@ -196,7 +209,7 @@ class Reconciliation:
             events=len(missing),
         )
         report.resent += await self._resend(sorted(missing), delivered_since=bucket.start - CLOCK_SKEW)
-        still = missing - await self._clickhouse_ids(bucket)
+        still = missing - await self._clickhouse_ids(bucket, end)
         report.still_missing += len(still)
 
     async def _resend(self, ids: list[str], *, delivered_since: datetime) -> int:
@@ -224,13 +237,18 @@ class Reconciliation:
             for row in rows
         }
 
-    async def _archive_ids(self, bucket: Bucket) -> set[str]:
-        window = _window(bucket.start, bucket.end)
-        return await archive.ids(self.connection, window, bucket.event_type, within=QUERY_TIMEOUT)
+    async def _archive_ids(
+        self, bucket: Bucket, end: datetime, *, settled_before: datetime
+    ) -> dict[str, bool]:
+        """The bucket's archived ids up to `end`, each with whether delivered before `settled_before`."""
+        window = _window(bucket.start, end)
+        return await archive.ids(
+            self.connection, window, bucket.event_type, settled_before=settled_before, within=QUERY_TIMEOUT
+        )
 
-    async def _clickhouse_ids(self, bucket: Bucket) -> set[str]:
+    async def _clickhouse_ids(self, bucket: Bucket, end: datetime) -> set[str]:
         rows = await self.sink.fetch(
-            clickhouse_ids(bucket.start, bucket.end),
+            clickhouse_ids(bucket.start, end),
             {"event_type": bucket.event_type},
             within=QUERY_TIMEOUT,
         )
@@ -259,7 +277,7 @@ def describe(report: Report, *, retention: timedelta) -> list[str]:
         or report.checked_until is None
         or report.checked_from >= report.checked_until
     ):
-        lines.append("No closed hour to check yet.")
+        lines.append("Nothing to check yet: events are checked once they are older than the settling time.")
         return lines
     lines.append(
         f"Checked {report.buckets_checked} bucket(s) (event type x hour) from"
@@ -321,6 +339,7 @@ class Reconciler:
     sink: ClickHouseSink
     queries: ArchiveQueries
     batch_size: int
+    settle: timedelta
     observer: Observer
 
     async def run(self, stop: asyncio.Event, *, interval: float) -> None:
@@ -349,6 +368,7 @@ class Reconciler:
                         sink=self.sink,
                         queries=self.queries,
                         batch_size=self.batch_size,
+                        settle=self.settle,
                     ).run(since=since)
                 finally:
                     await unlock(connection)

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.chaos import report, scenarios  # noqa: F401 (registers the scenarios)
+from tests.chaos import failover, report, scenarios  # noqa: F401 (registers the scenarios)
 from tests.chaos.suite import SCENARIOS, SHORT, Result, install_signal_handlers, run_scenario, scratch_servers
 
 

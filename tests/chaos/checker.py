@@ -10,6 +10,13 @@ The model is Jepsen's total-queue checker. For each event id:
   to have failed).
 
 Events whose commit was indeterminate may be visible once or not at all.
+
+One loss is not the relay's: after a failover to an *asynchronous* standby,
+PostgreSQL itself no longer holds commits the old primary acknowledged but
+never shipped. A scenario that accepts that (and measures it) names those
+events (`rolled_back`); the ones among them analysts never saw are counted as
+`rpo_lost`, apart from `lost`. An event lost although the new primary holds
+it is still `lost`.
 Copies stored but hidden by the deduplicating table (`redelivered`) are
 counted too: they show that a fault really struck between ClickHouse's
 acknowledgement and the PostgreSQL commit, and that the table absorbed it.
@@ -43,6 +50,8 @@ class Accounting:
     dead_lettered: int
     stuck: int
     lost_ids: tuple[str, ...] = ()
+    # Acknowledged, lost with the commits an asynchronous standby never received.
+    rpo_lost: int = 0
 
     @property
     def clean(self) -> bool:
@@ -67,8 +76,13 @@ def account(
     database: str,
     postgres: ScratchPostgres,
     pg_database: str,
+    rolled_back: set[uuid.UUID] | None = None,
 ) -> Accounting:
-    """Check the history against ClickHouse (the view and the raw table) and the outbox."""
+    """Check the history against ClickHouse (the view and the raw table) and the outbox.
+
+    `rolled_back`: acknowledged events PostgreSQL itself lost in a failover
+    to an asynchronous standby (see the module's docstring).
+    """
     dead = {row[0] for row in postgres.execute(DEAD_LETTERS, pg_database)}
     stuck = int(postgres.execute("SELECT count(*) FROM event_outbox", pg_database)[0][0])
     return classify(
@@ -77,6 +91,7 @@ def account(
         stored=_counts(clickhouse, database, "event_log"),
         dead_letters=dead,
         stuck=stuck,
+        rolled_back=rolled_back,
     )
 
 
@@ -87,6 +102,7 @@ def classify(
     stored: Counter[uuid.UUID],
     dead_letters: set[uuid.UUID],
     stuck: int,
+    rolled_back: set[uuid.UUID] | None = None,
 ) -> Accounting:
     """Hold what was written against what analysts see (`visible`), what is stored and what went aside."""
     written = history.ok | history.indeterminate
@@ -100,6 +116,8 @@ def classify(
             if event_id not in dead_letters and event_id not in visible
         ]
     )
+    rpo_lost = [event_id for event_id in lost if event_id in (rolled_back or set())]
+    lost = [event_id for event_id in lost if event_id not in (rolled_back or set())]
     return Accounting(
         events=len(history.ok),
         delivered_once=sum(1 for event_id in history.ok if visible.get(event_id) == 1),
@@ -113,4 +131,5 @@ def classify(
         dead_lettered=len(dead_letters),
         stuck=stuck,
         lost_ids=tuple(str(event_id) for event_id in lost[:10]),
+        rpo_lost=len(rpo_lost),
     )

@@ -1,6 +1,7 @@
 """`python -m tests.chaos.soak` (`make soak`): a million events, twenty minutes, faults at random.
 
     python -m tests.chaos.soak [--events 1000000] [--minutes 20] [--seed N] [--out DIR]
+                               [--failover-every MINUTES]
 
 The same servers, producer and accounting as the chaos suite, in one long
 run: a steady relay that is never killed (its memory is the one watched for
@@ -9,6 +10,12 @@ growth) and a second relay that the faults kill, arm and restart. Every
 percentiles and relay memory over time are printed; the lag, the backlog and
 the relays' memory are plotted into `DIR/soak.png`, the figures written to
 `DIR/soak.json`. The last line is the same JSON summary as `make chaos`'s.
+
+With `--failover-every M`, PostgreSQL is a primary with a synchronous
+standby (given to producers and relays as both hosts), and every M minutes
+the primary is killed with SIGKILL, the standby promoted, and a fresh standby
+of the new primary built where the old one was: the next failover finds a
+pair again.
 """
 
 from __future__ import annotations
@@ -29,7 +36,9 @@ import asyncpg
 
 from tests.chaos import report
 from tests.chaos.producer import make_events
+from tests.chaos.servers import PostgresPair
 from tests.chaos.suite import (
+    DATABASE,
     Context,
     Profile,
     Result,
@@ -50,6 +59,7 @@ class Options:
     minutes: float
     seed: int
     out: Path
+    failover_every: float = 0.0  # minutes; 0: one PostgreSQL server, no failover
 
 
 def profile(options: Options) -> Profile:
@@ -128,7 +138,7 @@ async def postgres_restart(ctx: Context, stop: asyncio.Event) -> None:
 
 async def hold_xmin(ctx: Context, stop: asyncio.Event) -> None:
     try:
-        holder = await asyncpg.connect(ctx.servers.dsn)
+        holder = await asyncpg.connect(ctx.dsn)
     except (OSError, asyncpg.PostgresError):
         return
     try:
@@ -172,18 +182,64 @@ FAULTS: tuple[Fault, ...] = (
 )
 
 
-async def soak(ctx: Context) -> None:
-    """A million events over twenty minutes or more, one random fault every 20-60 s."""
-    await ctx.start_relays(2)
-    ctx.notes.append(f"started {time.time():.0f}")
+def soak(failover_every: float) -> Callable[[Context], Awaitable[None]]:
+    """The soak's scenario, with a PostgreSQL failover every `failover_every` minutes (0: none)."""
 
-    async def chaos(stop: asyncio.Event) -> None:
-        while await ctx.pause(stop, ctx.rng.uniform(20, 60)):
-            fault = ctx.rng.choice(FAULTS)
-            await fault(ctx, stop)
-            ctx.proxy.set_mode(Mode.PASS)
+    async def run(ctx: Context) -> None:
+        """A million events over twenty minutes or more, one random fault every 20-60 s."""
+        pair = await _pair(ctx) if failover_every else None
+        await ctx.start_relays(2)
+        ctx.notes.append(f"started {time.time():.0f}")
+        last_failover = time.monotonic()
 
-    await ctx.produce_while(chaos)
+        async def chaos(stop: asyncio.Event) -> None:
+            nonlocal last_failover
+            while await ctx.pause(stop, ctx.rng.uniform(20, 60)):
+                if pair is not None and time.monotonic() - last_failover >= failover_every * MINUTE:
+                    await fail_over(ctx, pair)
+                    last_failover = time.monotonic()
+                    continue
+                fault = ctx.rng.choice(FAULTS)
+                await fault(ctx, stop)
+                ctx.proxy.set_mode(Mode.PASS)
+
+        await ctx.produce_while(chaos)
+
+    return run
+
+
+async def _pair(ctx: Context) -> PostgresPair:
+    """A primary (a copy of the suite's) with a synchronous standby; producers and relays get both."""
+    pair = PostgresPair.under(ctx.servers.children, ctx.fleet.logs / "pair", synchronous=True)
+    ctx.cleanups.append(pair.remove)
+    pair.standby.settings["wal_retrieve_retry_interval"] = "200ms"
+    pair.create(source=ctx.servers.postgres)
+    await _streaming(pair)
+    ctx.use_postgres(pair.primary, dsn=pair.url(DATABASE))
+    return pair
+
+
+async def fail_over(ctx: Context, pair: PostgresPair) -> None:
+    """SIGKILL the primary, promote the standby a second later, then give it a standby of its own."""
+    pair.primary.kill()
+    ctx.fault("postgres primary SIGKILL")
+    await asyncio.sleep(1.0)
+    pair.standby.promote()
+    ctx.use_postgres(pair.standby)
+    ctx.fault("postgres standby promoted")
+    pair.rejoin()
+    await asyncio.to_thread(pair.standby.wait_ready)
+    await _streaming(pair, as_configured=False)
+    await asyncio.to_thread(pair.resume_synchronous)
+    await _streaming(pair)
+
+
+async def _streaming(pair: PostgresPair, *, within: float = 120, as_configured: bool = True) -> None:
+    deadline = time.monotonic() + within
+    while not await asyncio.to_thread(pair.streaming, as_configured=as_configured):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the standby did not stream within {within:.0f} s")
+        await asyncio.sleep(0.2)
 
 
 def lag_percentiles(
@@ -280,7 +336,8 @@ async def run(options: Options) -> int:
     )
     try:
         async with scratch_servers(keep_logs=True) as servers:
-            result = await run_scenario(servers, Scenario("soak", soak), shape, seed=options.seed)
+            scenario = Scenario("soak", soak(options.failover_every))
+            result = await run_scenario(servers, scenario, shape, seed=options.seed)
             faults = read_faults(result.logs / "faults.log")
             samples = list(result.samples)
     except asyncio.CancelledError:
@@ -339,8 +396,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=20.0)
     parser.add_argument("--seed", type=int, default=int(time.time()))
     parser.add_argument("--out", type=Path, default=Path("docs/soak"), help="where soak.png and soak.json go")
+    parser.add_argument(
+        "--failover-every", type=float, default=0.0, help="minutes between PostgreSQL failovers (0: none)"
+    )
     arguments = parser.parse_args(argv)
-    return asyncio.run(run(Options(arguments.events, arguments.minutes, arguments.seed, arguments.out)))
+    options = Options(
+        arguments.events, arguments.minutes, arguments.seed, arguments.out, arguments.failover_every
+    )
+    return asyncio.run(run(options))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import signal
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -100,10 +101,32 @@ class Context:
     producers: list[Producer] = field(default_factory=list)
     # Checks that need the drained state (run after the outbox is empty).
     after: list[Callable[[], None]] = field(default_factory=list)
+    # What to stop and remove once the scenario is accounted for (servers of its own).
+    cleanups: list[Callable[[], None]] = field(default_factory=list)
+    # The PostgreSQL the scenario writes to, drains and is accounted against:
+    # the suite's, unless the scenario brings servers of its own (`use_postgres`).
+    primary: ScratchPostgres | None = None
+    dsn_override: str | None = None
+    # Acknowledged events PostgreSQL itself lost (a failover to an asynchronous
+    # standby): measured, reported apart from `lost` (see `checker`).
+    rolled_back: set[uuid.UUID] | None = None
 
     @property
     def postgres(self) -> ScratchPostgres:
-        return self.servers.postgres
+        """The server that takes writes now."""
+        return self.primary or self.servers.postgres
+
+    @property
+    def dsn(self) -> str:
+        """What producers and relays connect to (several hosts, for a pair)."""
+        return self.dsn_override or self.servers.dsn
+
+    def use_postgres(self, primary: ScratchPostgres, *, dsn: str | None = None) -> None:
+        """From now on, write, drain and account against `primary` (reached through `dsn`, if given)."""
+        self.primary = primary
+        if dsn is not None:
+            self.dsn_override = dsn
+            self.fleet.env["DATABASE_URL"] = dsn
 
     @property
     def clickhouse(self) -> ScratchClickHouse:
@@ -118,7 +141,7 @@ class Context:
     ) -> Producer:
         """A producer that records into this scenario's history."""
         return Producer(
-            dsn=self.servers.dsn,
+            dsn=self.dsn,
             history=self.history,
             rng=self.rng,
             per_transaction=per_transaction,
@@ -249,6 +272,8 @@ def relay_environment(servers: Servers, profile: Profile, clickhouse_database: s
         "RELAY_POSTGRES_TIMEOUT": "10",
         "RELAY_STATS_INTERVAL": "1",
         "RELAY_SHUTDOWN_GRACE": "10",
+        # Scenarios reconcile right after the outbox drains (a failover one sets its own).
+        "RELAY_RECONCILE_SETTLE": "0",
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",
     }
@@ -356,18 +381,8 @@ async def prepare_clickhouse(clickhouse: ScratchClickHouse, database: str) -> No
         await schema.apply(ChClient(session, url=clickhouse.url), database)
 
 
-async def run_scenario(servers: Servers, scenario: Scenario, profile: Profile, *, seed: int) -> Result:
-    """Run one scenario from a clean slate to its accounting."""
-    started = time.monotonic()
-    database = f"chaos_{scenario.name}"
-    logs = servers.workdir / scenario.name
-    logs.mkdir()
-    # The archive too: reconciliation must compare this scenario's ClickHouse
-    # database with this scenario's deliveries only.
-    servers.postgres.execute(f"TRUNCATE event_outbox, event_outbox_dead_letter, {ARCHIVE_TABLE}", DATABASE)
-    await prepare_clickhouse(servers.clickhouse, database)
-    fleet = RelayFleet(servers.children, relay_environment(servers, profile, database), logs)
-    context = Context(scenario.name, servers, profile, fleet, random.Random(seed), database)
+async def _run_and_account(context: Context, scenario: Scenario, database: str) -> Accounting:
+    servers, fleet = context.servers, context.fleet
     stop_sampling = asyncio.Event()
     sampler = asyncio.create_task(sample(context, stop_sampling))
     try:
@@ -390,11 +405,37 @@ async def run_scenario(servers: Servers, scenario: Scenario, profile: Profile, *
         context.history,
         clickhouse=servers.clickhouse,
         database=database,
-        postgres=servers.postgres,
+        postgres=context.postgres,
         pg_database=DATABASE,
+        rolled_back=context.rolled_back,
     )
     for check in context.after:
         await asyncio.to_thread(check)
+    return accounting
+
+
+async def run_scenario(servers: Servers, scenario: Scenario, profile: Profile, *, seed: int) -> Result:
+    """Run one scenario from a clean slate to its accounting."""
+    started = time.monotonic()
+    database = f"chaos_{scenario.name}"
+    logs = servers.workdir / scenario.name
+    logs.mkdir()
+    # The archive too: reconciliation must compare this scenario's ClickHouse
+    # database with this scenario's deliveries only.
+    servers.postgres.execute(f"TRUNCATE event_outbox, event_outbox_dead_letter, {ARCHIVE_TABLE}", DATABASE)
+    await prepare_clickhouse(servers.clickhouse, database)
+    fleet = RelayFleet(servers.children, relay_environment(servers, profile, database), logs)
+    context = Context(scenario.name, servers, profile, fleet, random.Random(seed), database)
+    try:
+        accounting = await _run_and_account(context, scenario, database)
+    finally:
+        _clean_up(context)
+    if context.rolled_back is not None:
+        context.notes.append(
+            f"rpo_lost {accounting.rpo_lost}: acknowledged, rolled back by the failover, never seen by"
+            f" analysts; {len(context.rolled_back) - accounting.rpo_lost} more were delivered before the"
+            " kill, though PostgreSQL no longer has them"
+        )
     if accounting.lost_ids:
         context.problems.append(f"lost, e.g. {', '.join(accounting.lost_ids[:3])}")
     await asyncio.to_thread(servers.clickhouse.query, f"DROP DATABASE IF EXISTS {database}")
@@ -410,6 +451,11 @@ async def run_scenario(servers: Servers, scenario: Scenario, profile: Profile, *
         samples=tuple(context.samples),
         notes=tuple(context.notes),
     )
+
+
+def _clean_up(context: Context) -> None:
+    while context.cleanups:
+        context.cleanups.pop()()
 
 
 def install_signal_handlers() -> None:

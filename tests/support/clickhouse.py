@@ -20,7 +20,9 @@ import pytest
 from aiochclient import ChClient
 
 from relay.core import schema
+from relay.core.user_events import USER_EVENTS_VIEW
 from relay.settings import RelaySettings
+from shared.outbox import USER_EVENTS_TABLE
 from shared.settings import CommonSettings, load
 
 
@@ -97,6 +99,8 @@ def clickhouse(clickhouse_server: ClickHouse, clickhouse_database: str) -> Click
         clickhouse_server.url, clickhouse_database, clickhouse_server.user, clickhouse_server.password
     )
     client.query("DROP TABLE IF EXISTS event_log_dedup")
+    client.query(f"DROP TABLE IF EXISTS {USER_EVENTS_VIEW}")
+    client.query(f"DROP TABLE IF EXISTS {USER_EVENTS_TABLE}")
     client.query("DROP TABLE IF EXISTS event_log")
     migrate(client)
     return client

@@ -137,6 +137,8 @@ def relay_environment(outbox: Outbox, clickhouse: ClickHouse, **settings: object
         "RELAY_BACKOFF_INITIAL": "0.05",
         "RELAY_BACKOFF_MAX": "0.5",
         "RELAY_STATS_INTERVAL": "0.2",
+        # Tests reconcile right after delivering; the one about settling sets its own.
+        "RELAY_RECONCILE_SETTLE": "0",
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",
     }

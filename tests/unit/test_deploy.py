@@ -208,6 +208,12 @@ def test_the_target_starts_every_process() -> None:
     assert sorted(parser.get("Unit", "Wants").split()) == sorted(f"die-hard-{p}.service" for p in PROCESSES)
 
 
+def test_the_manifests_run_as_the_user_the_image_creates() -> None:
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text(encoding="utf-8")
+
+    assert re.search(rf"useradd [^\n]*--uid {UNPRIVILEGED_UID}\b", dockerfile)
+
+
 def test_every_environment_file_a_unit_reads_has_an_example() -> None:
     read = {
         Path(file).name

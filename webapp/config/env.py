@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from functools import cached_property
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
+from urllib.parse import urlsplit, urlunsplit
 
+import dj_database_url
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import NoDecode
 
@@ -21,6 +24,35 @@ LEAKING_EMAIL_BACKENDS = frozenset(
         "django.core.mail.backends.locmem.EmailBackend",
     }
 )
+
+_HOST_PORT = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[^:\[\]]*)(?::(?P<port>\d{1,5}))?")
+_DEFAULT_PORT = "5432"
+
+
+def database_config(url: str, **options: Any) -> dj_database_url.DBConfig:
+    """Django's `DATABASES` entry for `url`: dj-database-url's, plus URLs naming several hosts.
+
+    `postgres://user@h1:5432,h2:5433/db?target_session_attrs=read-write`
+    becomes `HOST` "h1,h2" and `PORT` "5432,5433", which libpq (through
+    psycopg) tries in turn, keeping the first server that takes writes.
+    dj-database-url refuses such URLs, so the hosts are taken out first.
+    """
+    parts = urlsplit(url)
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    if "," not in hosts:
+        return dj_database_url.parse(url, **options)
+    names: list[str] = []
+    ports: list[str] = []
+    for entry in hosts.split(","):
+        match = _HOST_PORT.fullmatch(entry.strip())
+        if match is None or not match["host"]:
+            raise ValueError(f"DATABASE_URL: {entry!r} is not host or host:port")
+        names.append(match["host"].strip("[]"))
+        ports.append(match["port"] or _DEFAULT_PORT)
+    config = dj_database_url.parse(urlunsplit(parts._replace(netloc=f"{userinfo}{at}{names[0]}")), **options)
+    config["HOST"] = ",".join(names)
+    config["PORT"] = ",".join(ports)
+    return config
 
 
 class WebSettings(CommonSettings):
@@ -165,6 +197,11 @@ class WebSettings(CommonSettings):
         if self.clickhouse_eraser_user is None:
             return self.clickhouse_user, self.clickhouse_password
         return self.clickhouse_eraser_user, self.clickhouse_eraser_password or SecretStr("")
+
+    @property
+    def database(self) -> dj_database_url.DBConfig:
+        """Django's default database, from `DATABASE_URL` (one host, or several: see `database_config`)."""
+        return database_config(self.database_url, conn_max_age=60, conn_health_checks=True)
 
     @cached_property
     def development_secret_key(self) -> str:

@@ -10,7 +10,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import dj_database_url
 import django_stubs_ext
 from sentry_sdk.integrations.celery import CeleryIntegration
 from sentry_sdk.integrations.django import DjangoIntegration
@@ -18,7 +17,7 @@ from sentry_sdk.integrations.django import DjangoIntegration
 from shared.logging import configure_logging
 from shared.sentry import init_sentry
 from shared.settings import load
-from webapp.config.env import WebSettings
+from webapp.config.env import WebSettings, database_config
 from webapp.core.logs import quiet_client_faults
 
 # ModelAdmin[Model], Field[Set, Get] and the like, for the type checker, must work at run time.
@@ -87,12 +86,12 @@ TEMPLATES = [
 ]
 
 DATABASES: dict[str, dict[str, Any]] = {
-    "default": {**dj_database_url.parse(ENV.database_url, conn_max_age=60, conn_health_checks=True)},
+    "default": {**ENV.database},
     # The tables' owner (DATABASE_ADMIN_URL), used only where the site's role
     # may not go: `manage.py migrate --database owner` and `database_grants`
     # (`make migrate`); the test suite connects as it too (tests/conftest.py).
     # Never opened by the site or the worker themselves.
-    "owner": {**dj_database_url.parse(ENV.postgres_admin_dsn), "TEST": {"MIRROR": "default"}},
+    "owner": {**database_config(ENV.postgres_admin_dsn), "TEST": {"MIRROR": "default"}},
 }
 # A PostgreSQL that stops answering must fail requests and probes, not hang them.
 for _database in DATABASES.values():
@@ -163,6 +162,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "webapp.privacy.tasks.erasure_run_pending",
         "schedule": 60.0,
         "options": {"expires": 60.0},
+    },
+    # Expired sessions (Django's `clearsessions`): nothing else deletes their rows.
+    "sessions-clear-expired": {
+        "task": "webapp.users.tasks.sessions_clear_expired",
+        "schedule": 24 * 60 * 60.0,
+        "options": {"expires": 60 * 60.0},
     },
 }
 

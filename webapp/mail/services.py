@@ -66,6 +66,19 @@ def email_enqueue(*, to: str, subject: str, body: str, user: User | None = None)
     return email
 
 
+def email_enqueue_none() -> None:
+    """Do after commit what `email_enqueue` does, for no message: ask a worker, which finds nothing.
+
+    For a caller that must take as long whether or not it sends anything (a
+    password reset for an address that has no account).
+    """
+    transaction.on_commit(partial(_request_dispatch, _NO_EMAIL), robust=True)
+
+
+# No row has this id: a worker asked to send it looks once and finds nothing.
+_NO_EMAIL: Final = 0
+
+
 def email_dispatch(*, email_id: int) -> Outcome | None:
     """Send one recorded e-mail now if it is due and nobody else is sending it; None otherwise."""
     with transaction.atomic():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from shared.outbox import EVENT_LOG_TABLE
+from shared.outbox import EVENT_LOG_TABLE, USER_EVENTS_TABLE
 from webapp.core.clickhouse import site_eraser, string_literal
 
 # A mutation is accepted quickly and carried out in the background.
@@ -12,13 +12,21 @@ TIMEOUT_SECONDS = 10.0
 
 
 def erase_user_events(*, user_id: int) -> None:
-    """Ask ClickHouse to delete every event of this site whose payload names this account (`"user_id":N`).
+    """Ask ClickHouse to delete every event of this site about this account, wherever it keeps one.
 
-    Only this site's `environment`: another source's user with the same id is someone else.
+    From `event_log` (the payload's `"user_id":N`) and from its per-account
+    copy `event_log_by_user` (its `user_id` column). Only this site's
+    `environment`: another source's user with the same id is someone else.
     """
-    table = f"{settings.CLICKHOUSE_DATABASE}.{EVENT_LOG_TABLE}"
+    environment = string_literal(settings.ENVIRONMENT)
+    database = settings.CLICKHOUSE_DATABASE
+    eraser = site_eraser(timeout=TIMEOUT_SECONDS)
     # visitParamExtractUInt reads `"user_id":N` from the compact JSON on ClickHouse 18.16 and current alike.
-    site_eraser(timeout=TIMEOUT_SECONDS).execute(
-        f"ALTER TABLE {table} DELETE WHERE environment = {string_literal(settings.ENVIRONMENT)}"
+    eraser.execute(
+        f"ALTER TABLE {database}.{EVENT_LOG_TABLE} DELETE WHERE environment = {environment}"
         f" AND visitParamExtractUInt(event_context, 'user_id') = {int(user_id)}"
+    )
+    eraser.execute(
+        f"ALTER TABLE {database}.{USER_EVENTS_TABLE} DELETE"
+        f" WHERE environment = {environment} AND user_id = {int(user_id)}"
     )

@@ -35,12 +35,13 @@ from shared.events import (
     UserPasswordResetRequested,
     UserUpdated,
 )
-from webapp.mail.services import email_enqueue
+from webapp.mail.services import email_enqueue, email_enqueue_none
 from webapp.outbox.client import EventLogClient
 from webapp.privacy.models import ErasureRequest
 from webapp.privacy.services import erasure_request
 from webapp.users.models import User
 from webapp.users.selectors import email_pseudonym, user_email_taken, user_for_address
+from webapp.users.sessions import user_sessions_delete
 from webapp.users.tokens import email_verification_token
 
 # Given a user's id encoded for a URL and a one-time token, the absolute address
@@ -158,7 +159,7 @@ def user_delete(*, user: User) -> ErasureRequest:
     """Delete an account and everything the site keeps about it.
 
     In one transaction: the user (and with it the e-mail still waiting for
-    it), a `user_deleted` event that says nothing about whose account it was,
+    it), every session signed in as it, a `user_deleted` event that says nothing about whose account it was,
     and an erasure request. After the commit the request is carried out: every
     event about the account is erased from the outbox, the dead letters and
     ClickHouse, and that is recorded as a `user_erased` event, again without
@@ -168,8 +169,10 @@ def user_delete(*, user: User) -> ErasureRequest:
     with transaction.atomic():
         request = erasure_request(user_id=user_id)
         user.delete()
+        # Its other sessions no longer work, but they still name the account.
+        sessions = user_sessions_delete(user_id=user_id)
         EventLogClient.from_settings().publish(UserDeleted())
-    logger.info("user_deleted", user_id=user_id, erasure_id=request.pk)
+    logger.info("user_deleted", user_id=user_id, erasure_id=request.pk, sessions_deleted=sessions)
     return request
 
 
@@ -244,27 +247,29 @@ def user_password_reset_request(*, email: str, reset_link: LinkBuilder, ip_addre
     """Send a one-time password-reset link to the account with this address, if there is one.
 
     Publishes `UserPasswordResetRequested` either way; the person asking gets
-    the same answer, just as fast, whether or not the address has an account.
+    the same answer after the same work (token, message, one request to a
+    worker), whether or not the address has an account.
     The e-mail is recorded in the same transaction and sent after the commit.
     """
     user = user_for_address(email=email)
     if user is not None and not (user.is_active and user.has_usable_password()):
         user = None
+    # The same work either way, so the answer's timing tells nothing: a token
+    # and the message are made for a stand-in when nobody has the address.
+    recipient = user if user is not None else User(email=email)
+    uidb64 = urlsafe_base64_encode(force_bytes(recipient.pk or 0))
+    link = reset_link(uidb64, default_token_generator.make_token(recipient))
+    body = render_to_string("users/email/password_reset.txt", {"link": link})
     with transaction.atomic():
         EventLogClient.from_settings().publish(
             UserPasswordResetRequested(user_id=user.pk if user else None, ip_address=ip_address)
         )
+        # Recorded with the event and sent after the commit; without an account,
+        # a worker is asked all the same (it finds nothing to send).
         if user is not None:
-            uidb64 = urlsafe_base64_encode(force_bytes(user.pk))
-            link = reset_link(uidb64, default_token_generator.make_token(user))
-            # Recorded with the event and sent after the commit, so the answer
-            # takes as long for an address with an account as for one without.
-            email_enqueue(
-                user=user,
-                to=user.email,
-                subject=RESET_EMAIL_SUBJECT,
-                body=render_to_string("users/email/password_reset.txt", {"link": link}),
-            )
+            email_enqueue(user=user, to=user.email, subject=RESET_EMAIL_SUBJECT, body=body)
+        else:
+            email_enqueue_none()
     logger.info("user_password_reset_requested", user_id=user.pk if user else None)
 
 

@@ -22,6 +22,7 @@ NEW_PASSWORD = "amber-Lantern-meadow-58"
 WRONG_PASSWORD = "not-the-Password-41"
 NEW_PASSWORD_LABEL = re.compile(r"^New password:?$")
 RESET_LINK = re.compile(r"https?://\S+/accounts/password/reset/\S+/\S+/")
+VERIFY_LINK = re.compile(r"https?://\S+/accounts/email/verify/\S+/(\S+)/")
 
 
 def test_a_new_person_signs_up_signs_out_fails_once_signs_in_and_sees_it_all_on_the_activity_page(
@@ -155,6 +156,48 @@ def test_a_person_who_forgot_their_password_sets_a_new_one_through_the_emailed_l
     site.check("password-reset-link-spent")
     site.sign_in(user.email, NEW_PASSWORD)
     expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+
+
+def test_a_new_person_verifies_their_address_with_a_link_sent_again_from_the_account_page(site: Site) -> None:
+    page = site.open("/accounts/register/")
+    page.get_by_label("E-mail address").fill("john@example.com")
+    page.get_by_label("Password").fill(STRONG_PASSWORD)
+    page.get_by_label("First name").fill("John")
+    page.get_by_label("Last name").fill("McClane")
+    page.get_by_role("button", name="Sign up").click()
+    expect(page.get_by_role("status")).to_contain_text("Please confirm your address")
+    page.get_by_role("link", name="Account", exact=True).click()
+    expect(page.get_by_text("not verified yet")).to_be_visible()
+    page.get_by_role("button", name="Send the link again").click()
+    expect(page.get_by_role("status")).to_contain_text("We sent a new link to john@example.com")
+
+    email_dispatch_due()  # what the worker's sweep does
+    welcome, again = (message for message in mail.outbox if message.to == ["john@example.com"])
+    # Nothing typed at sign-up reaches an address nobody has verified yet.
+    assert "John" not in str(welcome.body) + str(again.body)
+    assert "McClane" not in str(welcome.body) + str(again.body)
+    first_link, link = VERIFY_LINK.search(str(welcome.body)), VERIFY_LINK.search(str(again.body))
+    assert first_link is not None
+    assert link is not None
+    site.sign_out()  # the link is the proof: no session needed
+    page.goto(link.group(0))
+    expect(page.get_by_role("heading", name="Confirm your e-mail address")).to_be_visible()
+    assert page.url.endswith("/confirm/")
+    assert link.group(1) not in page.url
+    site.check("email-verify-confirm")
+    page.get_by_role("button", name="Confirm my address").click()
+    expect(page.get_by_role("heading", name="Your e-mail address is verified")).to_be_visible()
+    site.check("email-verified")
+
+    page.goto(first_link.group(0))  # every earlier link is spent with it
+    expect(page.get_by_role("heading", name="This link does not work")).to_be_visible()
+    site.check("email-verify-link-spent")
+    site.sign_in("john@example.com", STRONG_PASSWORD)
+    page.get_by_role("link", name="Account", exact=True).click()
+    expect(page.get_by_text("verified", exact=True)).to_be_visible()
+    expect(page.get_by_role("button", name="Send the link again")).to_have_count(0)
+    page.get_by_role("link", name="Activity", exact=True).click()
+    expect(page.get_by_role("cell", name=re.compile("E-mail address verified"))).to_be_visible()
 
 
 def test_a_person_deletes_their_account_and_their_activity_is_erased(

@@ -111,6 +111,11 @@ def test_an_erasure_removes_the_accounts_events_everywhere_and_nobody_elses(eras
     assert staying.pk in remaining
     assert not DeadLetter.objects.exists()
     wait_until(lambda: user_ids_in_clickhouse(erasing_into) == [str(staying.pk)], timeout=30)
+    # The per-account copy the activity page reads is erased too.
+    wait_until(
+        lambda: erasing_into.rows("SELECT toString(user_id) FROM event_log_by_user") == [[str(staying.pk)]],
+        timeout=30,
+    )
     [erased] = written.events("user_erased")
     assert written.context(erased) == {"erasure_id": request.pk, "outbox_events": 2, "dead_letters": 1}
     assert leaving_email not in written.context_text(erased)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from django.core import mail
@@ -117,3 +118,19 @@ def test_a_forged_link_is_refused(client: Client) -> None:
     response = client.get(f"/accounts/password/reset/{user.pk}/not-a-token/", follow=True)
 
     assert "This link does not work" in response.content.decode()
+
+
+def test_an_address_with_an_account_and_one_without_cost_the_same_work_after_commit(
+    client: Client, django_capture_on_commit_callbacks: Any
+) -> None:
+    user = UserFactory.create()
+
+    with django_capture_on_commit_callbacks() as with_account:
+        client.post(RESET_URL, {"email": user.email})
+    with django_capture_on_commit_callbacks() as without_account:
+        client.post(RESET_URL, {"email": "nobody@example.com"})
+
+    # The same requests to workers after each (the second finds no e-mail to send).
+    names = [getattr(callback, "func", callback).__name__ for callback in with_account]
+    assert "_request_dispatch" in names
+    assert [getattr(callback, "func", callback).__name__ for callback in without_account] == names

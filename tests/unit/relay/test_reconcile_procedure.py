@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, cast
 
 from relay.core.archive import ArchiveQueries
@@ -44,6 +45,7 @@ def reconciler(connect: Any, heard: Heard) -> Reconciler:
         sink=cast(ClickHouseSink, None),  # never reached in these tests
         queries=ArchiveQueries(timestamp_precision=0),
         batch_size=100,
+        settle=timedelta(minutes=1),
         observer=heard,
     )
 

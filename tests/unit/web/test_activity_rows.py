@@ -36,10 +36,10 @@ def test_a_row_with_a_malformed_payload_is_still_listed_without_details() -> Non
 def test_the_query_asks_only_for_security_events_of_one_user_newest_first() -> None:
     sql = delivered_query(environment="Local", user_id=42, limit=21)
 
-    assert "visitParamExtractUInt(event_context, 'user_id') = 42" in sql
+    assert "user_id = 42" in sql
     assert all(f"'{event_type}'" in sql for event_type in SECURITY_EVENTS)
     assert "environment = 'Local'" in sql
-    assert "FROM event_log_dedup" in sql
+    assert "FROM event_log_by_user FINAL" in sql
     assert "ORDER BY event_date_time DESC" in sql
     assert sql.rstrip().endswith("LIMIT 21")
 
