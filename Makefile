@@ -134,7 +134,7 @@ bench: $(VENV)/.dev-installed .env services ## latency, throughput and scale-out
 # does not fail them and a real regression does: producers keep about 0.95-1.0
 # of their rate with the site's wake-up (a NOTIFY per commit keeps about 0.5);
 # the relay 0.8-0.9 of a drain running the same statement, archive included; an
-# idle relay holds about 62 MB, also after draining a backlog (a leak, or memory
+# idle relay holds 62-64 MB, also after draining a backlog (a leak, or memory
 # a burst never gave back, passes 75).
 bench-guard: $(VENV)/.installed .env services ## short benchmarks that fail when a ratio or the relay's memory regresses (CI)
 	$(BIN)/python -m benchmarks.producers --seconds 5 --slice 0.5 --runs 3 --variants after_commit --min-ratio 0.75
