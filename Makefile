@@ -121,12 +121,13 @@ format: $(VENV)/.dev-installed ## apply ruff's fixes and formatting
 # (docs/img/) and the results section of docs/BENCHMARKS.md from them.
 BENCH_RESULTS ?= docs/results
 
-bench: $(VENV)/.dev-installed .env services ## latency, throughput and scale-out, the archive's and poison's cost, producer cost, 1 server vs a quorum of 2; charts into docs/img/
+bench: $(VENV)/.dev-installed .env services ## latency, throughput and scale-out, the archive's and poison's cost, producer cost, 1 server vs a quorum of 2, the activity page and erasure at 1 M and 10 M events; charts into docs/img/
 	$(BIN)/python -m benchmarks.producers --runs 3 --json $(BENCH_RESULTS)/producers.json
 	$(BIN)/python -m benchmarks.relay --json $(BENCH_RESULTS)/relay.json
 	$(BIN)/python -m benchmarks.completeness --json $(BENCH_RESULTS)/completeness.json
 	$(BIN)/python -m benchmarks.latency --json $(BENCH_RESULTS)/latency.json
 	$(BIN)/python -m benchmarks.cluster --json $(BENCH_RESULTS)/cluster.json
+	$(BIN)/python -m benchmarks.readside --json $(BENCH_RESULTS)/readside.json
 	$(BIN)/python -m benchmarks.report $(BENCH_RESULTS)
 
 # Floors far below today's ratios in these short runs, so that machine noise

@@ -207,3 +207,26 @@ def test_erasure_finds_an_accounts_events_through_the_user_id_index(table: str) 
     # On the partitioned archive each partition's own copy of the index answers.
     assert "Index Cond: ((event_context ->> 'user_id'::text) = '42'::text)" in plan
     assert "Seq Scan" not in plan
+
+
+@pytest.mark.django_db
+def test_the_sweep_erases_every_due_account_with_one_mutation_per_table(erasing_into: ClickHouse) -> None:
+    leaving = [user_create(**SignUpFactory.build(), verify_link=verify_link) for _ in range(3)]
+    staying = user_create(**SignUpFactory.build(), verify_link=verify_link)
+    delivered(erasing_into, *(UserLoggedIn(user_id=user.pk, ip_address="198.51.100.1") for user in leaving))
+    delivered(erasing_into, UserLoggedIn(user_id=staying.pk, ip_address="198.51.100.2"))
+    with transaction.atomic():
+        requests = [user_delete(user=user) for user in leaving]
+    mutations = (
+        "SELECT table, count() FROM system.mutations"
+        f" WHERE database = '{erasing_into.database}' GROUP BY table ORDER BY table"
+    )
+    before = dict(erasing_into.rows(mutations))
+
+    assert erasure_process_due() == 3
+
+    after = {table: int(count) - int(before.get(table, 0)) for table, count in erasing_into.rows(mutations)}
+    assert after == {"event_log": 1, "event_log_by_user": 1}
+    assert all(ErasureRequest.objects.get(pk=request.pk).completed_at is not None for request in requests)
+    assert len(written.events("user_erased")) == 3
+    wait_until(lambda: user_ids_in_clickhouse(erasing_into) == [str(staying.pk)], timeout=30)
