@@ -11,7 +11,8 @@ it at every commit (`synchronous_standby_names`, `synchronous_commit=on`)
 unless `PG_CLUSTER_SYNCHRONOUS=off`.
 
 - `up`: create what is missing (`initdb`, the database `PG_CLUSTER_DATABASE`,
-  default `diehard`, the standby), start what is stopped, wait until the
+  default `diehard`, the roles `diehard_web` and `diehard_relay`, the
+  standby), start what is stopped, wait until the
   standby streams, print the `DATABASE_URL` naming both hosts. After a
   `failover`, the old primary is rebuilt as a standby of the new one.
 - `down`: stop both (fast shutdown); the data is kept.
@@ -44,6 +45,9 @@ HOME = ROOT / ".services" / "pg-cluster"
 NODES = ("node1", "node2")
 # Which node is the primary now (`failover` changes it).
 PRIMARY_FILE = HOME / "primary"
+# The site's and the relay's own roles, as `make services` creates them on the
+# machine's server (`make migrate` grants them their rights).
+APP_ROLES = ("diehard_web", "diehard_relay")
 
 
 def ports() -> tuple[int, int]:
@@ -131,6 +135,9 @@ def up(children: Children) -> int:
     # Only now: a synchronous primary's commits wait for the standby.
     if not primary.execute(f"SELECT 1 FROM pg_database WHERE datname = '{database()}'"):
         primary.execute(f"CREATE DATABASE {database()}")
+    for role in APP_ROLES:
+        if not primary.execute(f"SELECT 1 FROM pg_roles WHERE rolname = '{role}'"):
+            primary.execute(f"CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT")
     PRIMARY_FILE.write_text(primary.directory.name + "\n")
     status(children)
     return 0
@@ -175,7 +182,9 @@ def status(children: Children) -> int:
         ):
             print(f"replication: {name} {state} ({sync_state})")
     url = multi_host_url(sorted(ports()), database())
-    print(f"DATABASE_URL={url}")
+    print(f"DATABASE_ADMIN_URL={url}")
+    print(f"DATABASE_URL={url.replace('postgres@', 'diehard_web@', 1)}")
+    print(f"RELAY_DATABASE_URL={url.replace('postgres@', 'diehard_relay@', 1)}")
     return 0
 
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from shared.outbox import OUTBOX_TABLE
 from tests.chaos.servers import PostgresPair
 from tests.support.clickhouse import ClickHouse
 from tests.support.outbox_tables import Outbox
@@ -21,21 +22,40 @@ from tests.support.waiting import wait_until
 pytestmark = pytest.mark.slow
 
 
+def migrate(pair: PostgresPair) -> None:
+    done = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--no-input"],
+        cwd=ROOT,
+        env={**os.environ, "DIE_HARD_ENV_FILE": os.devnull, "DEBUG": "true", "DATABASE_URL": pair.url()},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 @pytest.fixture
 def pair() -> Iterator[PostgresPair]:
-    """A primary with a synchronous standby, the site's schema applied."""
+    """A primary with a synchronous standby, the site's schema applied: for a test that fails it over."""
     with running_pair() as pair:
-        done = subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--no-input"],
-            cwd=ROOT,
-            env={**os.environ, "DIE_HARD_ENV_FILE": os.devnull, "DEBUG": "true", "DATABASE_URL": pair.url()},
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr[-2000:]
+        migrate(pair)
         yield pair
+
+
+@pytest.fixture(scope="module")
+def _shared_pair() -> Iterator[PostgresPair]:
+    with running_pair() as pair:
+        migrate(pair)
+        yield pair
+
+
+@pytest.fixture
+def intact_pair(_shared_pair: PostgresPair) -> PostgresPair:
+    """The module's pair (for tests that leave it a pair), with an empty outbox."""
+    with Outbox(_shared_pair.url()).connect() as connection:
+        connection.execute(f"TRUNCATE {OUTBOX_TABLE}")
+    return _shared_pair
 
 
 def readiness(relay: RelayProcess) -> dict[str, str]:
@@ -61,8 +81,9 @@ def test_a_relay_given_both_hosts_delivers_everything_once_through_a_failover(
 
 
 def test_a_relay_given_only_a_standby_delivers_nothing_and_says_it_is_read_only(
-    pair: PostgresPair, clickhouse: ClickHouse, start_relay: RelayFactory
+    intact_pair: PostgresPair, clickhouse: ClickHouse, start_relay: RelayFactory
 ) -> None:
+    pair = intact_pair
     Outbox(pair.url()).produce(10)  # on the standby too: the pair is synchronous
 
     relay = start_relay(database_url=pair.standby.url())
@@ -75,8 +96,9 @@ def test_a_relay_given_only_a_standby_delivers_nothing_and_says_it_is_read_only(
 
 
 def test_a_relay_stops_writing_to_a_primary_fenced_read_only_and_resumes_when_it_is_not(
-    pair: PostgresPair, clickhouse: ClickHouse, start_relay: RelayFactory
+    intact_pair: PostgresPair, clickhouse: ClickHouse, start_relay: RelayFactory
 ) -> None:
+    pair = intact_pair
     relay = start_relay(database_url=pair.url())
     site = Outbox(pair.url())
     site.produce(10)
