@@ -121,23 +121,25 @@ format: $(VENV)/.dev-installed ## apply ruff's fixes and formatting
 # (docs/img/) and the results section of docs/BENCHMARKS.md from them.
 BENCH_RESULTS ?= docs/results
 
-bench: $(VENV)/.dev-installed .env services ## latency, throughput and scale-out, the archive's and poison's cost, producer cost, 1 server vs a quorum of 2; charts into docs/img/
+bench: $(VENV)/.dev-installed .env services ## latency, throughput and scale-out, the archive's and poison's cost, producer cost, 1 server vs a quorum of 2, the activity page and erasure at 1 M and 10 M events; charts into docs/img/
 	$(BIN)/python -m benchmarks.producers --runs 3 --json $(BENCH_RESULTS)/producers.json
 	$(BIN)/python -m benchmarks.relay --json $(BENCH_RESULTS)/relay.json
 	$(BIN)/python -m benchmarks.completeness --json $(BENCH_RESULTS)/completeness.json
 	$(BIN)/python -m benchmarks.latency --json $(BENCH_RESULTS)/latency.json
 	$(BIN)/python -m benchmarks.cluster --json $(BENCH_RESULTS)/cluster.json
+	$(BIN)/python -m benchmarks.readside --json $(BENCH_RESULTS)/readside.json
 	$(BIN)/python -m benchmarks.report $(BENCH_RESULTS)
 
-# Floors far below today's ratios in these short runs, so that machine noise
-# does not fail them and a real regression does: producers keep about 0.95-1.0
-# of their rate with the site's wake-up (a NOTIFY per commit keeps about 0.5);
-# the relay 0.8-0.9 of a drain running the same statement, archive included; an
-# idle relay holds about 62 MB, also after draining a backlog (a leak, or memory
-# a burst never gave back, passes 75).
+# Floors far from today's figures in these short runs, so that machine noise
+# does not fail them and a real regression does: the producers' server CPU per
+# transaction with the site's wake-up is about 0.99 of what it is without one
+# (a NOTIFY per commit reads about 0.56, the old trigger 0.8); the relay drains
+# at 0.8-0.9 of a drain running the same statement on a quiet machine (0.6-0.8
+# on a saturated one); an idle relay holds 62-65 MB, also after draining a
+# backlog (a leak, or memory a burst never gave back, passes 75).
 bench-guard: $(VENV)/.installed .env services ## short benchmarks that fail when a ratio or the relay's memory regresses (CI)
 	$(BIN)/python -m benchmarks.producers --seconds 5 --slice 0.5 --runs 3 --variants after_commit --min-ratio 0.75
-	$(BIN)/python -m benchmarks.relay --events 50000 --rounds 3 --relays 1 --no-naive --min-ratio 0.55 --max-rss-mb 75
+	$(BIN)/python -m benchmarks.relay --events 50000 --rounds 3 --relays 1 --no-naive --min-ratio 0.5 --max-rss-mb 75
 
 # The chaos suite and the soak start servers of their own (a scratch PostgreSQL
 # cluster, a private ClickHouse, a TCP proxy) on free ports; they never touch

@@ -150,7 +150,7 @@ async def main(args: argparse.Namespace) -> None:
         exactly_once = True
         for _ in range(args.rounds):
             for variant in VARIANTS:
-                database = f"bench_{variant}_{uuid.uuid4().hex[:6]}"
+                database = f"bench_{variant.replace('-', '_')}_{uuid.uuid4().hex[:6]}"
                 await create_schema(cluster, variant, database)
                 run = await relay_run(
                     url,

@@ -22,6 +22,7 @@ from tests.support.waiting import RedisServer, wait_until
 from webapp.core.broker import broker_gate
 from webapp.mail.models import OutgoingEmail
 from webapp.mail.tasks import email_dispatch_pending
+from webapp.outbox.wakeup import _ring
 from webapp.users import services
 from webapp.users.models import User
 from webapp.users.services import EmailTaken, user_create
@@ -70,7 +71,8 @@ def test_a_worker_is_asked_to_send_it_only_after_the_sign_up_commits(
     with django_capture_on_commit_callbacks() as callbacks:
         user_create(**SignUpFactory.build(), verify_link=verify_link)
 
-    assert len(callbacks) == 1
+    # Besides the relay's wake-up, which follows every commit that wrote events.
+    assert len([callback for callback in callbacks if getattr(callback, "func", None) is not _ring]) == 1
 
 
 def test_celery_beat_sweeps_the_recorded_emails_every_few_seconds() -> None:
