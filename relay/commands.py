@@ -65,12 +65,8 @@ async def check(settings: RelaySettings) -> int:
             shape = await schema.inspect(sink, settings.clickhouse_database)
             if settings.clickhouse_cluster:
                 await schema.inspect_cluster(sink, settings.clickhouse_database, settings.clickhouse_cluster)
-        except schema.SchemaError as error:
-            log.error("clickhouse_schema_invalid", problem=str(error))
-            return EXIT_SCHEMA
-        except DeliveryError as error:
-            log.error("clickhouse_unavailable", error_kind=error.kind)
-            return EXIT_FAILED
+        except (schema.SchemaError, DeliveryError) as error:
+            return _refused(error)
     log.info("clickhouse_schema_ok", timestamp_precision=shape.timestamp_precision)
     return EXIT_OK
 
@@ -105,12 +101,8 @@ async def reconcile(settings: RelaySettings, *, since: datetime | None) -> int:
     async with aiohttp.ClientSession() as session:
         try:
             prepared = await prepare_sink(session, settings)  # re-sends go with the quorum too
-        except schema.SchemaError as error:
-            log.error("clickhouse_schema_invalid", problem=str(error))
-            return EXIT_SCHEMA
-        except DeliveryError as error:
-            log.error("clickhouse_unavailable", error_kind=error.kind)
-            return EXIT_FAILED
+        except (schema.SchemaError, DeliveryError) as error:
+            return _refused(error)
         reconciler = reconciliation.Reconciler(
             connect=lambda: _connection(settings),
             sink=prepared.sink,
@@ -142,12 +134,8 @@ async def replay(
     async with aiohttp.ClientSession() as session:
         try:
             prepared = await prepare_sink(session, settings)  # replays go with the quorum too
-        except schema.SchemaError as error:
-            log.error("clickhouse_schema_invalid", problem=str(error))
-            return EXIT_SCHEMA
-        except DeliveryError as error:
-            log.error("clickhouse_unavailable", error_kind=error.kind)
-            return EXIT_FAILED
+        except (schema.SchemaError, DeliveryError) as error:
+            return _refused(error)
         try:
             async with _connection(settings) as connection:
                 report = await Replay(
@@ -168,6 +156,15 @@ async def replay(
         )
     print(json.dumps(report.summary()))
     return EXIT_OK if report.complete else EXIT_FAILED
+
+
+def _refused(error: schema.SchemaError | DeliveryError) -> int:
+    """Log why ClickHouse will not do, and return the exit code that says so."""
+    if isinstance(error, schema.SchemaError):
+        log.error("clickhouse_schema_invalid", problem=str(error))
+        return EXIT_SCHEMA
+    log.error("clickhouse_unavailable", error_kind=error.kind)
+    return EXIT_FAILED
 
 
 @contextlib.asynccontextmanager
