@@ -22,8 +22,9 @@ _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 
 
 def unquote_local_parts(apps: Any, schema_editor: Any) -> None:
-    user_model = apps.get_model("users", "User")
-    for user in user_model.objects.filter(email__startswith='"').order_by("pk"):
+    # The connection migrate runs on (the owner's): the site's role has no rights yet on a new database.
+    users = apps.get_model("users", "User").objects.using(schema_editor.connection.alias)
+    for user in users.filter(email__startswith='"').order_by("pk"):
         local, _, domain = user.email.rpartition("@")
         if len(local) < 2 or not local.endswith('"'):
             continue
@@ -31,13 +32,9 @@ def unquote_local_parts(apps: Any, schema_editor: Any) -> None:
         if not _DOT_ATOM.match(content):
             continue
         address = f"{content}@{domain}"
-        taken = (
-            user_model.objects.annotate(folded=Lower("email"))
-            .filter(folded=address.lower())
-            .exclude(pk=user.pk)
-        )
+        taken = users.annotate(folded=Lower("email")).filter(folded=address.lower()).exclude(pk=user.pk)
         if not taken.exists():
-            user_model.objects.filter(pk=user.pk).update(email=address)
+            users.filter(pk=user.pk).update(email=address)
 
 
 class Migration(migrations.Migration):
