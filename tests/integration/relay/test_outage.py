@@ -56,6 +56,8 @@ def test_events_wait_in_the_outbox_while_clickhouse_is_down_and_all_arrive_after
     assert outbox.pending() == 250
     assert relay.process.poll() is None
     assert relay.get("/livez")[0] == 200
+    # /readyz answers from its last probe round, at most 1.5 s old.
+    wait_until(lambda: relay.get("/readyz")[0] == 503, timeout=5)
     status, body = relay.get("/readyz")
     assert status == 503
     assert '"clickhouse": "unavailable"' in body
@@ -64,4 +66,4 @@ def test_events_wait_in_the_outbox_while_clickhouse_is_down_and_all_arrive_after
     disposable_clickhouse.start()
     wait_until(lambda: outbox.pending() == 0, timeout=20)
     assert visible(ClickHouse(disposable_clickhouse.url)) == 350
-    assert relay.get("/readyz")[0] == 200
+    wait_until(lambda: relay.get("/readyz")[0] == 200, timeout=5)
