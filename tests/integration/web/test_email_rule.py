@@ -121,7 +121,8 @@ def test_a_quoted_account_from_before_the_rule_is_unquoted_unless_that_address_i
         [User(email='"alice.t3"@example.com'), User(email='"bob"@example.com')]
     )
 
-    migration.unquote_local_parts(django_apps, None)
+    with connection.schema_editor() as editor:
+        migration.unquote_local_parts(django_apps, editor)
 
     assert User.objects.get(pk=bob.pk).email == "bob@example.com"
     assert User.objects.get(pk=squatter.pk).email == '"alice.t3"@example.com'
