@@ -18,9 +18,9 @@ before or after an hour is read, never while its events are on their way.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 
@@ -29,13 +29,9 @@ from relay.core.archive import ArchiveQueries
 from relay.core.clickhouse import ClickHouseSink
 from relay.core.isolation import Sink
 from relay.core.postgres import Connection
-from relay.maintenance.reconcile import lock, unlock
+from relay.maintenance.reconcile import CLOCK_SKEW, lock, unlock
 
 log = structlog.get_logger("relay.replay")
-
-# An event may be delivered a little before its own time (the web host's clock
-# runs ahead of PostgreSQL's): look that far back in delivery time.
-CLOCK_SKEW: Final = timedelta(minutes=5)
 
 
 @dataclass(slots=True)
@@ -52,7 +48,6 @@ class ReplayReport:
     events: int = 0
     inserts: int = 0
     seconds: float = 0.0
-    by_hour: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -183,10 +178,11 @@ class Replay:
                 await unlock(self.connection)
             report.windows_read += 1
             if batches.events > before:
-                sent = batches.events - before
-                report.by_hour.append({"delivered_from": start.isoformat(), "events": sent})
                 log.info(
-                    "replay_progress", delivered_from=start.isoformat(), events=sent, total=batches.events
+                    "replay_progress",
+                    delivered_from=start.isoformat(),
+                    events=batches.events - before,
+                    total=batches.events,
                 )
         report.events, report.inserts = batches.events, batches.inserts
         report.seconds = time.monotonic() - started
