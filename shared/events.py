@@ -189,8 +189,8 @@ def field_kind(annotation: object) -> str:
     if origin in (Union, types.UnionType) and type(None) in args:
         (inner,) = (arg for arg in args if arg is not type(None))
         return f"{field_kind(inner)}?"
-    if origin is tuple and len(args) == 2 and args[1] is Ellipsis and args[0] in _KINDS:
-        return f"{_KINDS[args[0]]}[]"
+    if origin is tuple and args == (str, Ellipsis):
+        return "string[]"
     if annotation in _KINDS:
         return _KINDS[annotation]
     raise TypeError(

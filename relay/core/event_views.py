@@ -57,8 +57,8 @@ def merged_fields(versions: Mapping[int, Mapping[str, str]]) -> dict[str, str]:
 def column_type(kind: str) -> str:
     """The ClickHouse type of a field of this kind (`integer?` -> `Nullable(Int64)`)."""
     base = kind.removesuffix("?")
-    if base.endswith("[]"):
-        return f"Array({_SCALARS[base.removesuffix('[]')]})"
+    if base == "string[]":
+        return "Array(String)"
     scalar = _SCALARS[base]
     return f"Nullable({scalar})" if kind.endswith("?") else scalar
 
@@ -66,15 +66,10 @@ def column_type(kind: str) -> str:
 def column_expression(name: str, kind: str) -> str:
     """SQL reading field `name` of this kind out of `event_context`."""
     base = kind.removesuffix("?")
-    if base.endswith("[]"):
+    if base == "string[]":
         # Each element of the array's raw JSON, unescaped by reading it back as a one-field object.
         strings = f"extractAll(visitParamExtractRaw(event_context, '{name}'), {_JSON_STRING})"
-        value = f"arrayMap(item -> visitParamExtractString(concat('{{\"v\":', item, '}}'), 'v'), {strings})"
-        return (
-            value
-            if base == "string[]"
-            else f"arrayMap(item -> to{_SCALARS[base.removesuffix('[]')]}(item), {value})"
-        )
+        return f"arrayMap(item -> visitParamExtractString(concat('{{\"v\":', item, '}}'), 'v'), {strings})"
     value = f"{_EXTRACT[base]}(event_context, '{name}')"
     if not kind.endswith("?"):
         return value
@@ -117,8 +112,8 @@ def create_views(database: str, cluster: str | None = None) -> dict[str, str]:
     }
 
 
-async def apply(client: ChClient, database: str, cluster: str | None = None) -> list[str]:
-    """Create each published event type's view, or create it again where its columns changed; their names."""
+async def apply(client: ChClient, database: str, cluster: str | None = None) -> None:
+    """Create each published event type's view, or create it again where its columns changed."""
     existing: dict[str, dict[str, str]] = {}
     for row in await client.fetch(
         "SELECT table, name, type FROM system.columns WHERE database = {db}", params={"db": database}
@@ -131,4 +126,3 @@ async def apply(client: ChClient, database: str, cluster: str | None = None) -> 
         if current is not None and current != view_columns(published[event_type]):
             await client.execute(drop_view(database, event_type, cluster))
         await client.execute(statement)
-    return [view_name(event_type) for event_type in published]

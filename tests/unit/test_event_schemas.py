@@ -74,3 +74,5 @@ def test_fields_are_recorded_by_kind() -> None:
     assert field_kind(bool) == "boolean"
     with pytest.raises(TypeError, match="cannot be"):
         field_kind(float)
+    with pytest.raises(TypeError, match="cannot be"):
+        field_kind(tuple[int, ...])
