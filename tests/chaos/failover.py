@@ -17,16 +17,12 @@ primary, and the scenario measures how many (the RPO in events).
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable
 
 from shared.outbox import ARCHIVE_TABLE, DEAD_LETTER_TABLE, OUTBOX_TABLE
-from tests.chaos.relays import ROOT
 from tests.chaos.servers import PostgresPair
-from tests.chaos.suite import DATABASE, Context, drain, scenario
+from tests.chaos.suite import DATABASE, Context, drain, reconcile, scenario
 from tests.support.faulty_proxy import FaultyProxy, Mode
 from tests.support.waiting import free_port
 
@@ -136,20 +132,7 @@ async def _reconcile_on_new_primary(ctx: Context, held: set[uuid.UUID]) -> None:
     )
     ctx.fault(f"{len(chosen)} events deleted from ClickHouse after the failover")
     await asyncio.sleep(1.5)  # the relays' settling time (RELAY_RECONCILE_SETTLE)
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "relay", "reconcile", "--since", "1h"],
-        cwd=ROOT,
-        env=ctx.fleet.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    lines = done.stdout.strip().splitlines()
-    summary = json.loads(lines[-1]) if lines else {}
-    ctx.notes.append(f"relay reconcile on the new primary: exit {done.returncode}, {json.dumps(summary)}")
-    ctx.check(done.returncode == 0, f"relay reconcile exited {done.returncode}: {done.stderr[-500:]}")
+    summary = await reconcile(ctx, "--since", "1h", where=" on the new primary")
     ctx.check(
         summary.get("missing") == len(chosen) and summary.get("resent") == len(chosen),
         f"deleted {len(chosen)} events, relay reconcile on the new primary reported {summary}",

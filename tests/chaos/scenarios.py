@@ -9,10 +9,7 @@ poison went aside, a relay stopped cleanly).
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
-import subprocess
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -21,8 +18,7 @@ import asyncpg
 from relay.core import archive
 from tests.chaos import web
 from tests.chaos.producer import make_events
-from tests.chaos.relays import ROOT
-from tests.chaos.suite import DATABASE, Context, drain, scenario
+from tests.chaos.suite import DATABASE, Context, drain, reconcile, scenario
 from tests.support.faulty_proxy import Mode
 
 RELAY_APPLICATION = "die-hard-relay%"
@@ -499,20 +495,7 @@ async def events_lost_in_clickhouse_repaired(ctx: Context) -> None:
     ctx.fault(f"{removed - deleted} events lost with a dropped partition")
     ctx.check(deleted > 0 and removed > deleted, f"removed {deleted} by mutation, {removed} in all")
 
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "relay", "reconcile"],
-        cwd=ROOT,
-        env=ctx.fleet.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    lines = done.stdout.strip().splitlines()
-    summary = json.loads(lines[-1]) if lines else {}
-    ctx.notes.append(f"relay reconcile: exit {done.returncode}, {json.dumps(summary)}")
-    ctx.check(done.returncode == 0, f"relay reconcile exited {done.returncode}: {done.stderr[-500:]}")
+    summary = await reconcile(ctx)
     ctx.check(
         summary.get("missing") == removed and summary.get("resent") == removed,
         f"removed {removed}, relay reconcile reported {summary}",

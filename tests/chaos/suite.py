@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import random
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -361,6 +363,25 @@ async def heal(context: Context) -> None:
     if not context.fleet.running:
         context.fleet.start()
     await context.fleet.ready()
+
+
+async def reconcile(context: Context, *arguments: str, where: str = "") -> dict[str, Any]:
+    """Run `relay reconcile` on the scenario's databases, check it exits 0; return its JSON summary."""
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "relay", "reconcile", *arguments],
+        cwd=ROOT,
+        env=context.fleet.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    lines = done.stdout.strip().splitlines()
+    summary: dict[str, Any] = json.loads(lines[-1]) if lines else {}
+    context.notes.append(f"relay reconcile{where}: exit {done.returncode}, {json.dumps(summary)}")
+    context.check(done.returncode == 0, f"relay reconcile exited {done.returncode}: {done.stderr[-500:]}")
+    return summary
 
 
 async def drain(context: Context) -> None:
