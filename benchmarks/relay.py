@@ -51,7 +51,7 @@ from relay.core.outbox import OutboxQueries
 from relay.core.postgres import copy_out
 from relay.settings import RelaySettings
 from shared.events import Envelope, Event, UserCreated, UserLoggedIn, UserLoggedOut, UserLoginFailed
-from shared.outbox import EVENT_LOG_COLUMNS, OUTBOX_TABLE
+from shared.outbox import EVENT_LOG_COLUMNS, OUTBOX_TABLE, WAKE_RELAY
 from shared.settings import load
 
 SCRATCH = scratch_name("diehard_bench_relay")
@@ -102,7 +102,11 @@ def realistic_events(count: int, *, seed: int = 7) -> list[Envelope]:
 
 
 async def prefill(url: str, envelopes: list[Envelope]) -> None:
-    """Write the events to the outbox in one COPY (one commit, one wake-up)."""
+    """Write the events to the outbox in one COPY, then wake the relay as the site does after commit.
+
+    Without the wake-up a relay finds the events only at its next poll, up to
+    `RELAY_POLL_INTERVAL` later, and that wait, not the relay, would be timed.
+    """
     connection = await asyncpg.connect(url)
     try:
         await connection.copy_records_to_table(
@@ -110,6 +114,7 @@ async def prefill(url: str, envelopes: list[Envelope]) -> None:
             columns=list(EVENT_LOG_COLUMNS),
             records=[tuple(envelope.columns().values()) for envelope in envelopes],
         )
+        await connection.execute(WAKE_RELAY)
     finally:
         await connection.close()
 
