@@ -27,6 +27,7 @@ from relay.core.doorbell import Doorbell
 from relay.core.forwarder import Forwarder, ForwarderConfig
 from relay.core.isolation import Canary
 from relay.core.listener import Listener
+from relay.core.memory import give_back
 from relay.core.observer import Observer, Observers
 from relay.core.outbox import OutboxQueries, PostgresOutbox
 from relay.core.postgres import require_writable
@@ -155,6 +156,7 @@ async def _serve(
             )
             interval = settings.relay_reconcile_interval.total_seconds()
             helpers.add(asyncio.create_task(reconciler.run(stop, interval=interval), name="reconcile"))
+        give_back()  # start-up's garbage (imports, schema checks): an idle relay holds only what it uses
         workers = {
             asyncio.create_task(forwarder.run(stop), name=forwarder.name)
             for forwarder in parts.forwarders(prepared)
