@@ -44,7 +44,7 @@ install: $(VENV)/.installed .env services migrate ## what running needs: .venv (
 test-tools: $(VENV)/.dev-installed $(PROMETHEUS) browser cluster-tools ## what only the tests need: test and lint packages, promtool, Chromium and axe-core, ZooKeeper (make test installs them)
 
 cluster-tools: ## install ZooKeeper and the ClickHouse server package for the cluster (unless present)
-	scripts/cluster.sh install
+	scripts/packages.sh zookeeper clickhouse-server
 
 browser: ## install Debian's Chromium and axe-core for the browser tests (unless present)
 	scripts/browser.sh
@@ -52,17 +52,19 @@ browser: ## install Debian's Chromium and axe-core for the browser tests (unless
 secrets: ## write each secret `docker compose up` requires (random, URL-safe) into .env, once; never overwrites
 	scripts/secrets.sh
 
-services: ## start PostgreSQL, Redis and ClickHouse on 127.0.0.1 unless they already run
-	scripts/services.sh up
+# The local services' lifecycle is Python (devservices/, the standard library
+# only); installing what they run on is scripts/packages.sh.
+services: $(VENV)/.installed ## start PostgreSQL, Redis and ClickHouse on 127.0.0.1 unless they already run
+	$(BIN)/python -m devservices up
 
-services-down: ## stop the services that `make services` started
-	scripts/services.sh down
+services-down: $(VENV)/.installed ## stop the services that `make services` started
+	$(BIN)/python -m devservices down
 
-cluster-up: ## start ZooKeeper and two ClickHouse replicas (cluster die_hard, HTTP 8123 and 8124) unless they run
-	scripts/cluster.sh up
+cluster-up: $(VENV)/.installed ## start ZooKeeper and two ClickHouse replicas (cluster die_hard, HTTP 8123 and 8124) unless they run
+	$(BIN)/python -m devservices cluster up
 
-cluster-down: ## stop what `make cluster-up` started (the cluster's data is kept)
-	scripts/cluster.sh down
+cluster-down: $(VENV)/.installed ## stop what `make cluster-up` started (the cluster's data is kept)
+	$(BIN)/python -m devservices cluster down
 
 # A PostgreSQL pair of its own (never the machine's server on 5432): data under
 # .services/pg-cluster/, ports PG_CLUSTER_PORTS (default "5433 5434").
@@ -145,11 +147,11 @@ bench-guard: $(VENV)/.installed .env services ## short benchmarks that fail when
 # cluster, a private ClickHouse, a TCP proxy) on free ports; they never touch
 # the services above, and stop everything they started, even when interrupted.
 chaos: $(VENV)/.dev-installed ## fault scenarios with Jepsen-style accounting; last line JSON, non-zero on any loss
-	scripts/clickhouse.sh install
+	scripts/packages.sh clickhouse-server
 	$(BIN)/python -m tests.chaos $(CHAOS_ARGS)
 
 soak: $(VENV)/.dev-installed ## >= 1M events over >= 20 min with random faults; lag, backlog and RSS over time, a PNG plot
-	scripts/clickhouse.sh install
+	scripts/packages.sh clickhouse-server
 	$(BIN)/python -m tests.chaos.soak $(SOAK_ARGS)
 
 clean: ## remove the virtualenv and the tools (data under .services is kept)

@@ -1,9 +1,9 @@
 """What a durable acknowledgement costs: one server against two replicas with a quorum, side by side.
 
 The benchmark starts a cluster of its own (ZooKeeper and two ClickHouse
-replicas, `scripts/cluster.sh` on free ports) and removes it at the end. Each
-round, the same prefilled outbox is relayed by the real relay (`python -m
-relay`, its default settings) into, in turn:
+replicas, `python -m devservices cluster` on free ports) and removes it at
+the end. Each round, the same prefilled outbox is relayed by the real relay
+(`python -m relay`, its default settings) into, in turn:
 
 1. `single`: a plain `ReplacingMergeTree` on replica 1 alone (what a
    single-server install runs; no ZooKeeper involved);
@@ -50,7 +50,7 @@ from relay.settings import RelaySettings
 from shared.settings import load
 
 CLUSTER = "die_hard"
-SCRIPT = ROOT / "scripts" / "cluster.sh"
+COMMAND = (sys.executable, "-m", "devservices", "cluster")
 VARIANTS = ("single", "replicated", "quorum", "quorum-serial")
 LABELS = {
     "single": "1 server",
@@ -83,8 +83,8 @@ class BenchCluster:
         return cls(http_ports, env)
 
     def script(self, command: str) -> None:
-        """Run `scripts/cluster.sh COMMAND` for this cluster."""
-        subprocess.run([SCRIPT, command], env=self.env, check=True, stdout=subprocess.DEVNULL)
+        """Run `python -m devservices cluster COMMAND` for this cluster."""
+        subprocess.run([*COMMAND, command], cwd=ROOT, env=self.env, check=True, stdout=subprocess.DEVNULL)
 
     def url(self, replica: int) -> str:
         """HTTP address of replica 1 or 2."""

@@ -37,7 +37,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -53,6 +52,8 @@ from benchmarks.producers import TRIGGER_BEFORE_SQL
 from benchmarks.relay import wait_ready
 from benchmarks.results import emit
 from benchmarks.scratch import ROOT, drop_database, free_port, migrate, recreate_database, scratch_name
+from devservices.clickhouse import Installation, Instance
+from devservices.settings import clickhouse_home
 from relay.core import schema
 from relay.settings import RelaySettings
 from relay.sinks import clickhouse_sink
@@ -61,7 +62,6 @@ from shared.outbox import EVENT_LOG_COLUMNS, OUTBOX_TABLE, WAKE_RELAY, WakeUpDeb
 from shared.settings import load
 
 SCRATCH = scratch_name("diehard_bench_latency")
-CLICKHOUSE_SCRIPT = ROOT / "scripts" / "clickhouse.sh"
 OBSERVED = "bench_observed"  # the materialized view the observer reads
 OBSERVER_PERIOD = 0.005
 KEY_SPACE = 1_000_000_000  # user_id = (producer index + 1) * KEY_SPACE + event number
@@ -376,42 +376,37 @@ async def reset_clickhouse(settings: RelaySettings) -> None:
 
 
 class BenchClickHouse:
-    """The benchmark's own ClickHouse server (`scripts/clickhouse.sh`), on free ports: it may pin it."""
+    """The benchmark's own ClickHouse server (a `devservices` instance), on free ports: it may pin it."""
 
     def __init__(self, log: Path) -> None:
-        self.name = f"bench-latency-{os.getpid()}"
-        self.http_port, self.tcp_port = free_port(), free_port()
+        self.instance = Instance(
+            f"bench-latency-{os.getpid()}",
+            free_port(),
+            free_port(),
+            Installation(clickhouse_home(os.environ)),
+            log_level="warning",
+        )
+        self.http_port = self.instance.http_port
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        """Start it (`--foreground` execs the server: this child is ClickHouse) and wait for /ping."""
-        subprocess.run([CLICKHOUSE_SCRIPT, "install"], check=True, stdout=subprocess.DEVNULL)
+        """Start it (a child of this process, logging to the console, which is `log`) and wait for /ping."""
+        directory = self.instance.prepare()
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [
-                    CLICKHOUSE_SCRIPT,
-                    "start",
-                    "--name",
-                    self.name,
-                    "--http-port",
-                    str(self.http_port),
-                    "--tcp-port",
-                    str(self.tcp_port),
-                    "--foreground",
-                ],
+                self.instance.console_command(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "CLICKHOUSE_LOG_LEVEL": "warning"},
+                cwd=directory,
+                env=self.instance.installation.environment(os.environ),
             )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"ClickHouse exited; see {self.log}")
-            ping = f"http://127.0.0.1:{self.http_port}/ping"
-            with contextlib.suppress(OSError), urllib.request.urlopen(ping, timeout=2) as answer:
-                if answer.read() == b"Ok.\n":
-                    return
+            if self.instance.answers():
+                return
             time.sleep(0.2)
         raise RuntimeError(f"ClickHouse did not answer within 120 s; see {self.log}")
 
@@ -434,7 +429,7 @@ class BenchClickHouse:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        shutil.rmtree(ROOT / ".services" / "clickhouse" / self.name, ignore_errors=True)
+        shutil.rmtree(self.instance.directory, ignore_errors=True)
 
 
 async def start_relay(

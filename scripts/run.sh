@@ -4,7 +4,7 @@
 #
 # One Ctrl-C stops everything this run started: honcho stops the three
 # processes, then, if this run had to start backing services, they are stopped
-# again with `scripts/services.sh down <those services>`. Services that already
+# again with `python -m devservices down <those services>`. Services that already
 # answered before the run (a system PostgreSQL, an earlier `make services`) are
 # left running.
 set -euo pipefail
@@ -21,7 +21,7 @@ cd "$REPO_ROOT"
 not_running=()
 while read -r service; do
     not_running+=("$service")
-done < <({ scripts/services.sh status 2>/dev/null || true; } | sed -n 's/^\([a-z]*\): not answering.*/\1/p')
+done < <({ "$BIN/python" -m devservices status 2>/dev/null || true; } | sed -n 's/^\([a-z]*\): not answering.*/\1/p')
 
 cleaned_up=0
 clean_up() {
@@ -34,10 +34,10 @@ clean_up() {
         return 0
     fi
     echo "run: stopping the services this run started (${not_running[*]})"
-    # Only those named, and of them only what services.sh itself started (never
+    # Only those named, and of them only what devservices itself started (never
     # a system service): one an earlier `make services` started keeps running.
-    scripts/services.sh down "${not_running[@]}" ||
-        echo "run: 'scripts/services.sh down ${not_running[*]}' failed; see 'scripts/services.sh status'" >&2
+    "$BIN/python" -m devservices down "${not_running[@]}" ||
+        echo "run: 'python -m devservices down ${not_running[*]}' failed; see 'python -m devservices status'" >&2
 }
 trap clean_up EXIT
 # Bash runs these once the foreground command has returned (honcho gets the same
@@ -45,7 +45,7 @@ trap clean_up EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-scripts/services.sh up
+"$BIN/python" -m devservices up
 
 export PATH="$BIN:$PATH"
 cat <<MSG

@@ -26,11 +26,11 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import sys
 import time
 from pathlib import Path
 
+from devservices.process import port_taken
 from tests.chaos.servers import (
     STANDBY_NAME,
     PostgresPair,
@@ -81,15 +81,10 @@ def pair(children: Children) -> PostgresPair:
     return PostgresPair(primary=nodes[primary_name], standby=nodes[standby_name], synchronous=synchronous())
 
 
-def _port_taken(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
-
-
 def _start(node: ScratchPostgres) -> None:
     if node.running_detached():
         return
-    if _port_taken(node.port):
+    if port_taken(node.port):
         raise SystemExit(f"127.0.0.1:{node.port} is taken by another process: choose PG_CLUSTER_PORTS")
     node.start_detached()
 

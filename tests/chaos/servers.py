@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 
+from devservices.process import command_line, gone
 from tests.support.processes import Children
 from tests.support.scratch_clickhouse import CLICKHOUSE_HOME, ServerError, wait_for
 from tests.support.waiting import free_port
@@ -239,11 +240,7 @@ class ScratchPostgres:
             pid_line = (self.data / "postmaster.pid").read_text().splitlines()[0]
         except (OSError, IndexError):
             return True
-        try:
-            os.kill(int(pid_line), 0)
-        except (ProcessLookupError, ValueError):
-            return True
-        return False
+        return not pid_line.isdigit() or gone(int(pid_line))
 
     def kill(self) -> None:
         """SIGKILL the postmaster and every backend at once, as when the machine dies."""
@@ -407,10 +404,7 @@ def _forget_setting(path: Path, name: str) -> None:
 
 
 def _suite_alive(pid: str) -> bool:
-    try:
-        return b"tests.chaos" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
+    return "tests.chaos" in (command_line(int(pid)) or "")
 
 
 def sweep_stale_instances(scratch_root: Path) -> None:

@@ -53,7 +53,7 @@ NETWORK = "slirp4netns:allow_host_loopback=true"
 # The processes compose runs from the image, each with a long-running command.
 PROCESSES = ("web", "relay", "worker", "beat")
 # What the local services call their least-privileged roles and users
-# (scripts/services.sh, scripts/clickhouse/users.xml).
+# (devservices/postgres.py, scripts/clickhouse/users.xml).
 WEB_ROLE, RELAY_ROLE = "diehard_web", "diehard_relay"
 CLICKHOUSE_RELAY_USER, CLICKHOUSE_READER_USER = "diehard_relay", "diehard_reader"
 

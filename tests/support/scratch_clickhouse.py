@@ -1,4 +1,4 @@
-"""A ClickHouse server of a test's own: started by `scripts/clickhouse.sh`, stopped, restarted, removed.
+"""A ClickHouse server of a test's own (a `devservices` instance): started, stopped, restarted, removed.
 
 The chaos suite and the relay's outage test both use it. It listens on free
 ports, keeps its data under `.services/clickhouse/<name>` and is a child of
@@ -10,19 +10,19 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from devservices.clickhouse import Installation, Instance
+from devservices.process import wait_for as poll
+from devservices.settings import clickhouse_home
 from tests.support.processes import Children
-from tests.support.project import ROOT
 from tests.support.waiting import free_port
 
-CLICKHOUSE_SCRIPT = ROOT / "scripts" / "clickhouse.sh"
-CLICKHOUSE_HOME = ROOT / ".services" / "clickhouse"
+CLICKHOUSE_HOME = clickhouse_home(os.environ)
 
 
 class ServerError(RuntimeError):
@@ -30,17 +30,13 @@ class ServerError(RuntimeError):
 
 
 def wait_for(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise ServerError(f"{what} within {timeout:.0f} s")
+    if not poll(condition, timeout, interval=0.1):
+        raise ServerError(f"{what} within {timeout:.0f} s")
 
 
 @dataclass
 class ScratchClickHouse:
-    """A private ClickHouse server started by `scripts/clickhouse.sh` in the foreground."""
+    """A private ClickHouse server, a child of the test's."""
 
     children: Children
     log: Path
@@ -53,6 +49,12 @@ class ScratchClickHouse:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}/"
 
+    @property
+    def instance(self) -> Instance:
+        return Instance(
+            self.name, self.http_port, self.tcp_port, Installation(CLICKHOUSE_HOME), log_level="warning"
+        )
+
     def start(self) -> None:
         """Start the server and wait until it answers."""
         self.launch()
@@ -64,31 +66,19 @@ class ScratchClickHouse:
         wait_for(self.answers, timeout=300, what="ClickHouse did not answer /ping")
 
     def launch(self) -> None:
-        """Start the server (main thread; `--foreground` execs it, so it is our child)."""
+        """Start the server (main thread), logging to the console, which is `log`."""
+        instance = self.instance
         self.process = self.children.spawn(
-            [
-                CLICKHOUSE_SCRIPT,
-                "start",
-                "--name",
-                self.name,
-                "--http-port",
-                str(self.http_port),
-                "--tcp-port",
-                str(self.tcp_port),
-                "--foreground",
-            ],
+            instance.console_command(),
             log=self.log,
-            env={**os.environ, "CLICKHOUSE_LOG_LEVEL": "warning"},
+            env=instance.installation.environment(os.environ),
+            cwd=instance.prepare(),
         )
 
     def answers(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
             raise ServerError(f"clickhouse exited: {self.log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"{self.url}ping", timeout=2) as response:
-                return bool(response.read() == b"Ok.\n")
-        except (OSError, urllib.error.URLError):
-            return False
+        return self.instance.answers()
 
     def kill(self) -> None:
         """SIGKILL: the server gets no chance to finish anything."""
@@ -118,4 +108,4 @@ class ScratchClickHouse:
 
     def remove(self) -> None:
         self.kill()
-        shutil.rmtree(CLICKHOUSE_HOME / self.name, ignore_errors=True)
+        shutil.rmtree(self.instance.directory, ignore_errors=True)

@@ -1,9 +1,9 @@
 """A replicated cluster (ZooKeeper and two ClickHouse replicas of the tests' own): durable, exactly once.
 
-The cluster is started once for the module on free ports (`scripts/cluster.sh`)
-and purged at the end, whatever happened. Each test gets a database of its
-own, created `ON CLUSTER` as `relay migrate` does. The relay writes with a
-quorum of both replicas, so an acknowledged batch is on both.
+The cluster is started once for the module on free ports (`python -m
+devservices cluster`) and purged at the end, whatever happened. Each test gets
+a database of its own, created `ON CLUSTER` as `relay migrate` does. The relay
+writes with a quorum of both replicas, so an acknowledged batch is on both.
 
 During an outage two forwarders may split a re-claimed batch differently from
 the attempt that failed, so a raw copy can be stored (the view hides it); with
@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from tests.support.waiting import free_port, wait_until
 
 pytestmark = pytest.mark.slow
 
-SCRIPT = ROOT / "scripts" / "cluster.sh"
+COMMAND = (sys.executable, "-m", "devservices", "cluster")
 CLUSTER = "die_hard"
 # A dead replica stops counting toward the quorum once its ZooKeeper session
 # expires: short here, so the tests do not wait 30 s for it.
@@ -44,7 +45,7 @@ SESSION_TIMEOUT_MS = 4000
 
 @dataclass
 class LocalCluster:
-    """ZooKeeper and two ClickHouse replicas, driven through `scripts/cluster.sh`."""
+    """ZooKeeper and two ClickHouse replicas, driven through `python -m devservices cluster`."""
 
     prefix: str
     http_ports: tuple[int, int]
@@ -67,11 +68,17 @@ class LocalCluster:
         }
 
     def script(self, *args: str) -> str:
-        """Run `scripts/cluster.sh` with these arguments; its output."""
+        """Run `python -m devservices cluster` with these arguments; its output."""
         result = subprocess.run(
-            [SCRIPT, *args], env=self.env, capture_output=True, text=True, check=False, timeout=180
+            [*COMMAND, *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
         )
-        assert result.returncode == 0, f"cluster.sh {' '.join(args)}:\n{result.stdout}{result.stderr}"
+        assert result.returncode == 0, f"cluster {' '.join(args)}:\n{result.stdout}{result.stderr}"
         return result.stdout
 
     def up(self) -> None:
@@ -364,7 +371,9 @@ def test_cluster_up_names_a_taken_port_and_starts_nothing() -> None:
             zookeeper_port=free_port(),
         )
 
-        result = subprocess.run([SCRIPT, "up"], env=cluster.env, capture_output=True, text=True, check=False)
+        result = subprocess.run(
+            [*COMMAND, "up"], cwd=ROOT, env=cluster.env, capture_output=True, text=True, check=False
+        )
 
     assert result.returncode == 1
     assert f"ports taken by other processes: {taken} (replica2" in result.stderr

@@ -22,6 +22,7 @@ import psycopg
 import pytest
 from django.core.management import call_command
 
+from devservices.settings import clickhouse_home
 from relay import app, commands
 from relay.settings import RelaySettings
 from shared.outbox import DEAD_LETTER_TABLE, OUTBOX_TABLE
@@ -44,9 +45,10 @@ def private_clickhouse() -> Iterator[str]:
     """A ClickHouse server of this module's own, with the project's users; its HTTP URL."""
     name = f"privileges-{uuid.uuid4().hex[:8]}"
     http_port, tcp_port = free_port(), free_port()
-    script = str(ROOT / "scripts" / "clickhouse.sh")
+    command = [sys.executable, "-m", "devservices", "clickhouse"]
     subprocess.run(
-        [script, "start", "--name", name, "--http-port", str(http_port), "--tcp-port", str(tcp_port)],
+        [*command, "start", "--name", name, "--http-port", str(http_port), "--tcp-port", str(tcp_port)],
+        cwd=ROOT,
         check=True,
         capture_output=True,
         timeout=120,
@@ -54,8 +56,10 @@ def private_clickhouse() -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{http_port}/"
     finally:
-        subprocess.run([script, "stop", "--name", name], check=False, capture_output=True, timeout=60)
-        shutil.rmtree(ROOT / ".services" / "clickhouse" / name, ignore_errors=True)
+        subprocess.run(
+            [*command, "stop", "--name", name], cwd=ROOT, check=False, capture_output=True, timeout=60
+        )
+        shutil.rmtree(clickhouse_home(os.environ) / name, ignore_errors=True)
 
 
 @pytest.fixture

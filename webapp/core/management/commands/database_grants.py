@@ -2,7 +2,7 @@
 
 Run after every `migrate`, as the role that owns the tables (`--database
 owner`, DATABASE_ADMIN_URL, as `make migrate` does). The roles themselves are created by whoever
-administers the server: `make install` (scripts/services.sh) locally, the
+administers the server: `make install` (devservices/postgres.py) locally, the
 PostgreSQL container's init script under compose. A role that does not exist
 is skipped with a notice, so an install with one shared role keeps working.
 
