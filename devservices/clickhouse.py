@@ -21,6 +21,7 @@ from devservices import packages
 from devservices.process import (
     HOST,
     ServiceError,
+    gone,
     live_pid,
     say,
     spawn_detached,
@@ -178,13 +179,15 @@ class Instance:
                 env=self.installation.environment(os.environ),
             )
             self.pid_file.write_text(f"{pid}\n")
-        # The server answers, or has exited: either way, waiting is over.
-        wait_for(lambda: self.answers() or self.pid() is None, START_TIMEOUT)
+        # The server answers, or has exited: either way, waiting is over. (Its
+        # pid, not its command line: that is empty for a moment during exec.)
+        server = pid
+        wait_for(lambda: self.answers() or gone(server), START_TIMEOUT)
         if self.answers():
             self._say(f"'{self.name}' is up (pid {pid}), {version(self.http_port)}")
             self._say(f"logs in {self.directory / 'log'}")
             return
-        if self.pid() is not None:
+        if not gone(pid):
             problem = f"no answer on http://{HOST}:{self.http_port}/ping after {START_TIMEOUT} s"
         else:
             problem = "server process exited during startup"

@@ -55,14 +55,13 @@ def live_pid(pid_file: Path, pattern: str) -> int | None:
 
 
 def gone(pid: int) -> bool:
-    """Whether the process has exited (one that is not our child: we would have to reap ours)."""
+    """Whether the process has exited: it is no more, or a zombie its parent has yet to reap."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return True
-    except PermissionError:
-        return False
-    return False
+    # "pid (command) state ...": the command may hold spaces and parentheses.
+    return stat.rpartition(")")[2].split()[0] == "Z"
 
 
 def wait_for(condition: Callable[[], bool], seconds: float, *, interval: float = 0.5) -> bool:

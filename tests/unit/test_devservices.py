@@ -319,7 +319,7 @@ def test_an_unknown_cluster_part_fails_with_the_parts_there_are(
 
 def test_devservices_imports_the_standard_library_only() -> None:
     """It runs in the virtualenv `make install` builds, and before any package is installed at all."""
-    imported = set()
+    imported: set[str] = set()
     for module in (ROOT / "devservices").glob("*.py"):
         for node in ast.walk(ast.parse(module.read_text())):
             if isinstance(node, ast.Import):
