@@ -14,7 +14,7 @@ from devservices.process import HOST, ServiceError, say
 from devservices.redis import Redis
 from devservices.settings import ServicesSettings
 
-SERVICES = ("postgres", "redis", "clickhouse")
+SERVICE_NAMES = ("postgres", "redis", "clickhouse")
 
 
 class Backing:
@@ -72,9 +72,9 @@ class Backing:
         database last, whatever order they were named in.
         """
         for service in services:
-            if service not in SERVICES:
+            if service not in SERVICE_NAMES:
                 raise ServiceError(f"unknown service: {service} (postgres, redis or clickhouse)")
-        wanted = services or SERVICES
+        wanted = services or SERVICE_NAMES
         if "clickhouse" in wanted:
             # Only the instance whose pid file this checkout holds.
             self.clickhouse.stop()
