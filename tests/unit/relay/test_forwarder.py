@@ -20,6 +20,7 @@ from relay.core.clickhouse import RejectedData, TransientError
 from relay.core.doorbell import Doorbell
 from relay.core.forwarder import (
     SHRINK_AFTER,
+    Backlog,
     Forwarder,
     ForwarderConfig,
     Next,
@@ -217,7 +218,14 @@ class Rig:
             await self.forwarder.run(self.stop)
 
 
-def rig(lines: list[bytes], *, batch_size: int = 100, max_bytes: int = 1024 * 1024) -> Rig:
+def rig(
+    lines: list[bytes],
+    *,
+    batch_size: int = 100,
+    max_bytes: int = 1024 * 1024,
+    lead: bool = True,
+    backlog: Backlog | None = None,
+) -> Rig:
     outbox = MemoryOutbox(lines)
     clickhouse = FakeClickHouse()
     stop = asyncio.Event()
@@ -237,6 +245,8 @@ def rig(lines: list[bytes], *, batch_size: int = 100, max_bytes: int = 1024 * 10
         ),
         doorbell=Doorbell(),
         observer=heard,
+        backlog=backlog or Backlog(),
+        lead=lead,
         clock=clock,
     )
     return Rig(outbox, clickhouse, clock, heard, forwarder, stop)
@@ -252,6 +262,39 @@ async def test_a_backlog_goes_in_full_batches_without_waiting_then_the_loop_look
     assert relay.clock.waits == [RECHECK]  # no wait between full batches; a short one after the last
     assert relay.clock.sleeps == []
     assert len(relay.outbox.archived) == 250
+
+
+async def test_full_batches_signal_a_backlog_and_the_short_one_after_them_ends_it() -> None:
+    relay = rig([event(n) for n in range(250)])
+    seen: list[bool] = []
+    relay.clickhouse.on_insert = lambda: seen.append(relay.forwarder.backlog.flag.is_set())
+
+    await relay.run()
+
+    assert relay.clickhouse.inserts == [100, 100, 50]
+    assert seen == [False, True, True]  # raised by the first full batch, still up for the last
+    assert not relay.forwarder.backlog.flag.is_set()
+
+
+async def test_a_forwarder_past_the_first_waits_for_a_backlog_instead_of_looking_again_soon() -> None:
+    relay = rig([event(n) for n in range(50)], lead=False)
+
+    await relay.run()
+
+    assert relay.clickhouse.inserts == [50]
+    assert relay.clock.waits == [POLL]  # no follow-up looks: the lead has those
+
+
+async def test_a_forwarder_past_the_first_goes_on_without_waiting_while_batches_come_back_full() -> None:
+    backlog = Backlog()
+    backlog.saw(full=True)  # the lead's last batch was full
+    relay = rig([event(n) for n in range(250)], lead=False, backlog=backlog)
+
+    await relay.run()
+
+    assert relay.clickhouse.inserts == [100, 100, 50]
+    assert relay.clock.waits == [POLL]  # only after the short batch
+    assert not backlog.flag.is_set()
 
 
 async def test_a_transient_failure_backs_off_and_then_delivers_the_same_events_once() -> None:
