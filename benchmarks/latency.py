@@ -365,7 +365,7 @@ class Run:
 async def reset_clickhouse(settings: RelaySettings) -> None:
     """A fresh scratch database with the relay's schema and the observer's view."""
     async with aiohttp.ClientSession() as session:
-        client = await clickhouse_sink(session, settings, database="default").first_answering()
+        client = await clickhouse_sink(session, settings, database="default", admin=True).first_answering()
         await client.execute(f"DROP DATABASE IF EXISTS {SCRATCH}")
         await schema.apply(client, SCRATCH)
         await client.execute(
