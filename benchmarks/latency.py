@@ -34,7 +34,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -50,7 +49,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.machine import Machine, cpu_seconds, run_queue
 from benchmarks.producers import TRIGGER_BEFORE_SQL
-from benchmarks.relay import wait_ready
+from benchmarks.relay import RELAY_COMMAND, wait_ready
 from benchmarks.results import emit
 from benchmarks.scratch import ROOT, drop_database, free_port, migrate, recreate_database, scratch_name
 from relay.core import schema
@@ -453,7 +452,7 @@ async def start_relay(
         "LOG_LEVEL": "WARNING",
         "DIE_HARD_ENV_FILE": os.devnull,
     }
-    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "relay", env=env, cwd=ROOT)
+    process = await asyncio.create_subprocess_exec(*RELAY_COMMAND, env=env, cwd=ROOT)
     await wait_ready(port)
     return process, port
 

@@ -154,6 +154,7 @@ class FakeClock(Clock):
         self.now = 0.0
         self.sleeps: list[float] = []  # back-offs
         self.waits: list[float | None] = []  # waits for work
+        self.waited_on: list[int] = []  # how many events each wait for work would end on
         self.on_sleep: Callable[[], None] | None = None
 
     def monotonic(self) -> float:
@@ -168,6 +169,7 @@ class FakeClock(Clock):
 
     async def first_of(self, *events: asyncio.Event, seconds: float | None) -> None:
         self.waits.append(seconds)
+        self.waited_on.append(len(events))
         self.now += seconds or 0.0
         self._tick()
 
@@ -264,7 +266,7 @@ async def test_a_backlog_goes_in_full_batches_without_waiting_then_the_loop_look
     assert len(relay.outbox.archived) == 250
 
 
-async def test_full_batches_signal_a_backlog_and_the_short_one_after_them_ends_it() -> None:
+async def test_a_full_claim_signals_a_backlog_before_its_insert_and_a_short_one_ends_it() -> None:
     relay = rig([event(n) for n in range(250)])
     seen: list[bool] = []
     relay.clickhouse.on_insert = lambda: seen.append(relay.forwarder.backlog.flag.is_set())
@@ -272,17 +274,39 @@ async def test_full_batches_signal_a_backlog_and_the_short_one_after_them_ends_i
     await relay.run()
 
     assert relay.clickhouse.inserts == [100, 100, 50]
-    assert seen == [False, True, True]  # raised by the first full batch, still up for the last
+    assert seen == [True, True, False]
     assert not relay.forwarder.backlog.flag.is_set()
 
 
-async def test_a_forwarder_past_the_first_waits_for_a_backlog_instead_of_looking_again_soon() -> None:
+async def test_a_forwarder_past_the_first_waits_for_a_wake_up_or_a_backlog_not_looking_again_soon() -> (
+    None
+):
     relay = rig([event(n) for n in range(50)], lead=False)
 
     await relay.run()
 
     assert relay.clickhouse.inserts == [50]
     assert relay.clock.waits == [POLL]  # no follow-up looks: the lead has those
+    assert relay.clock.waited_on == [3]  # the backlog, the doorbell, the stop
+
+
+async def test_while_the_lead_follows_a_steady_flow_the_others_wait_for_a_backlog_alone() -> None:
+    backlog = Backlog()
+    backlog.flowing = True
+    relay = rig([event(n) for n in range(50)], lead=False, backlog=backlog)
+
+    await relay.run()
+
+    assert relay.clock.waited_on == [2]  # the backlog and the stop: wake-ups are the lead's
+
+
+async def test_the_lead_says_when_it_follows_a_steady_flow() -> None:
+    relay = rig([event(n) for n in range(50)])
+
+    await relay.run()
+
+    assert relay.clock.waits == [RECHECK]
+    assert relay.forwarder.backlog.flowing
 
 
 async def test_a_forwarder_past_the_first_goes_on_without_waiting_while_batches_come_back_full() -> None:
