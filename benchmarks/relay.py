@@ -250,7 +250,7 @@ async def relay_run(
                 "DIE_HARD_ENV_FILE": os.devnull,
                 **(extra_env or {}),
             }
-            processes.append(await asyncio.create_subprocess_exec(sys.executable, "-m", "relay", env=env, cwd=ROOT))
+            processes.append(await asyncio.create_subprocess_exec(*RELAY_COMMAND, env=env, cwd=ROOT))
         for port in ports:
             await wait_ready(port)
         await asyncio.sleep(STEADY)  # started up: what an idle relay holds
