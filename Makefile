@@ -100,7 +100,7 @@ image-test: $(VENV)/.dev-installed .env services image ## run migrate, web, rela
 
 # The unit tests need no service and no .env: the settings' defaults are enough.
 test-unit: $(VENV)/.dev-installed $(PROMETHEUS) ## run the tests that need no service (tests/unit/), in seconds
-	DEBUG=true DIE_HARD_ENV_FILE=/dev/null $(BIN)/pytest tests/unit $(PYTEST_ARGS)
+	DEBUG=true DIE_HARD_ENV_FILE=/dev/null $(BIN)/pytest tests/unit -n auto $(PYTEST_ARGS)
 
 screenshots: $(VENV)/.dev-installed .env browser services ## refresh docs/screenshots/ from the browser tests
 	DEBUG=true REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest tests/integration/browser --screenshots docs/screenshots
@@ -122,7 +122,7 @@ format: $(VENV)/.dev-installed ## apply ruff's fixes and formatting
 BENCH_RESULTS ?= docs/results
 
 bench: $(VENV)/.dev-installed .env services ## latency, throughput and scale-out, the archive's and poison's cost, producer cost, 1 server vs a quorum of 2, the activity page and erasure at 1 M and 10 M events; charts into docs/img/
-	$(BIN)/python -m benchmarks.producers --runs 3 --json $(BENCH_RESULTS)/producers.json
+	$(BIN)/python -m benchmarks.producers --seconds 20 --runs 3 --json $(BENCH_RESULTS)/producers.json
 	$(BIN)/python -m benchmarks.relay --json $(BENCH_RESULTS)/relay.json
 	$(BIN)/python -m benchmarks.completeness --json $(BENCH_RESULTS)/completeness.json
 	$(BIN)/python -m benchmarks.latency --json $(BENCH_RESULTS)/latency.json
