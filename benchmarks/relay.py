@@ -45,7 +45,7 @@ from aiochclient import ChClient
 
 from benchmarks.machine import Machine, rss_mb
 from benchmarks.results import emit
-from benchmarks.scratch import ROOT, free_port, migrate, recreate_database, scratch_name
+from benchmarks.scratch import ROOT, free_port, migrate, partition_archive, recreate_database, scratch_name
 from relay.core import schema
 from relay.core.outbox import OutboxQueries
 from relay.core.postgres import copy_out
@@ -322,6 +322,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
     settings = load(RelaySettings)
     url = await recreate_database(settings.postgres_admin_dsn, SCRATCH)
     migrate(url)
+    await partition_archive(url, settings.relay_archive_retention)
     machine = Machine.sample()
     envelopes = realistic_events(args.events)
     payload_bytes = sum(len(e.event_context) for e in envelopes) / len(envelopes)
