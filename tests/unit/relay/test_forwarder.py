@@ -278,9 +278,7 @@ async def test_a_full_claim_signals_a_backlog_before_its_insert_and_a_short_one_
     assert not relay.forwarder.backlog.flag.is_set()
 
 
-async def test_a_forwarder_past_the_first_waits_for_a_wake_up_or_a_backlog_not_looking_again_soon() -> (
-    None
-):
+async def test_a_forwarder_past_the_first_waits_for_a_wake_up_or_a_backlog_not_looking_again_soon() -> None:
     relay = rig([event(n) for n in range(50)], lead=False)
 
     await relay.run()
