@@ -41,7 +41,7 @@ from benchmarks.relay import (
     reset_clickhouse,
 )
 from benchmarks.results import emit
-from benchmarks.scratch import ROOT, migrate, recreate_database
+from benchmarks.scratch import ROOT, migrate, partition_archive, recreate_database
 from relay.settings import RelaySettings
 from shared.events import Envelope
 from shared.outbox import ARCHIVE_TABLE, DEAD_LETTER_TABLE
@@ -124,6 +124,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
     settings = load(RelaySettings)
     url = await recreate_database(settings.postgres_admin_dsn, SCRATCH)
     migrate(url)
+    await partition_archive(url, settings.relay_archive_retention)
     events = realistic_events(args.events)
     clean = realistic_events(args.poison_events, seed=11)
     poisoned = [

@@ -34,7 +34,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -49,7 +48,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.machine import Machine, cpu_seconds, run_queue
 from benchmarks.producers import TRIGGER_BEFORE_SQL
-from benchmarks.relay import wait_ready
+from benchmarks.relay import RELAY_COMMAND, wait_ready
 from benchmarks.results import emit
 from benchmarks.scratch import ROOT, drop_database, free_port, migrate, recreate_database, scratch_name
 from devservices.clickhouse import Installation, Instance
@@ -365,7 +364,7 @@ class Run:
 async def reset_clickhouse(settings: RelaySettings) -> None:
     """A fresh scratch database with the relay's schema and the observer's view."""
     async with aiohttp.ClientSession() as session:
-        client = await clickhouse_sink(session, settings, database="default").first_answering()
+        client = await clickhouse_sink(session, settings, database="default", admin=True).first_answering()
         await client.execute(f"DROP DATABASE IF EXISTS {SCRATCH}")
         await schema.apply(client, SCRATCH)
         await client.execute(
@@ -448,7 +447,7 @@ async def start_relay(
         "LOG_LEVEL": "WARNING",
         "DIE_HARD_ENV_FILE": os.devnull,
     }
-    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "relay", env=env, cwd=ROOT)
+    process = await asyncio.create_subprocess_exec(*RELAY_COMMAND, env=env, cwd=ROOT)
     await wait_ready(port)
     return process, port
 

@@ -45,7 +45,7 @@ from aiochclient import ChClient
 
 from benchmarks.machine import Machine, rss_mb
 from benchmarks.results import emit
-from benchmarks.scratch import ROOT, free_port, migrate, recreate_database, scratch_name
+from benchmarks.scratch import ROOT, free_port, migrate, partition_archive, recreate_database, scratch_name
 from relay.core import schema
 from relay.core.outbox import OutboxQueries
 from relay.core.postgres import copy_out
@@ -57,6 +57,16 @@ from shared.settings import load
 SCRATCH = scratch_name("diehard_bench_relay")
 # The relay's default byte cap: batches of the default size stay well under it.
 MAX_BYTES: int = RelaySettings.model_fields["relay_batch_max_bytes"].default
+# `python -m relay` as it runs where it is deployed. structlog imports `rich`
+# whenever it is installed, and here it is, for the test tools (import-linter,
+# schemathesis); the image and `make install` have no `rich`, and a relay that
+# loaded it would hold about 3 MB the deployed one does not.
+RELAY_COMMAND = (
+    sys.executable,
+    "-c",
+    "import runpy, sys; sys.modules['rich'] = None;"
+    " runpy.run_module('relay', run_name='__main__', alter_sys=True)",
+)
 STEADY = 1.0  # seconds a relay idles after it is ready before its steady memory is read
 SETTLE = 6.0  # seconds a relay idles after a backlog before its memory is read again
 RSS_TARGET_MB = 64.0
@@ -240,9 +250,7 @@ async def relay_run(
                 "DIE_HARD_ENV_FILE": os.devnull,
                 **(extra_env or {}),
             }
-            processes.append(
-                await asyncio.create_subprocess_exec(sys.executable, "-m", "relay", env=env, cwd=ROOT)
-            )
+            processes.append(await asyncio.create_subprocess_exec(*RELAY_COMMAND, env=env, cwd=ROOT))
         for port in ports:
             await wait_ready(port)
         await asyncio.sleep(STEADY)  # started up: what an idle relay holds
@@ -314,6 +322,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
     settings = load(RelaySettings)
     url = await recreate_database(settings.postgres_admin_dsn, SCRATCH)
     migrate(url)
+    await partition_archive(url, settings.relay_archive_retention)
     machine = Machine.sample()
     envelopes = realistic_events(args.events)
     payload_bytes = sum(len(e.event_context) for e in envelopes) / len(envelopes)

@@ -6,10 +6,13 @@ import os
 import socket
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+
+from relay.maintenance.partitions import maintain
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,3 +63,16 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+async def partition_archive(url: str, retention: timedelta) -> None:
+    """This hour's partitions of the archive of delivered events, as a relay makes them at start-up.
+
+    A drain that runs before any relay would otherwise copy into the default
+    partition, which then blocks the hour's own (`archive_partition_blocked`).
+    """
+    connection = await asyncpg.connect(url)
+    try:
+        await maintain(connection, retention=retention, now=datetime.now(UTC))
+    finally:
+        await connection.close()

@@ -24,7 +24,7 @@ from relay.core import schema
 from relay.core.archive import ArchiveQueries
 from relay.core.clickhouse import ClickHouseSink, DeliveryError
 from relay.core.doorbell import Doorbell
-from relay.core.forwarder import Forwarder, ForwarderConfig
+from relay.core.forwarder import Backlog, Forwarder, ForwarderConfig
 from relay.core.isolation import Canary
 from relay.core.listener import Listener
 from relay.core.memory import give_back
@@ -273,7 +273,7 @@ class _Parts:
             quiet_period=2 * NOTIFY_DEBOUNCE_MS / 1000,
             backoff=self.backoff,
         )
-        canary = Canary()
+        canary, backlog = Canary(), Backlog()
         return [
             Forwarder(
                 name=f"forwarder-{number}",
@@ -283,6 +283,8 @@ class _Parts:
                 doorbell=self.doorbell,
                 observer=self.observer,
                 canary=canary,
+                backlog=backlog,
+                lead=number == 0,
             )
             for number in range(settings.relay_concurrency)
         ]

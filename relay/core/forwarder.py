@@ -167,9 +167,40 @@ class ForwarderConfig:
     backoff: Backoff
 
 
+@dataclass(slots=True)
+class Backlog:
+    """What the forwarders of one relay know of the work waiting, to decide which of them claim.
+
+    One forwarder keeps up with a steady flow, and its batches come back
+    short. Two inserting side by side then only slow each other down: each
+    ClickHouse insert is another part to write and merge on the same cores
+    (at 1,000 events/s, a second forwarder made the p99 latency worse, not
+    better). So the first forwarder (the lead) follows the flow, and the
+    others claim when a burst starts from idle and while claims come back
+    full: a backlog, where overlapping one batch's PostgreSQL work with
+    another's insert pays. A claim says which as soon as it comes back, so
+    the others start beside the insert of a full batch.
+    """
+
+    flag: asyncio.Event = field(default_factory=asyncio.Event)
+    flowing: bool = False  # the lead is following a steady flow (its follow-up looks are on)
+
+    def saw(self, *, full: bool) -> None:
+        """A claim came back full (a backlog), or short (none: the outbox is caught up)."""
+        if full:
+            self.flag.set()
+        else:
+            self.flag.clear()
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Forwarder:
-    """One delivery loop; a relay runs `RELAY_CONCURRENCY` of them side by side."""
+    """One delivery loop; a relay runs `RELAY_CONCURRENCY` of them side by side.
+
+    The lead follows the flow (wake-ups, follow-up looks, the poll); the others
+    wait for a wake-up from idle, a `Backlog` or the poll, and then deliver
+    until a claim comes back short.
+    """
 
     name: str
     outbox: Outbox
@@ -179,6 +210,9 @@ class Forwarder:
     observer: Observer
     # The last line ClickHouse took, shared by the forwarders of one relay.
     canary: Canary = field(default_factory=Canary)
+    # Shared by the forwarders of one relay, like the canary.
+    backlog: Backlog = field(default_factory=Backlog)
+    lead: bool = True
     clock: Clock = field(default_factory=Clock)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -202,9 +236,16 @@ class Forwarder:
                 continue  # more is waiting (or isolation just ran): go on without waiting
             if burst.ended():
                 give_back()  # a backlog was drained: its buffers are garbage now
+            if not self.lead:
+                # A wake-up from idle starts everyone (the burst may be large);
+                # while the lead follows a steady flow, only a backlog does.
+                wakes = (self.backlog.flag, stop) if self.backlog.flowing else (self.backlog.flag, bell, stop)
+                await self.clock.first_of(*wakes, seconds=self.config.poll_interval)
+                continue
             if done.went is Went.DELIVERED:
                 follow_up.extend(self.clock.monotonic())  # events are flowing: keep looking
             following = follow_up.active(self.clock.monotonic())
+            self.backlog.flowing = following
             await self.clock.first_of(
                 bell, stop, seconds=follow_up.interval if following else self.config.poll_interval
             )
@@ -258,6 +299,8 @@ class Forwarder:
         traced = self.observer.wants_traces()
         async with self.outbox.claim() as claim:
             body, traces = await claim.take_batch(attempts.limit, attempts.max_bytes, traced=traced)
+            # Said at the claim, not after the insert: the others start now, beside this insert.
+            self.backlog.saw(full=body.count(b"\n") >= attempts.limit)
             if not body:
                 # Nothing waits that ClickHouse could refuse: another relay
                 # delivered it once ClickHouse took events again.

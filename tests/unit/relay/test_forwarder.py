@@ -20,6 +20,7 @@ from relay.core.clickhouse import RejectedData, TransientError
 from relay.core.doorbell import Doorbell
 from relay.core.forwarder import (
     SHRINK_AFTER,
+    Backlog,
     Forwarder,
     ForwarderConfig,
     Next,
@@ -153,6 +154,7 @@ class FakeClock(Clock):
         self.now = 0.0
         self.sleeps: list[float] = []  # back-offs
         self.waits: list[float | None] = []  # waits for work
+        self.waited_on: list[int] = []  # how many events each wait for work would end on
         self.on_sleep: Callable[[], None] | None = None
 
     def monotonic(self) -> float:
@@ -167,6 +169,7 @@ class FakeClock(Clock):
 
     async def first_of(self, *events: asyncio.Event, seconds: float | None) -> None:
         self.waits.append(seconds)
+        self.waited_on.append(len(events))
         self.now += seconds or 0.0
         self._tick()
 
@@ -217,7 +220,14 @@ class Rig:
             await self.forwarder.run(self.stop)
 
 
-def rig(lines: list[bytes], *, batch_size: int = 100, max_bytes: int = 1024 * 1024) -> Rig:
+def rig(
+    lines: list[bytes],
+    *,
+    batch_size: int = 100,
+    max_bytes: int = 1024 * 1024,
+    lead: bool = True,
+    backlog: Backlog | None = None,
+) -> Rig:
     outbox = MemoryOutbox(lines)
     clickhouse = FakeClickHouse()
     stop = asyncio.Event()
@@ -237,6 +247,8 @@ def rig(lines: list[bytes], *, batch_size: int = 100, max_bytes: int = 1024 * 10
         ),
         doorbell=Doorbell(),
         observer=heard,
+        backlog=backlog or Backlog(),
+        lead=lead,
         clock=clock,
     )
     return Rig(outbox, clickhouse, clock, heard, forwarder, stop)
@@ -252,6 +264,59 @@ async def test_a_backlog_goes_in_full_batches_without_waiting_then_the_loop_look
     assert relay.clock.waits == [RECHECK]  # no wait between full batches; a short one after the last
     assert relay.clock.sleeps == []
     assert len(relay.outbox.archived) == 250
+
+
+async def test_a_full_claim_signals_a_backlog_before_its_insert_and_a_short_one_ends_it() -> None:
+    relay = rig([event(n) for n in range(250)])
+    seen: list[bool] = []
+    relay.clickhouse.on_insert = lambda: seen.append(relay.forwarder.backlog.flag.is_set())
+
+    await relay.run()
+
+    assert relay.clickhouse.inserts == [100, 100, 50]
+    assert seen == [True, True, False]
+    assert not relay.forwarder.backlog.flag.is_set()
+
+
+async def test_a_forwarder_past_the_first_waits_for_a_wake_up_or_a_backlog_not_looking_again_soon() -> None:
+    relay = rig([event(n) for n in range(50)], lead=False)
+
+    await relay.run()
+
+    assert relay.clickhouse.inserts == [50]
+    assert relay.clock.waits == [POLL]  # no follow-up looks: the lead has those
+    assert relay.clock.waited_on == [3]  # the backlog, the doorbell, the stop
+
+
+async def test_while_the_lead_follows_a_steady_flow_the_others_wait_for_a_backlog_alone() -> None:
+    backlog = Backlog()
+    backlog.flowing = True
+    relay = rig([event(n) for n in range(50)], lead=False, backlog=backlog)
+
+    await relay.run()
+
+    assert relay.clock.waited_on == [2]  # the backlog and the stop: wake-ups are the lead's
+
+
+async def test_the_lead_says_when_it_follows_a_steady_flow() -> None:
+    relay = rig([event(n) for n in range(50)])
+
+    await relay.run()
+
+    assert relay.clock.waits == [RECHECK]
+    assert relay.forwarder.backlog.flowing
+
+
+async def test_a_forwarder_past_the_first_goes_on_without_waiting_while_batches_come_back_full() -> None:
+    backlog = Backlog()
+    backlog.saw(full=True)  # the lead's last batch was full
+    relay = rig([event(n) for n in range(250)], lead=False, backlog=backlog)
+
+    await relay.run()
+
+    assert relay.clickhouse.inserts == [100, 100, 50]
+    assert relay.clock.waits == [POLL]  # only after the short batch
+    assert not backlog.flag.is_set()
 
 
 async def test_a_transient_failure_backs_off_and_then_delivers_the_same_events_once() -> None:
