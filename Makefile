@@ -139,10 +139,12 @@ bench: $(VENV)/.dev-installed .env services ## latency, throughput and scale-out
 # at 0.8-0.9 of a drain running the same statement on a quiet machine (0.6-0.8
 # on a saturated one; 50,000 events are only 2.5 batches, so these short runs
 # read lower); an idle relay holds about 61 MB as deployed, also after draining
-# a backlog (a leak, or memory a burst never gave back, passes 70).
-bench-guard: $(VENV)/.installed .env services ## short benchmarks that fail when a ratio or the relay's memory regresses (CI)
+# a backlog (a leak, or memory a burst never gave back, passes 70); a quorum of
+# two replicas takes 0.6-0.7 of one server's rate (a cluster of its own, on free ports).
+bench-guard: $(VENV)/.installed .env services cluster-tools ## short benchmarks that fail when a ratio or the relay's memory regresses (CI)
 	$(BIN)/python -m benchmarks.producers --seconds 5 --slice 0.5 --runs 3 --variants after_commit --min-ratio 0.75
 	$(BIN)/python -m benchmarks.relay --events 50000 --rounds 3 --relays 1 --no-naive --min-ratio 0.5 --max-rss-mb 70
+	$(BIN)/python -m benchmarks.cluster --events 50000 --rounds 2 --min-ratio 0.4
 
 # The chaos suite and the soak start servers of their own (a scratch PostgreSQL
 # cluster, a private ClickHouse, a TCP proxy) on free ports; they never touch

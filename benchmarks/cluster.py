@@ -23,7 +23,7 @@ more than a median one). After each
 run both replicas are counted: the raw rows beyond the distinct events are
 what the deduplicating view still has to hide. The last line is one JSON object.
 
-    python -m benchmarks.cluster [--events 200000] [--rounds 5] [--json FILE]
+    python -m benchmarks.cluster [--events 200000] [--rounds 5] [--min-ratio 0.4] [--json FILE]
 """
 
 from __future__ import annotations
@@ -199,11 +199,18 @@ async def main(args: argparse.Namespace) -> None:
     emit(result, args.json)
     if not exactly_once:
         sys.exit(1)
+    ratio = middle["quorum"] / middle["single"]
+    if ratio < args.min_ratio:
+        print(f"quorum / 1 server {ratio:.2f} is below the floor {args.min_ratio:.2f}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--min-ratio", type=float, default=0.0, help="fail when quorum / 1 server (medians) is below this"
+    )
     parser.add_argument("--json", type=Path, help="also write the JSON line to this file")
     uvloop.run(main(parser.parse_args()))
