@@ -51,7 +51,9 @@ class Readiness:
                 await probe()
         except TimeoutError:
             return "timeout"
-        except ReadOnlyServer:
+        except (ReadOnlyServer, asyncpg.TargetServerAttributeNotMatched):
+            # The second: a new connection found no host that takes writes
+            # (`target_session_attrs=read-write`), each a standby or fenced.
             return "read-only"
         except (*POSTGRES_ERRORS, DeliveryError):
             return "unavailable"

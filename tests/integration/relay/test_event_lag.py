@@ -35,9 +35,12 @@ def test_an_event_delivered_in_tens_of_milliseconds_shows_a_lag_well_under_half_
     committed = time.time()
     outbox.produce(1)  # stamped and committed after `committed`, then the relay is woken
     wait_until(lambda: delivered(clickhouse) == 1, timeout=5, interval=0.005)
-    seen = time.time() - committed
-    wait_until(lambda: relay.metric("relay_event_lag_seconds_count") == 1, timeout=5)
+    wait_until(lambda: relay.metric("relay_event_lag_seconds_count") == 1, timeout=5, interval=0.005)
+    # The relay stamps its acknowledgement after ClickHouse's answer reaches it,
+    # which may be a moment after the row shows in a query: the bound from
+    # outside is the moment the metric is seen.
+    recorded = time.time() - committed
 
     lag = relay.metric("relay_event_lag_seconds_sum")
-    assert 0 <= lag <= seen  # never more than the time seen from outside
+    assert 0 <= lag <= recorded  # never more than the time seen from outside
     assert relay.metric("relay_event_lag_seconds_bucket", le="0.5") == 1
