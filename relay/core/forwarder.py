@@ -237,6 +237,10 @@ class Forwarder:
             if burst.ended():
                 give_back()  # a backlog was drained: its buffers are garbage now
             if not self.lead:
+                if done.went is Went.DELIVERED:
+                    # Events are flowing and this one does not follow up on
+                    # them: ring, so that the lead looks again (and keeps looking).
+                    self.doorbell.ring()
                 # A wake-up from idle starts everyone (the burst may be large);
                 # while the lead follows a steady flow, only a backlog does.
                 wakes = (self.backlog.flag, stop) if self.backlog.flowing else (self.backlog.flag, bell, stop)

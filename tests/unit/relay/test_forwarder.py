@@ -288,6 +288,17 @@ async def test_a_forwarder_past_the_first_waits_for_a_wake_up_or_a_backlog_not_l
     assert relay.clock.waited_on == [3]  # the backlog, the doorbell, the stop
 
 
+async def test_a_forwarder_past_the_first_that_delivered_rings_so_that_the_lead_follows_up() -> None:
+    relay = rig([event(n) for n in range(50)], lead=False)
+    lead_bell = relay.forwarder.doorbell.subscribe()
+    lead_bell.clear()
+
+    await relay.run()
+
+    assert relay.clickhouse.inserts == [50]
+    assert lead_bell.is_set()
+
+
 async def test_while_the_lead_follows_a_steady_flow_the_others_wait_for_a_backlog_alone() -> None:
     backlog = Backlog()
     backlog.flowing = True
