@@ -17,7 +17,7 @@ from devservices import postgres, settings
 from devservices.backing import Backing
 from devservices.clickhouse import CONFIG, USERS, Installation, Instance
 from devservices.cluster import Cluster, render_replica_config, replicas
-from devservices.process import ServiceError, gone, live_pid
+from devservices.process import ServiceError, command_line, gone, live_pid, wait_for
 from devservices.redis import Redis
 from devservices.zookeeper import ZooKeeper, render_config
 from tests.support.project import ROOT
@@ -41,7 +41,10 @@ def orphan(name: str) -> int:
         text=True,
         check=True,
     )
-    return int(started.stdout)
+    pid = int(started.stdout)
+    # `$!` is the subshell's pid before its `exec`: wait until it is the `sleep`.
+    assert wait_for(lambda: name in (command_line(pid) or ""), 5, interval=0.01)
+    return pid
 
 
 @pytest.fixture
