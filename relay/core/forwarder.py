@@ -303,18 +303,17 @@ class Forwarder:
         traced = self.observer.wants_traces()
         async with self.outbox.claim() as claim:
             body, traces = await claim.take_batch(attempts.limit, attempts.max_bytes, traced=traced)
+            events = body.count(b"\n")
             # Said at the claim, not after the insert: the others start now, beside this insert.
-            self.backlog.saw(full=body.count(b"\n") >= attempts.limit)
+            self.backlog.saw(full=events >= attempts.limit)
             if not body:
                 # Nothing waits that ClickHouse could refuse: another relay
                 # delivered it once ClickHouse took events again.
                 self._accepting(attempts)
                 return Round(Went.EMPTY)
-            if len(body) > self.config.max_bytes and body.count(b"\n") == 1:
+            if len(body) > self.config.max_bytes and events == 1:
                 raise OversizedEvent(len(body), self.config.max_bytes)  # rolls back: isolation sets it aside
-            batch = Batch(
-                batch_id=batch_id, events=body.count(b"\n"), size=len(body), traces=traces if traced else None
-            )
+            batch = Batch(batch_id=batch_id, events=events, size=len(body), traces=traces if traced else None)
             with self.observer.inserting(batch):
                 await self.sink.insert(body)
             acknowledged_at = time.time()
