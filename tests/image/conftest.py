@@ -233,8 +233,12 @@ def image(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="session")
 def postgres_database(common_settings: CommonSettings) -> Iterator[str]:
-    """A PostgreSQL database of this run's own; the URL of its owner."""
-    server = urlsplit(common_settings.database_url)
+    """A PostgreSQL database of this run's own; the URL of its owner.
+
+    Made as the tables' owner (DATABASE_ADMIN_URL): the site's own role, which
+    DATABASE_URL names by default, may not create databases.
+    """
+    server = urlsplit(common_settings.postgres_admin_dsn)
     name = f"diehard_image_{os.getpid()}"
     admin_url = server._replace(path="/postgres").geturl()
     with psycopg.connect(admin_url, autocommit=True) as connection:
