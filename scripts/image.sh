@@ -8,8 +8,9 @@
 #   scripts/image.sh podman ARGS...
 #                               run podman with the settings below (for tests and by hand)
 #
-# The Dockerfile's default base is the official python:3.13-slim. Where no
-# registry answers, this script makes a stand-in from Debian's own packages:
+# The Dockerfile's default base is the official python:3.13-slim. These
+# machines reach no registry, so by default this script makes a stand-in from
+# Debian's own packages:
 # `debootstrap --variant=minbase trixie` (Debian 13 ships python3.13), imported
 # as $BASE_IMAGE and passed to the build as the BASE_IMAGE argument. Only this
 # stand-in carries the host's CA bundle (SSL_CERT_FILE, PIP_CERT,
@@ -25,7 +26,9 @@
 # packages when missing.
 #
 # Variables: IMAGE (default die-hard:local, the tag compose.yaml uses),
-# BASE_IMAGE (default localhost/die-hard-python:3.13-trixie), DEBIAN_MIRROR
+# BASE_IMAGE (default localhost/die-hard-python:3.13-trixie, the stand-in; any
+# name outside localhost/, e.g. docker.io/library/python:3.13-slim, is pulled
+# where a registry answers), DEBIAN_MIRROR
 # (default: the mirror apt already uses, else deb.debian.org).
 set -euo pipefail
 
@@ -102,11 +105,16 @@ build_base() {
     say "image: base $BASE_IMAGE built in $((SECONDS - started)) s"
 }
 
+# The stand-in is made here; any other base (the official one, on a machine
+# that reaches its registry) is pulled.
 ensure_base() {
     if podman_ image exists "$BASE_IMAGE"; then
         say "image: base $BASE_IMAGE present"
-    else
+    elif [[ "$BASE_IMAGE" == localhost/* ]]; then
         build_base
+    else
+        say "image: pulling the base $BASE_IMAGE"
+        podman_ pull "$BASE_IMAGE" >/dev/null || die "cannot pull $BASE_IMAGE: without a registry, leave BASE_IMAGE unset for the stand-in"
     fi
 }
 
