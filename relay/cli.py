@@ -9,6 +9,8 @@ never appear in a process list.
 from __future__ import annotations
 
 import argparse
+import re
+import textwrap
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -279,30 +281,49 @@ _ENVIRONMENT_ONLY_HELP = {
 }
 
 
-# Laid out by hand (the epilogs are not re-wrapped): no line is wider than 78 columns.
+# One line per entry: the help formatter wraps each to the terminal, under its own text.
 EXIT_CODES = (
     "exit codes:\n"
-    "  0   done (run: stopped cleanly; reconcile: ClickHouse is complete;\n"
-    "      replay: the archive held the whole window)\n"
+    "  0   done (run: stopped cleanly; reconcile: ClickHouse is complete; replay: the archive held"
+    " the whole window)\n"
     "  1   failed, may work later (a database down, a part died, events missing)\n"
     "  2   usage: the command line is wrong\n"
-    "  65  schema: event_log missing, incompatible or not replicated, or a quorum\n"
-    "      larger than the shard: run `relay migrate` or fix the cluster\n"
+    "  65  schema: event_log missing, incompatible or not replicated, or a quorum larger than the"
+    " shard: run `relay migrate` or fix the cluster\n"
     "  78  configuration: a setting is missing or malformed"
 )
+# A table row: an indented term, then its text after two spaces or more.
+_TABLE_ROW = re.compile(r"^(\s*\S+\s{2,})\S")
 
 
 class _HelpFormatter(argparse.HelpFormatter):
     """Wraps each line of an option's help on its own, so `[env NAME, default D]` stays whole on its
-    line, and keeps multi-line epilogs (tables laid out by hand) as written."""
+    line, and each line of a multi-line epilog on its own, a table row's continuation under its
+    text rather than under its term."""
 
     def _split_lines(self, text: str, width: int) -> list[str]:
         return [line for paragraph in text.splitlines() for line in super()._split_lines(paragraph, width)]
 
     def _fill_text(self, text: str, width: int, indent: str) -> str:
-        if "\n" in text:
-            return "".join(indent + line for line in text.splitlines(keepends=True))
-        return super()._fill_text(text, width, indent)
+        if "\n" not in text:
+            return super()._fill_text(text, width, indent)
+        return "\n".join(_fill_line(line, width, indent) for line in text.splitlines())
+
+
+def _fill_line(line: str, width: int, indent: str) -> str:
+    if not line.strip():
+        return ""
+    row = _TABLE_ROW.match(line)
+    hanging = len(row.group(1)) if row else len(line) - len(line.lstrip())
+    return textwrap.fill(
+        line,
+        width,
+        initial_indent=indent,
+        subsequent_indent=indent + " " * hanging,
+        drop_whitespace=True,
+        break_on_hyphens=False,
+        break_long_words=False,
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -310,8 +331,8 @@ def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog=PROG,
         description="Outbox relay: carries events from PostgreSQL to ClickHouse.",
-        epilog=f"Without a command, `{PROG}` runs the daemon; `{PROG} COMMAND --help` lists its\n"
-        f"options.\n\n{EXIT_CODES}",
+        epilog=f"Without a command, `{PROG}` runs the daemon; `{PROG} COMMAND --help` lists its"
+        f" options.\n\n{EXIT_CODES}",
         formatter_class=_HelpFormatter,
     )
     root.add_argument("--version", action="version", version=f"{PROG} {version('die-hard')}")
