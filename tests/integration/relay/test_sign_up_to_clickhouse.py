@@ -95,7 +95,7 @@ def test_a_sign_up_appears_as_one_user_created_row_in_the_deduplicated_view(
 def test_a_sign_up_can_be_followed_from_the_http_request_to_the_clickhouse_insert(
     outbox: Outbox, clickhouse: ClickHouse, live_server: LiveServer
 ) -> None:
-    with capturing_sentry(DjangoIntegration()) as transport:
+    with capturing_sentry(DjangoIntegration()) as sink:
         request = urllib.request.Request(
             f"{live_server.url}/api/users/",
             data=json.dumps(SIGN_UP).encode(),
@@ -104,7 +104,7 @@ def test_a_sign_up_can_be_followed_from_the_http_request_to_the_clickhouse_inser
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 201
         sentry_sdk.flush()
-        [http_request] = transport.transactions()
+        [http_request] = sink.transactions()
         trace_id = http_request["contexts"]["trace"]["trace_id"]
         stored = outbox.value(f"SELECT sentry_trace FROM {OUTBOX_TABLE}")
         assert stored.startswith(f"{trace_id}-")
@@ -112,6 +112,6 @@ def test_a_sign_up_can_be_followed_from_the_http_request_to_the_clickhouse_inser
         assert asyncio.run(deliver_one_batch(outbox, clickhouse)) == 1
         sentry_sdk.flush()
 
-    batch = transport.transactions()[-1]
+    batch = sink.transactions()[-1]
     assert batch["contexts"]["trace"]["op"] == "relay.batch"
     assert batch["contexts"]["trace"]["trace_id"] == trace_id

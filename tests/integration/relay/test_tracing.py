@@ -10,7 +10,7 @@ from shared.outbox import OUTBOX_TABLE
 from tests.support.clickhouse import ClickHouse
 from tests.support.outbox_tables import Outbox
 from tests.support.relays import deliver_one_batch, delivered
-from tests.support.sentry import CapturingTransport
+from tests.support.sentry import SentrySink
 
 TRACE_ID = "771a43a4192642f0b136d5159a501700"
 SENTRY_TRACE = f"{TRACE_ID}-b2d4c2b6a5f8e1d3-1"
@@ -20,7 +20,7 @@ BAGGAGE = f"sentry-trace_id={TRACE_ID},sentry-sample_rate=1.0,sentry-sampled=tru
 def test_the_batch_transaction_continues_the_trace_stored_with_the_event(
     outbox: Outbox,
     clickhouse: ClickHouse,
-    sentry_capture: CapturingTransport,
+    sentry_capture: SentrySink,
 ) -> None:
     outbox.produce(3)
     with outbox.connect() as connection:
@@ -44,7 +44,7 @@ def test_the_batch_transaction_continues_the_trace_stored_with_the_event(
 def test_without_trace_context_a_batch_starts_a_trace_of_its_own(
     outbox: Outbox,
     clickhouse: ClickHouse,
-    sentry_capture: CapturingTransport,
+    sentry_capture: SentrySink,
 ) -> None:
     outbox.produce(2)
 

@@ -9,7 +9,7 @@ import sentry_sdk
 from django.test import Client
 from pytest_django import Settings
 
-from tests.support.sentry import CapturingTransport, error_events
+from tests.support.sentry import SentrySink, error_events
 
 pytestmark = pytest.mark.django_db
 
@@ -25,7 +25,7 @@ def security_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord
 
 
 def test_an_oversized_body_is_refused_and_logged_as_a_warning_not_reported_as_an_error(
-    sentry_events: CapturingTransport, caplog: pytest.LogCaptureFixture
+    sentry_events: SentrySink, caplog: pytest.LogCaptureFixture
 ) -> None:
     response = Client().post("/api/users/", "x" * 4096, content_type="application/json")
     sentry_sdk.flush()
@@ -41,7 +41,7 @@ def test_an_oversized_body_is_refused_and_logged_as_a_warning_not_reported_as_an
 
 
 def test_too_many_fields_are_refused_and_logged_as_a_warning_not_reported_as_an_error(
-    sentry_events: CapturingTransport, caplog: pytest.LogCaptureFixture
+    sentry_events: SentrySink, caplog: pytest.LogCaptureFixture
 ) -> None:
     fields = {f"field{n}": "x" for n in range(50)}
 

@@ -33,7 +33,7 @@ from shared.logging import logging_config
 from shared.outbox import OUTBOX_TABLE
 from tests.integration.web.factories import UserFactory
 from tests.integration.web.test_password_reset import NEW_PASSWORD, RESET_URL, reset_link
-from tests.support.sentry import CapturingTransport, error_events, everything_sent
+from tests.support.sentry import SentrySink, error_events, everything_sent
 from webapp.mail.services import email_dispatch_due
 from webapp.users.tokens import email_verification_token
 
@@ -77,7 +77,7 @@ def postgres_refuses_inserts_into(table: str) -> None:
 
 
 def assert_failed_without_the_password(
-    status: int, log: io.StringIO, sentry: CapturingTransport, *, raised_in: str
+    status: int, log: io.StringIO, sentry: SentrySink, *, raised_in: str
 ) -> None:
     """The request failed, the failure was reported, and the password is in no report."""
     sentry_sdk.flush()
@@ -89,7 +89,7 @@ def assert_failed_without_the_password(
 
 
 def test_a_failed_api_sign_up_logs_and_reports_no_password(
-    captured_log: io.StringIO, sentry_events: CapturingTransport
+    captured_log: io.StringIO, sentry_events: SentrySink
 ) -> None:
     postgres_refuses_inserts_into("users_user")
 
@@ -103,7 +103,7 @@ def test_a_failed_api_sign_up_logs_and_reports_no_password(
 
 
 def test_a_failed_form_sign_up_logs_and_reports_no_password(
-    captured_log: io.StringIO, sentry_events: CapturingTransport
+    captured_log: io.StringIO, sentry_events: SentrySink
 ) -> None:
     postgres_refuses_inserts_into("users_user")
 
@@ -115,7 +115,7 @@ def test_a_failed_form_sign_up_logs_and_reports_no_password(
 
 
 def test_a_failed_refused_sign_in_logs_and_reports_no_password(
-    captured_log: io.StringIO, sentry_events: CapturingTransport
+    captured_log: io.StringIO, sentry_events: SentrySink
 ) -> None:
     user = UserFactory.create()
     postgres_refuses_inserts_into(OUTBOX_TABLE)
@@ -130,7 +130,7 @@ def test_a_failed_refused_sign_in_logs_and_reports_no_password(
 
 
 def test_a_failed_sign_in_logs_and_reports_no_password(
-    captured_log: io.StringIO, sentry_events: CapturingTransport
+    captured_log: io.StringIO, sentry_events: SentrySink
 ) -> None:
     user = UserFactory.create(password=SECRET)
     postgres_refuses_inserts_into(OUTBOX_TABLE)
@@ -156,7 +156,7 @@ def requested_reset_link(client: Client, outbox: list[mail.EmailMessage]) -> tup
 @pytest.mark.django_db(transaction=True)
 def test_a_whole_password_reset_leaves_its_token_in_no_log_line_and_no_sentry_report(
     captured_log: io.StringIO,
-    sentry_events: CapturingTransport,
+    sentry_events: SentrySink,
     mailoutbox: list[mail.EmailMessage],
     live_server: LiveServer,
 ) -> None:
@@ -187,7 +187,7 @@ def test_a_whole_password_reset_leaves_its_token_in_no_log_line_and_no_sentry_re
 
 
 def test_a_failure_on_the_reset_link_reports_it_without_its_token(
-    captured_log: io.StringIO, sentry_events: CapturingTransport, mailoutbox: list[mail.EmailMessage]
+    captured_log: io.StringIO, sentry_events: SentrySink, mailoutbox: list[mail.EmailMessage]
 ) -> None:
     client = Client(raise_request_exception=False)
     link, token = requested_reset_link(client, mailoutbox)
@@ -205,7 +205,7 @@ def test_a_failure_on_the_reset_link_reports_it_without_its_token(
 
 @pytest.mark.django_db(transaction=True)
 def test_a_whole_address_verification_leaves_its_token_in_no_log_line_and_no_sentry_report(
-    captured_log: io.StringIO, sentry_events: CapturingTransport, live_server: LiveServer
+    captured_log: io.StringIO, sentry_events: SentrySink, live_server: LiveServer
 ) -> None:
     user = UserFactory.create()
     token = email_verification_token.make_token(user)
