@@ -30,7 +30,7 @@ from tests.support.clickhouse import ClickHouse
 from tests.support.outbox_tables import Outbox
 from tests.support.project import ROOT
 from tests.support.relays import RelayProcess
-from tests.support.waiting import free_port, wait_until
+from tests.support.waiting import RedisServer, free_port, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -319,6 +319,73 @@ def test_the_site_warns_at_start_when_it_could_change_either_schema(
     )
 
     assert warnings_of(lines) == {"postgres", "clickhouse"}
+
+
+def ready(line: dict[str, object]) -> bool:
+    return str(line.get("event")).endswith(" ready.")  # Celery's "celery@<host> ready."
+
+
+def work_until_ready(env: dict[str, str], tmp_path: Path) -> list[dict[str, object]]:
+    """Start a Celery worker in production mode, stop it once it is ready; its JSON log lines up to then."""
+    import json
+    import signal
+    import threading
+
+    from tests.support.project import production_env
+
+    command = [
+        *(sys.executable, "-m", "celery", "-A", "webapp.config", "worker", "--pool", "solo"),
+        *("--without-mingle", "--without-gossip", "--without-heartbeat", "--loglevel", "INFO"),
+    ]
+    redis = RedisServer(tmp_path)  # a broker of its own: the worker takes no one else's tasks
+    redis.start()
+    lines: list[dict[str, object]] = []
+    try:
+        with subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=production_env(HOME=str(tmp_path), REDIS_URL=redis.url, **env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        ) as process:
+            # A worker that never gets ready would otherwise keep its output open for ever.
+            deadline = threading.Timer(60, process.kill)
+            deadline.start()
+            try:
+                assert process.stdout is not None
+                for line in process.stdout:
+                    if line.startswith("{"):
+                        lines.append(json.loads(line))
+                        if ready(lines[-1]):
+                            break
+            finally:
+                deadline.cancel()
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=30)
+    finally:
+        redis.stop()
+    assert any(ready(line) for line in lines), lines[-5:]
+    return lines
+
+
+def test_the_worker_warns_at_start_when_it_could_change_either_schema(
+    granted: Outbox, private_clickhouse: str, tmp_path: Path
+) -> None:
+    address = urlsplit(private_clickhouse)
+    lines = work_until_ready(
+        {
+            "DATABASE_URL": granted.url,  # the tables' owner
+            "CLICKHOUSE_PORT": str(address.port),
+            "CLICKHOUSE_USER": "default",
+        },
+        tmp_path,
+    )
+
+    assert warnings_of(lines) == {"postgres", "clickhouse"}
+    assert {line["component"] for line in lines if line.get("event") == "running_with_excess_privileges"} == {
+        "worker"
+    }
 
 
 def test_the_site_as_its_own_role_and_reader_starts_without_a_warning(
