@@ -6,7 +6,7 @@
 # processes, then, if this run had to start backing services, they are stopped
 # again with `python -m devservices down <those services>`. Services that already
 # answered before the run (a system PostgreSQL, an earlier `make services`) are
-# left running.
+# left running. WEB_PORT (8000) and RELAY_HTTP_PORT (8001) move the two ports.
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -50,11 +50,14 @@ trap 'exit 143' TERM
 export PATH="$BIN:$PATH"
 cat <<MSG
 
-  web    http://127.0.0.1:8000
-  relay  http://127.0.0.1:8001/status   (lag and counters; /metrics for Prometheus)
+  web    http://127.0.0.1:${WEB_PORT:-8000}
+  relay  http://127.0.0.1:${RELAY_HTTP_PORT:-8001}/status   (lag and counters; /metrics for Prometheus)
 
   Ctrl-C stops everything.
 
 MSG
 # Not exec: this shell must outlive honcho to stop the services afterwards.
-honcho -f Procfile start
+# Each process reads .env itself, where a variable already in the environment
+# wins; honcho's own reading of .env would override the environment, so it is
+# given none.
+honcho -f Procfile -e /dev/null start
