@@ -100,3 +100,39 @@ def test_poison_belongs_in_the_dead_letters_never_in_the_view() -> None:
 
 def test_events_left_in_the_outbox_fail_the_scenario() -> None:
     assert not classify(History(), visible=Counter(), stored=Counter(), dead_letters=set(), stuck=5).clean
+
+
+def test_an_acknowledged_commit_the_failover_rolled_back_counts_against_the_rpo_not_as_a_loss() -> None:
+    kept, rolled_back, missing = ids(3)
+    history = History(ok={kept, rolled_back, missing})
+
+    result = classify(
+        history,
+        visible=Counter([kept]),
+        stored=Counter([kept]),
+        dead_letters=set(),
+        stuck=0,
+        rolled_back={rolled_back},
+    )
+
+    assert result.rpo_lost == 1
+    # One the new primary still holds but nobody delivered is lost all the same.
+    assert (result.lost, result.lost_ids) == (1, (str(missing),))
+    assert not result.clean
+
+
+def test_a_rolled_back_commit_alone_leaves_the_accounting_clean_and_the_rpo_named() -> None:
+    kept, rolled_back = ids(2)
+    history = History(ok={kept, rolled_back})
+
+    result = classify(
+        history,
+        visible=Counter([kept]),
+        stored=Counter([kept]),
+        dead_letters=set(),
+        stuck=0,
+        rolled_back={rolled_back},
+    )
+
+    assert (result.lost, result.rpo_lost) == (0, 1)
+    assert result.clean
