@@ -12,7 +12,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PROMETHEUS := $(TOOLS)/bin/prometheus
 
-.PHONY: help install image image-test test-tools browser cluster-tools secrets services services-down cluster-up cluster-down pg-cluster-up pg-cluster-down migrate run test test-unit screenshots lint format bench bench-guard chaos soak clean
+.PHONY: help install image image-test test-tools browser cluster-tools deploy-tools secrets services services-down cluster-up cluster-down pg-cluster-up pg-cluster-down migrate run test test-unit screenshots lint format bench bench-guard chaos soak clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -41,7 +41,10 @@ $(PROMETHEUS): scripts/prometheus.sh | $(UV)
 
 install: $(VENV)/.installed .env services migrate ## what running needs: .venv (no test tools), .env, PostgreSQL, Redis, ClickHouse, both schemas
 
-test-tools: $(VENV)/.dev-installed $(PROMETHEUS) browser cluster-tools ## what only the tests need: test and lint packages, promtool, Chromium and axe-core, ZooKeeper (make test installs them)
+test-tools: $(VENV)/.dev-installed $(PROMETHEUS) browser cluster-tools deploy-tools ## what only the tests need: test and lint packages, promtool, Chromium and axe-core, ZooKeeper, systemd-analyze (make test installs them)
+
+deploy-tools: ## install systemd-analyze, which checks deploy/systemd/'s units (unless present)
+	scripts/packages.sh systemd
 
 cluster-tools: ## install ZooKeeper and the ClickHouse server package for the cluster (unless present)
 	scripts/packages.sh zookeeper clickhouse-server
@@ -101,7 +104,7 @@ image-test: $(VENV)/.dev-installed .env services image ## run migrate, web, rela
 	DEBUG=true $(BIN)/pytest tests/image --image $(IMAGE) -s $(PYTEST_ARGS)
 
 # The unit tests need no service and no .env: the settings' defaults are enough.
-test-unit: $(VENV)/.dev-installed $(PROMETHEUS) ## run the tests that need no service (tests/unit/), in seconds
+test-unit: $(VENV)/.dev-installed $(PROMETHEUS) deploy-tools ## run the tests that need no service (tests/unit/), in seconds
 	DEBUG=true DIE_HARD_ENV_FILE=/dev/null $(BIN)/pytest tests/unit -n auto $(PYTEST_ARGS)
 
 screenshots: $(VENV)/.dev-installed .env browser services ## refresh docs/screenshots/ from the browser tests
