@@ -257,6 +257,23 @@ def test_sign_ups_from_one_ipv6_64_share_one_allowance() -> None:
     assert api_sign_up(client_from("2001:db8:0:9::1")).status_code == 201
 
 
+def test_password_reset_requests_from_one_ipv6_64_share_one_allowance(settings: Settings) -> None:
+    settings.THROTTLE_PASSWORD_RESET_RATE = "2/h"
+
+    def ask_reset(address: str, n: int) -> int:
+        # A different address asked for each time: only the client's allowance is spent.
+        return (
+            client_from(address)
+            .post("/accounts/password/reset/", {"email": f"someone{n}@example.com"})
+            .status_code
+        )
+
+    assert ask_reset("2001:db8:0:8::1", 1) == 302
+    assert ask_reset("2001:db8:0:8::2", 2) == 302
+    assert ask_reset("2001:db8:0:8:ffff::1", 3) == 429
+    assert ask_reset("2001:db8:0:9::1", 4) == 302
+
+
 def test_an_operator_unlocks_a_locked_pair_with_the_account() -> None:
     user = UserFactory.create()
     fail_until_locked(user.email, lambda n: client_from("198.51.100.9"), limit=PAIR_LIMIT)
