@@ -70,6 +70,12 @@ _OBSERVABILITY = (
         "Sentry environment (ENVIRONMENT if unset)",
         "NAME",
     ),
+    Option(
+        "sentry_release",
+        "--sentry-release",
+        "the release Sentry reports name (die-hard@VERSION if unset)",
+        "NAME",
+    ),
     Option("sentry_traces_sample_rate", "--sentry-traces-sample-rate", "share of batches traced", "RATE"),
 )
 _SCHEMA = (

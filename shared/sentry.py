@@ -15,6 +15,7 @@ records the request's URL too, and with tracing on, every request makes one.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
 from shared.redaction import redact_data
@@ -79,6 +80,7 @@ def init_sentry(
     sentry_sdk.init(
         dsn=settings.sentry_config_dsn,
         environment=settings.sentry_config_environment or settings.environment,
+        release=settings.sentry_release or f"die-hard@{version('die-hard')}",
         traces_sample_rate=settings.sentry_traces_sample_rate,
         data_collection=DATA_COLLECTION,
         include_local_variables=False,

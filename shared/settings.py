@@ -55,6 +55,8 @@ class CommonSettings(BaseSettings):
         default=None, validation_alias=AliasChoices("sentry_config_dsn", "sentry_dsn")
     )
     sentry_config_environment: str | None = None
+    # What Sentry groups errors and regressions by; unset: `die-hard@<package version>`.
+    sentry_release: str | None = None
     # A tenth of requests and batches: enough for latency percentiles on a busy
     # site, without a trace (and its quota) for every request; raise it on a quiet one.
     sentry_traces_sample_rate: float = Field(default=0.1, ge=0.0, le=1.0)
