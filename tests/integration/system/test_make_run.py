@@ -3,6 +3,7 @@ and beat come up, a sign-up over HTTP reaches ClickHouse, and one Ctrl-C stops t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -65,6 +66,11 @@ def make_run(
     try:
         yield process, log
     finally:
+        # Ctrl-C first: honcho's processes are sessions of their own, which only honcho stops.
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=STOP_WITHIN)
         if group_alive(process.pid):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
@@ -101,5 +107,6 @@ def test_make_run_carries_a_sign_up_into_clickhouse_and_one_ctrl_c_stops_every_p
     assert not answers(f"{web_url}/health/")
     assert not answers(f"{relay_url}/readyz")
     output = log.read_text()
+    # honcho says so of each process once it has exited.
     for name in ("web", "relay", "worker", "beat"):
-        assert f"{name}.1" in output, name
+        assert f"{name}.1 stopped" in output, name
