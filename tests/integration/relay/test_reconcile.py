@@ -55,6 +55,15 @@ def forget(outbox: Outbox, count: int) -> None:
         )
 
 
+def an_hour_with_room(room: timedelta) -> datetime:
+    """The current hour once at least `room` of it is left: now, or after waiting for the next one."""
+    now = datetime.now(UTC)
+    left = archive.hour_of(now) + archive.HOUR - now
+    if left < room:
+        time.sleep(left.total_seconds())
+    return archive.hour_of(datetime.now(UTC))
+
+
 def test_events_clickhouse_lost_are_found_resent_and_then_seen_exactly_once(
     outbox: Outbox, clickhouse: ClickHouse, start_relay: RelayFactory
 ) -> None:
@@ -138,6 +147,28 @@ def test_sign_ups_lost_from_clickhouse_this_very_hour_are_found_once_they_settle
     }
     assert result.summary["buckets_checked"] in (1, 2)  # the sign-ups may straddle two hours
     assert visible(clickhouse) == 40
+
+
+def test_a_running_relay_finds_what_clickhouse_lost_this_very_hour_within_an_interval_and_the_settling_time(
+    outbox: Outbox, clickhouse: ClickHouse, start_relay: RelayFactory
+) -> None:
+    interval, settle = 1.0, 2.0
+    hour = an_hour_with_room(timedelta(seconds=60))  # the test ends before the hour does
+    relay = start_relay(reconcile_interval=interval, reconcile_settle=f"{settle}s")
+    ids = outbox.produce(50)  # dated now
+    wait_until(lambda: outbox.pending() == 0, timeout=30)
+    wait_until(lambda: visible(clickhouse) == 50, timeout=15)
+
+    lose(clickhouse, ids[:12])
+    wait_until(  # counted once the run that resent them has ended; 10: a busy machine
+        lambda: relay.metric("relay_reconcile_resent_events_total") >= 12, timeout=interval + settle + 10
+    )
+
+    assert archive.hour_of(datetime.now(UTC)) == hour  # found while their hour is still open
+    assert relay.metric("relay_reconcile_missing_events_total") == 12
+    assert relay.metric("relay_reconcile_resent_events_total") == 12
+    assert visible(clickhouse) == 50
+    assert clickhouse.value("SELECT count() FROM event_log") == "50"  # the lost ones sent once
 
 
 def test_events_clickhouse_has_but_the_archive_does_not_are_counted_and_kept(
