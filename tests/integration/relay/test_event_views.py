@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from collections.abc import Iterator
 from typing import Any
+
+import pytest
 
 from relay.core import event_views
 from shared.events import Envelope, Event, event_classes, published_schemas
 from tests.support.clickhouse import ClickHouse, migrate
 from tests.support.current_clickhouse import CurrentClickHouse
+from tests.support.current_clickhouse_http import CurrentClickHouseEndpoint, current_clickhouse_endpoint
+from tests.support.project import ROOT, production_env
 
 # JSON numbers for 64-bit integers, as every other JSON tool writes them.
 JSON_NUMBERS = {"output_format_json_quote_64bit_integers": "0"}
@@ -47,6 +54,36 @@ def tsv(envelopes: list[Envelope]) -> bytes:
     return "".join(
         "\t".join(field(value) for value in e.columns().values()) + "\n" for e in envelopes
     ).encode()
+
+
+@pytest.fixture
+def current_endpoint() -> Iterator[CurrentClickHouseEndpoint]:
+    """An empty current ClickHouse that `relay migrate` can reach over HTTP."""
+    with current_clickhouse_endpoint() as endpoint:
+        yield endpoint
+
+
+def relay_migrate(endpoint: CurrentClickHouseEndpoint) -> subprocess.CompletedProcess[str]:
+    """`relay migrate` of database `analytics` on the endpoint, to its end."""
+    return subprocess.run(
+        [sys.executable, "-m", "relay", "migrate"],
+        cwd=ROOT,
+        env=production_env(CLICKHOUSE_HOSTS=f"127.0.0.1:{endpoint.port}", CLICKHOUSE_DATABASE="analytics"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def payload_columns(endpoint: CurrentClickHouseEndpoint, event_type: str) -> dict[str, str]:
+    """The event fields' columns of an event type's view on the endpoint, with their types."""
+    answer = endpoint.query(
+        "SELECT name, type FROM system.columns WHERE database = 'analytics'"
+        f" AND table = '{event_views.view_name(event_type)}'"
+    )
+    rows = [line.split("\t") for line in answer.splitlines()]
+    return {name: kind for name, kind in rows if name not in event_views.ENVELOPE_COLUMNS}
 
 
 def expected(event: Event) -> dict[str, Any]:
@@ -129,3 +166,37 @@ def test_each_view_shows_its_events_fields_typed_on_a_current_server(
         row = json.loads(answer)
         fields = {name: row[name] for name in event.field_kinds()}
         assert fields == expected(event), view
+
+
+@pytest.mark.slow
+def test_relay_migrate_gives_a_current_server_each_view_with_the_types_the_contract_declares(
+    current_endpoint: CurrentClickHouseEndpoint,
+) -> None:
+    done = relay_migrate(current_endpoint)
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    for event_type, versions in published_schemas().items():
+        assert payload_columns(current_endpoint, event_type) == event_views.view_columns(versions), event_type
+
+
+@pytest.mark.slow
+def test_relay_migrate_again_on_a_current_server_creates_again_only_the_view_whose_columns_changed(
+    current_endpoint: CurrentClickHouseEndpoint,
+) -> None:
+    assert relay_migrate(current_endpoint).returncode == 0
+    view = event_views.view_name("user_created")
+    current_endpoint.query(f"DROP TABLE analytics.{view}")
+    current_endpoint.query(
+        f"CREATE VIEW analytics.{view} AS SELECT event_id, 1 AS stale FROM analytics.event_log"
+    )
+    current_endpoint.statements.clear()
+
+    done = relay_migrate(current_endpoint)
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    # Every other view, and the table's retention, as the first run left them.
+    changes = [sql for sql in current_endpoint.statements if sql.startswith(("DROP", "ALTER"))]
+    assert changes == [f"DROP TABLE IF EXISTS analytics.{view}"]
+    assert payload_columns(current_endpoint, "user_created") == event_views.view_columns(
+        published_schemas()["user_created"]
+    )
