@@ -7,6 +7,7 @@ the suite may kill, stop and restart them at will.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shlex
@@ -246,10 +247,19 @@ class ScratchPostgres:
         """SIGKILL the postmaster and every backend at once, as when the machine dies."""
         if self.process is None or self.process.poll() is not None:
             return
-        # The postmaster leads its own process group (the suite starts every
-        # child in a session of its own): one signal reaches every backend,
-        # the WAL sender included, so nothing goes out after the kill.
-        os.killpg(self.process.pid, signal.SIGKILL)
+        # Every backend, the WAL sender included, is a session of its own
+        # (PostgreSQL's children call setsid), so no group signal reaches them.
+        # The postmaster is frozen first, so that it forks nothing more; then
+        # its children, so that nothing goes out between their kills.
+        postmaster = self.process.pid
+        os.kill(postmaster, signal.SIGSTOP)
+        backends = children_of(postmaster)
+        for pid in backends:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+        for pid in (postmaster, *backends):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self.process.wait()
 
     def promote(self) -> None:
@@ -286,6 +296,20 @@ class ScratchPostgres:
 # The standby's name on the primary (`application_name`), as
 # `synchronous_standby_names` and `pg_stat_replication` know it.
 STANDBY_NAME = "standby"
+
+
+def children_of(parent: int) -> list[int]:
+    """The processes whose parent is `parent` right now (Linux's /proc)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # pid (comm) state ppid ...: comm may hold spaces and parentheses.
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == parent:
+            children.append(int(stat.parent.name))
+    return children
 
 
 def multi_host_url(ports: list[int], database: str) -> str:
