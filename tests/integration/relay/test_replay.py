@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -58,6 +59,14 @@ def test_a_replay_sends_the_windows_events_again_and_nothing_else_once_however_o
     assert result.summary["inserts"] == 3  # batches of at most 100 events
     assert result.summary["complete"] is True
     assert ids_in_clickhouse(clickhouse) == set(inside)
+    # Progress as it goes: a line per delivery hour that held events, with the running total.
+    progress = [
+        json.loads(line)
+        for line in (result.stdout + result.stderr).splitlines()
+        if line.startswith("{") and '"replay_progress"' in line
+    ]
+    assert progress
+    assert sum(line["events"] for line in progress) == progress[-1]["total"] == 250
 
     again = run_relay_command(outbox, clickhouse, "replay", *WINDOW)
 
