@@ -21,6 +21,44 @@ from shared.events import Envelope, Event
 from webapp.outbox.models import OutboxEvent
 from webapp.outbox.wakeup import wake_relay_on_commit
 
+# What an event keeps of its request's Sentry baggage: the SDK's own sampling
+# context is a few hundred characters, and a client could send kilobytes of
+# made-up `sentry-` items to be stored with every event its request writes.
+MAX_BAGGAGE = 1024
+# The keys of Sentry's dynamic sampling context, kept before any other.
+SAMPLING_CONTEXT = (
+    "trace_id",
+    "public_key",
+    "sample_rate",
+    "sample_rand",
+    "sampled",
+    "release",
+    "environment",
+    "transaction",
+    "org_id",
+)
+
+
+def bounded_baggage(baggage: str) -> str:
+    """The Sentry items of a baggage header that fit in `MAX_BAGGAGE`, the sampling context's first.
+
+    Items are kept whole, in the order given within each rank; one that does
+    not fit is left out, and a smaller one after it may still be kept.
+    """
+    items = [item.strip() for item in baggage.split(",") if item.strip().startswith("sentry-")]
+
+    def rank(item: str) -> int:
+        key = item.removeprefix("sentry-").split("=", 1)[0]
+        return SAMPLING_CONTEXT.index(key) if key in SAMPLING_CONTEXT else len(SAMPLING_CONTEXT)
+
+    kept: list[str] = []
+    size = -1  # no comma before the first item
+    for item in sorted(items, key=rank):
+        if size + 1 + len(item) <= MAX_BAGGAGE:
+            kept.append(item)
+            size += 1 + len(item)
+    return ",".join(kept)
+
 
 class TransactionRequired(RuntimeError):
     """`publish` was called outside `transaction.atomic()`."""
@@ -52,7 +90,7 @@ class EventLogClient:
         # The trace of the request writing the event travels with it, so the
         # relay's delivery shows up in the same trace.
         sentry_trace = sentry_sdk.get_traceparent() or ""
-        baggage = sentry_sdk.get_baggage() or ""
+        baggage = bounded_baggage(sentry_sdk.get_baggage() or "")
         OutboxEvent.objects.using(self.using).bulk_create(
             OutboxEvent(**envelope.columns(), sentry_trace=sentry_trace, baggage=baggage)
             for envelope in envelopes
