@@ -43,7 +43,7 @@ from ruamel.yaml import YAML
 from shared.settings import CommonSettings
 from tests.support.clickhouse import ClickHouse
 from tests.support.project import ROOT
-from tests.support.waiting import RedisServer, free_port, wait_until
+from tests.support.waiting import RedisServer, free_port, running_redis, wait_until
 
 IMAGE_SCRIPT = ROOT / "scripts" / "image.sh"
 COMPOSE_FILE = ROOT / "compose.yaml"
@@ -255,12 +255,8 @@ def postgres_database(common_settings: CommonSettings) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A private Redis: the broker and cache of the containers, and nobody else's."""
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    try:
+    with running_redis(tmp_path_factory.mktemp("redis")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -9,10 +9,13 @@ ClickHouse here is a private 18.16 server started from the project's own
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,9 +31,9 @@ from relay.settings import RelaySettings
 from shared.outbox import DEAD_LETTER_TABLE, OUTBOX_TABLE
 from tests.support.clickhouse import ClickHouse
 from tests.support.outbox_tables import Outbox
-from tests.support.project import ROOT
+from tests.support.project import ROOT, production_env
 from tests.support.relays import RelayProcess
-from tests.support.waiting import RedisServer, free_port, wait_until
+from tests.support.waiting import free_port, running_redis, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -273,11 +276,6 @@ def test_the_relay_warns_at_start_when_it_could_change_either_schema(
 
 def serve_until_started(env: dict[str, str], tmp_path: Path) -> list[dict[str, object]]:
     """Start the site in production mode, stop it once it serves; its JSON log lines up to then."""
-    import json
-    import signal
-
-    from tests.support.project import production_env
-
     port = free_port()
     lines: list[dict[str, object]] = []
     with subprocess.Popen(
@@ -327,44 +325,37 @@ def ready(line: dict[str, object]) -> bool:
 
 def work_until_ready(env: dict[str, str], tmp_path: Path) -> list[dict[str, object]]:
     """Start a Celery worker in production mode, stop it once it is ready; its JSON log lines up to then."""
-    import json
-    import signal
-    import threading
-
-    from tests.support.project import production_env
-
     command = [
         *(sys.executable, "-m", "celery", "-A", "webapp.config", "worker", "--pool", "solo"),
         *("--without-mingle", "--without-gossip", "--without-heartbeat", "--loglevel", "INFO"),
     ]
-    redis = RedisServer(tmp_path)  # a broker of its own: the worker takes no one else's tasks
-    redis.start()
     lines: list[dict[str, object]] = []
-    try:
-        with subprocess.Popen(
+    # A broker of its own: the worker takes no one else's tasks.
+    with (
+        running_redis(tmp_path) as redis,
+        subprocess.Popen(
             command,
             cwd=ROOT,
             env=production_env(HOME=str(tmp_path), REDIS_URL=redis.url, **env),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-        ) as process:
-            # A worker that never gets ready would otherwise keep its output open for ever.
-            deadline = threading.Timer(60, process.kill)
-            deadline.start()
-            try:
-                assert process.stdout is not None
-                for line in process.stdout:
-                    if line.startswith("{"):
-                        lines.append(json.loads(line))
-                        if ready(lines[-1]):
-                            break
-            finally:
-                deadline.cancel()
-                process.send_signal(signal.SIGTERM)
-                process.wait(timeout=30)
-    finally:
-        redis.stop()
+        ) as process,
+    ):
+        # A worker that never gets ready would otherwise keep its output open for ever.
+        deadline = threading.Timer(60, process.kill)
+        deadline.start()
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                if line.startswith("{"):
+                    lines.append(json.loads(line))
+                    if ready(lines[-1]):
+                        break
+        finally:
+            deadline.cancel()
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
     assert any(ready(line) for line in lines), lines[-5:]
     return lines
 

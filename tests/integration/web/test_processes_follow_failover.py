@@ -28,7 +28,7 @@ from tests.support.postgres_pair import running_pair
 from tests.support.processes import Children
 from tests.support.project import ROOT, production_env
 from tests.support.smtp import Inbox
-from tests.support.waiting import RedisServer, free_port, wait_until
+from tests.support.waiting import RedisServer, free_port, running_redis, wait_until
 from webapp.users.services import WELCOME_SUBJECT
 
 pytestmark = pytest.mark.slow
@@ -105,12 +105,8 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """The processes' broker and cache, nobody else's."""
     directory = tmp_path / "redis"
     directory.mkdir()
-    server = RedisServer(directory)
-    server.start()
-    try:
+    with running_redis(directory) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

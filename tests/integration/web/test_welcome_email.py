@@ -18,7 +18,7 @@ from django.test import Client
 from pytest_django import DjangoCaptureOnCommitCallbacks
 
 from tests.integration.web.factories import SignUpFactory, verify_link
-from tests.support.waiting import RedisServer, wait_until
+from tests.support.waiting import RedisServer, running_redis, wait_until
 from webapp.core.broker import broker_gate
 from webapp.mail.models import OutgoingEmail
 from webapp.mail.tasks import email_dispatch_pending
@@ -89,12 +89,8 @@ def test_celery_beat_sweeps_the_recorded_emails_every_few_seconds() -> None:
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A private Redis that the test may stop; stopped in any case at the end."""
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
+    with running_redis(tmp_path) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
