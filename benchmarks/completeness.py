@@ -39,9 +39,10 @@ from benchmarks.relay import (
     realistic_events,
     relay_run,
     reset_clickhouse,
+    scratch_databases,
 )
 from benchmarks.results import emit
-from benchmarks.scratch import ROOT, migrate, partition_archive, recreate_database
+from benchmarks.scratch import ROOT
 from relay.settings import RelaySettings
 from shared.events import Envelope
 from shared.outbox import ARCHIVE_TABLE, DEAD_LETTER_TABLE
@@ -122,9 +123,12 @@ def _ratio(numerators: list[float], denominators: list[float]) -> float:
 
 async def main(args: argparse.Namespace) -> dict[str, object]:
     settings = load(RelaySettings)
-    url = await recreate_database(settings.postgres_admin_dsn, SCRATCH)
-    migrate(url)
-    await partition_archive(url, settings.relay_archive_retention)
+    async with scratch_databases(settings) as url:
+        return await measure(args, settings, url)
+
+
+async def measure(args: argparse.Namespace, settings: RelaySettings, url: str) -> dict[str, object]:
+    """The archive on and off, a clean and a poisoned stream, and replay, round after round."""
     events = realistic_events(args.events)
     clean = realistic_events(args.poison_events, seed=11)
     poisoned = [

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -34,6 +35,7 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,7 +47,15 @@ from aiochclient import ChClient
 
 from benchmarks.machine import Machine, rss_mb
 from benchmarks.results import emit
-from benchmarks.scratch import ROOT, free_port, migrate, partition_archive, recreate_database, scratch_name
+from benchmarks.scratch import (
+    ROOT,
+    drop_database,
+    free_port,
+    migrate,
+    partition_archive,
+    recreate_database,
+    scratch_name,
+)
 from relay.core import schema
 from relay.core.outbox import OutboxQueries
 from relay.core.postgres import copy_out
@@ -318,11 +328,35 @@ async def reset_clickhouse(settings: RelaySettings) -> None:
         await schema.apply(client, SCRATCH)
 
 
+async def drop_clickhouse(settings: RelaySettings) -> None:
+    """Drop the scratch ClickHouse database."""
+    async with aiohttp.ClientSession() as session:
+        client = ChClient(session, url=settings.clickhouse_url, user=settings.clickhouse_admin[0])
+        await client.execute(f"DROP DATABASE IF EXISTS {SCRATCH}")
+
+
+@contextlib.asynccontextmanager
+async def scratch_databases(settings: RelaySettings) -> AsyncIterator[str]:
+    """The scratch PostgreSQL database, migrated, its archive partitioned; both scratch databases
+    dropped afterwards, whatever happened (each run's are its own, by process id)."""
+    url = await recreate_database(settings.postgres_admin_dsn, SCRATCH)
+    try:
+        migrate(url)
+        await partition_archive(url, settings.relay_archive_retention)
+        yield url
+    finally:
+        await drop_database(settings.postgres_admin_dsn, SCRATCH)
+        await drop_clickhouse(settings)
+
+
 async def main(args: argparse.Namespace) -> dict[str, object]:
     settings = load(RelaySettings)
-    url = await recreate_database(settings.postgres_admin_dsn, SCRATCH)
-    migrate(url)
-    await partition_archive(url, settings.relay_archive_retention)
+    async with scratch_databases(settings) as url:
+        return await measure(args, settings, url)
+
+
+async def measure(args: argparse.Namespace, settings: RelaySettings, url: str) -> dict[str, object]:
+    """The drain, the relay and the naive relay, round after round, on the scratch databases."""
     machine = Machine.sample()
     envelopes = realistic_events(args.events)
     payload_bytes = sum(len(e.event_context) for e in envelopes) / len(envelopes)
