@@ -229,7 +229,7 @@ class Forwarder:
                 done = await self.round(stop, attempts, batch_id=batch_id)
             if done.went is Went.FAILED:
                 continue  # backed off already, or isolating next
-            full = done.went is Went.DELIVERED and done.events >= attempts.limit
+            full = done.went is Went.DELIVERED and attempts.filled_by(done.events)
             attempts.grow(self.config)
             burst.delivered(done.events if done.went is Went.DELIVERED else 0)
             if full or done.went is Went.ISOLATED:
@@ -240,7 +240,10 @@ class Forwarder:
                 if done.went is Went.DELIVERED:
                     # Events are flowing and this one does not follow up on
                     # them: ring, so that the lead looks again (and keeps looking).
+                    woken = bell.is_set()
                     self.doorbell.ring()
+                    if not woken:
+                        bell.clear()  # the ring is for the lead: no reason for this one to look again
                 # A wake-up from idle starts everyone (the burst may be large);
                 # while the lead follows a steady flow, only a backlog does.
                 wakes = (self.backlog.flag, stop) if self.backlog.flowing else (self.backlog.flag, bell, stop)
@@ -305,7 +308,7 @@ class Forwarder:
             body, traces = await claim.take_batch(attempts.limit, attempts.max_bytes, traced=traced)
             events = body.count(b"\n")
             # Said at the claim, not after the insert: the others start now, beside this insert.
-            self.backlog.saw(full=events >= attempts.limit)
+            self.backlog.saw(full=attempts.filled_by(events))
             if not body:
                 # Nothing waits that ClickHouse could refuse: another relay
                 # delivered it once ClickHouse took events again.
@@ -419,6 +422,10 @@ class Attempts:
     kind: str = ""
     isolate: bool = False  # the next round isolates: a batch was refused, or the last isolation found poison
     refusing: bool = False  # ClickHouse refuses every event alike
+
+    def filled_by(self, events: int) -> bool:
+        """Whether a claim of `events` took all it could: more is likely waiting (a backlog)."""
+        return events >= self.limit
 
     def succeeded(self) -> None:
         """A round went through."""

@@ -155,6 +155,7 @@ class FakeClock(Clock):
         self.sleeps: list[float] = []  # back-offs
         self.waits: list[float | None] = []  # waits for work
         self.waited_on: list[int] = []  # how many events each wait for work would end on
+        self.already_set: list[int] = []  # how many of those were set already: the wait would end at once
         self.on_sleep: Callable[[], None] | None = None
 
     def monotonic(self) -> float:
@@ -170,6 +171,7 @@ class FakeClock(Clock):
     async def first_of(self, *events: asyncio.Event, seconds: float | None) -> None:
         self.waits.append(seconds)
         self.waited_on.append(len(events))
+        self.already_set.append(sum(event.is_set() for event in events))
         self.now += seconds or 0.0
         self._tick()
 
@@ -297,6 +299,16 @@ async def test_a_forwarder_past_the_first_that_delivered_rings_so_that_the_lead_
 
     assert relay.clickhouse.inserts == [50]
     assert lead_bell.is_set()
+
+
+async def test_a_forwarder_past_the_first_that_rang_for_the_lead_does_not_wake_itself() -> None:
+    relay = rig([event(n) for n in range(50)], lead=False)
+    relay.forwarder.doorbell.subscribe()  # the lead's
+
+    await relay.run()
+
+    assert relay.clickhouse.inserts == [50]
+    assert relay.clock.already_set[0] == 0  # it waits, rather than claiming again at once
 
 
 async def test_while_the_lead_follows_a_steady_flow_the_others_wait_for_a_backlog_alone() -> None:
