@@ -27,11 +27,10 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from devservices import settings
 from devservices.backing import Backing
-from devservices.clickhouse import CONFIG, Installation, Instance
+from devservices.clickhouse import Installation, Instance
 from devservices.cluster import Cluster
 from devservices.process import ServiceError
 
@@ -64,16 +63,8 @@ def _instance(options: argparse.Namespace) -> Instance:
         options.http_port or defaults.clickhouse_port,
         options.tcp_port or defaults.clickhouse_tcp_port,
         Installation(defaults.clickhouse_home),
-        config=options.config or CONFIG,
         log_level=defaults.clickhouse_log_level,
     )
-
-
-def _clickhouse_start(options: argparse.Namespace) -> None:
-    instance = _instance(options)
-    if options.foreground:
-        instance.run_in_foreground()
-    instance.start()
 
 
 def _cluster_pid(options: argparse.Namespace) -> None:
@@ -90,7 +81,10 @@ SERVICES: dict[str, tuple[Command, str]] = {
     "down": (lambda options: _backing().down(options.services), "stop what `up` started"),
 }
 CLICKHOUSE: dict[str, tuple[Command, str]] = {
-    "start": (_clickhouse_start, "start the instance unless its port answers; wait until it does"),
+    "start": (
+        lambda options: _instance(options).start(),
+        "start the instance unless its port answers; wait until it does",
+    ),
     "stop": (lambda options: _instance(options).stop(), "stop the instance, if it runs"),
     "status": (lambda options: _instance(options).status(), "whether the port answers, and whose it is"),
     "client": (lambda options: _instance(options).client(options.arguments), "clickhouse-client"),
@@ -124,11 +118,6 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--name", type=_name, help="instance name (CLICKHOUSE_NAME, dev)")
         sub.add_argument("--http-port", type=_port, help="HTTP port (CLICKHOUSE_PORT, 8123)")
         sub.add_argument("--tcp-port", type=_port, help="native port (CLICKHOUSE_TCP_PORT, 9000)")
-        sub.add_argument(
-            "--config", type=Path, help="a copy of scripts/clickhouse/config.xml with more in it"
-        )
-        if name == "start":
-            sub.add_argument("--foreground", action="store_true", help="become the server (exec)")
         if name == "client":
             sub.add_argument("arguments", nargs="*", help="clickhouse-client's, after --")
         sub.set_defaults(run=command, prog="clickhouse")

@@ -25,7 +25,7 @@ from devservices.process import (
     live_pid,
     say,
     spawn_detached,
-    stop,
+    stop_pid_file,
     tail,
     wait_for,
 )
@@ -36,6 +36,8 @@ USERS = SCRIPTS / "clickhouse" / "users.xml"
 # Debian's name for the libraries' directory, by the machine's architecture.
 MULTIARCH = {"x86_64": "x86_64-linux-gnu", "aarch64": "aarch64-linux-gnu"}
 START_TIMEOUT = 30
+# What a server's command line contains (see `live_pid`).
+PROCESS = "clickhouse-server"
 
 
 def _get(port: int, path: str) -> str | None:
@@ -128,7 +130,7 @@ class Instance:
 
     def pid(self) -> int | None:
         """The running server's pid, if this instance's pid file names one."""
-        return live_pid(self.pid_file, "clickhouse-server")
+        return live_pid(self.pid_file, PROCESS)
 
     def answers(self) -> bool:
         return pings(self.http_port)
@@ -198,27 +200,12 @@ class Instance:
         )
         raise ServiceError(f"{self.label}: '{self.name}': {problem}\n{details}".rstrip())
 
-    def run_in_foreground(self) -> NoReturn:
-        """Become the server (exec), for a process that supervises this one."""
-        directory = self.prepare()
-        self._say(
-            f"starting '{self.name}' in the foreground: http {HOST}:{self.http_port},"
-            f" tcp {HOST}:{self.tcp_port}, logs in {directory / 'log'}"
-        )
-        self.pid_file.write_text(f"{os.getpid()}\n")
-        os.chdir(directory)
-        command = self.console_command()
-        os.execve(command[0], command, self.installation.environment(os.environ))  # noqa: S606 (the unpacked server, by its path)
-
     def stop(self) -> None:
         """Stop the server this instance's pid file names, if it runs; never another."""
-        pid = self.pid()
-        if pid is None:
-            self._say(f"instance '{self.name}' is not running")
-        else:
-            stop(f"{self.label} '{self.name}'", pid)
+        if stop_pid_file(f"{self.label} '{self.name}'", self.pid_file, PROCESS):
             self._say(f"stopped '{self.name}'")
-        self.pid_file.unlink(missing_ok=True)
+        else:
+            self._say(f"instance '{self.name}' is not running")
 
     def status(self) -> bool:
         """Say whether the port answers, and whose server it is; whether it answers."""

@@ -162,11 +162,7 @@ class Cluster:
         for replica in self.replicas:
             if replica.part not in wanted:
                 continue
-            instance = self.instance(replica)
-            if instance.pid() is None:
-                say(f"{replica.part}: not running (or not started here), left alone")
-            else:
-                instance.stop()
+            self.instance(replica).stop()
         if ZOOKEEPER in wanted:
             self.zookeeper.down()
 

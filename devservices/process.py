@@ -86,11 +86,33 @@ def stop(label: str, pid: int, *, grace: float = 15) -> None:
         wait_for(lambda: gone(pid), 5, interval=0.1)
 
 
+def stop_pid_file(label: str, pid_file: Path, pattern: str) -> bool:
+    """Stop the process `pid_file` names if it is ours (see `live_pid`), then delete the file.
+
+    Whether there was one to stop: a pid file naming nothing of ours is just removed.
+    """
+    pid = live_pid(pid_file, pattern)
+    if pid is not None:
+        stop(label, pid)
+    pid_file.unlink(missing_ok=True)
+    return pid is not None
+
+
 def port_taken(port: int) -> bool:
     """Whether some process accepts connections on 127.0.0.1:`port`."""
     with socket.socket() as probe:
         probe.settimeout(1)
         return probe.connect_ex((HOST, port)) == 0
+
+
+def probe(host: str, port: int, send: bytes, expect: bytes) -> bool:
+    """Whether a server on `host`:`port` answers `send` with a reply starting with `expect`."""
+    try:
+        with socket.create_connection((host, port), timeout=2) as connection:
+            connection.sendall(send)
+            return connection.recv(16).startswith(expect)
+    except OSError:
+        return False
 
 
 def spawn_detached(

@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from devservices import packages
-from devservices.process import HOST, ServiceError, live_pid, say, stop, wait_for
+from devservices.process import HOST, ServiceError, probe, say, stop_pid_file, wait_for
 from devservices.settings import SERVICES
 
 
 def answers(port: int) -> bool:
     """Whether a Redis server answers PING on 127.0.0.1:`port`."""
-    try:
-        with socket.create_connection((HOST, port), timeout=2) as connection:
-            connection.sendall(b"PING\r\n")
-            return connection.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
+    return probe(HOST, port, b"PING\r\n", b"+PONG")
 
 
 @dataclass(frozen=True)
@@ -75,10 +69,6 @@ class Redis:
         if not self.marker.exists():
             say("redis: not started here, left alone")
             return
-        pid = live_pid(self.pid_file, "redis-server")
-        if pid is None:
+        if not stop_pid_file("redis", self.pid_file, "redis-server"):
             say("redis: not running")
-        else:
-            stop("redis", pid)
         self.marker.unlink(missing_ok=True)
-        self.pid_file.unlink(missing_ok=True)

@@ -126,10 +126,6 @@ class ClusterSettings:
     clickhouse_home: Path
     log_level: str
 
-    @property
-    def replicas(self) -> int:
-        return len(self.http_ports)
-
 
 def cluster(environ: Mapping[str, str]) -> ClusterSettings:
     """CLICKHOUSE_CLUSTER, CLUSTER_PREFIX, CLUSTER_*_PORTS, CLUSTER_ZOOKEEPER_PORT and the rest, checked."""

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import shutil
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 from devservices import packages
-from devservices.process import HOST, ServiceError, live_pid, say, spawn_detached, stop, tail, wait_for
+from devservices.process import (
+    HOST,
+    ServiceError,
+    live_pid,
+    probe,
+    say,
+    spawn_detached,
+    stop_pid_file,
+    tail,
+    wait_for,
+)
 
 JAR = Path("/usr/share/java/zookeeper.jar")
 START_TIMEOUT = 60
@@ -16,12 +25,7 @@ START_TIMEOUT = 60
 
 def answers(port: int) -> bool:
     """Whether ZooKeeper answers `ruok` with `imok` on 127.0.0.1:`port`."""
-    try:
-        with socket.create_connection((HOST, port), timeout=2) as connection:
-            connection.sendall(b"ruok")
-            return connection.recv(16) == b"imok"
-    except OSError:
-        return False
+    return probe(HOST, port, b"ruok", b"imok")
 
 
 def render_config(directory: Path, port: int) -> str:
@@ -108,9 +112,5 @@ class ZooKeeper:
 
     def down(self) -> None:
         """Stop our server; a process that is not ours is left alone."""
-        pid = self.pid()
-        if pid is None:
+        if not stop_pid_file("zookeeper", self.pid_file, str(self.config)):
             say("zookeeper: not running (or not started here), left alone")
-        else:
-            stop("zookeeper", pid)
-        self.pid_file.unlink(missing_ok=True)

@@ -20,6 +20,7 @@ from typing import Any
 
 import psycopg
 
+from devservices.postgres import SERVER_VERSIONS, newest_version
 from devservices.process import command_line, gone
 from tests.support.processes import Children
 from tests.support.scratch_clickhouse import CLICKHOUSE_HOME, ServerError, wait_for
@@ -35,14 +36,15 @@ POSTGRES_ACCOUNT = "postgres" if os.geteuid() == 0 else None
 
 def postgres_bindir() -> Path:
     """The newest PostgreSQL server binaries installed (Debian's layout)."""
-    candidates = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda path: int(path.parts[-3])
-    )
-    if not candidates:
+    version = newest_version()
+    if version is None:
         raise ServerError(
-            "no PostgreSQL server binaries under /usr/lib/postgresql: apt-get install postgresql"
+            f"no PostgreSQL server binaries under {SERVER_VERSIONS}: apt-get install postgresql"
         )
-    return candidates[-1].parent
+    bindir = SERVER_VERSIONS / version / "bin"
+    if not (bindir / "postgres").exists():
+        raise ServerError(f"no PostgreSQL server binaries in {bindir}: apt-get install postgresql-{version}")
+    return bindir
 
 
 @dataclass

@@ -193,11 +193,22 @@ def test_postgres_down_without_its_marker_runs_nothing(
     postgres.Postgres(15432, "postgres", "diehard", tmp_path).down()
 
 
-def test_services_down_refuses_an_unknown_service_before_stopping_anything(tmp_path: Path) -> None:
+def test_services_down_refuses_an_unknown_service_before_stopping_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What `Backing.down` stops through, recorded instead: never the checkout's real services.
+    stopped: list[str] = []
+    monkeypatch.setattr(Instance, "stop", lambda _: stopped.append("clickhouse"))
+    monkeypatch.setattr(Redis, "down", lambda _: stopped.append("redis"))
+    monkeypatch.setattr(postgres.Postgres, "down", lambda _: stopped.append("postgres"))
     backing = Backing(settings.services({"CLICKHOUSE_HOME": str(tmp_path)}))
 
     with pytest.raises(ServiceError, match="unknown service: mysql"):
         backing.down(["redis", "mysql"])
+
+    assert stopped == []
+    backing.down(["redis"])
+    assert stopped == ["redis"], "the recording stands in for what down stops"
 
 
 # ---- what is rendered ----
