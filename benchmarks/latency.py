@@ -48,14 +48,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.machine import Machine, cpu_seconds, run_queue
 from benchmarks.producers import TRIGGER_BEFORE_SQL
-from benchmarks.relay import RELAY_COMMAND, wait_ready
+from benchmarks.relay import RELAY_COMMAND, admin_clickhouse, wait_ready
 from benchmarks.results import emit
-from benchmarks.scratch import ROOT, drop_database, free_port, migrate, recreate_database, scratch_name
+from benchmarks.scratch import ROOT, free_port, migrate, scratch_name, scratch_postgres
 from devservices.clickhouse import Installation, Instance
+from devservices.process import wait_for
 from devservices.settings import clickhouse_home
 from relay.core import schema
 from relay.settings import RelaySettings
-from relay.sinks import clickhouse_sink
 from shared.events import Envelope, UserLoggedIn
 from shared.outbox import EVENT_LOG_COLUMNS, OUTBOX_TABLE, WAKE_RELAY, WakeUpDebounce
 from shared.settings import load
@@ -363,8 +363,7 @@ class Run:
 
 async def reset_clickhouse(settings: RelaySettings) -> None:
     """A fresh scratch database with the relay's schema and the observer's view."""
-    async with aiohttp.ClientSession() as session:
-        client = await clickhouse_sink(session, settings, database="default", admin=True).first_answering()
+    async with admin_clickhouse(settings) as client:
         await client.execute(f"DROP DATABASE IF EXISTS {SCRATCH}")
         await schema.apply(client, SCRATCH)
         await client.execute(
@@ -385,7 +384,6 @@ class BenchClickHouse:
             Installation(clickhouse_home(os.environ)),
             log_level="warning",
         )
-        self.http_port = self.instance.http_port
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -393,21 +391,18 @@ class BenchClickHouse:
         """Start it (a child of this process, logging to the console, which is `log`) and wait for /ping."""
         directory = self.instance.prepare()
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
+            process = self.process = subprocess.Popen(
                 self.instance.console_command(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=directory,
                 env=self.instance.installation.environment(os.environ),
             )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"ClickHouse exited; see {self.log}")
-            if self.instance.answers():
-                return
-            time.sleep(0.2)
-        raise RuntimeError(f"ClickHouse did not answer within 120 s; see {self.log}")
+        answers = wait_for(lambda: process.poll() is not None or self.instance.answers(), 120, interval=0.2)
+        if process.poll() is not None:
+            raise RuntimeError(f"ClickHouse exited; see {self.log}")
+        if not answers:
+            raise RuntimeError(f"ClickHouse did not answer within 120 s; see {self.log}")
 
     @property
     def pid(self) -> int:
@@ -417,7 +412,9 @@ class BenchClickHouse:
 
     def settings(self, settings: RelaySettings) -> RelaySettings:
         """`settings` pointed at this server."""
-        return settings.model_copy(update={"clickhouse_host": "127.0.0.1", "clickhouse_port": self.http_port})
+        return settings.model_copy(
+            update={"clickhouse_host": "127.0.0.1", "clickhouse_port": self.instance.http_port}
+        )
 
     def remove(self) -> None:
         """Stop it and delete its data."""
@@ -810,7 +807,16 @@ def verdicts(table: list[dict[str, object]], default: str) -> dict[str, object]:
 
 async def main(args: argparse.Namespace) -> dict[str, object]:
     base = load(RelaySettings)
-    url = await recreate_database(base.postgres_admin_dsn, SCRATCH)
+    async with scratch_postgres(base.postgres_admin_dsn, SCRATCH) as url:
+        cells, machine = await measure(args, base, url)
+    machine.finish()
+    return report(cells, args, machine)
+
+
+async def measure(
+    args: argparse.Namespace, base: RelaySettings, url: str
+) -> tuple[dict[CellKey, Cell], Machine]:
+    """Every cell's runs, round after round, on the scratch database at `url` and a ClickHouse of its own."""
     migrate(url)
     connection = await asyncpg.connect(url)
     try:
@@ -865,9 +871,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
     finally:
         producer.close()
         clickhouse.remove()
-        await drop_database(base.postgres_admin_dsn, SCRATCH)
-    machine.finish()
-    return report(cells, args, machine)
+    return cells, machine
 
 
 def number_list(text: str) -> list[float]:

@@ -49,7 +49,7 @@ import uvloop
 
 from benchmarks.machine import Machine
 from benchmarks.results import emit
-from benchmarks.scratch import drop_database, migrate, recreate_database, scratch_name
+from benchmarks.scratch import migrate, scratch_name, scratch_postgres
 from shared.events import Envelope, UserCreated
 from shared.outbox import (
     EVENT_LOG_COLUMNS,
@@ -263,9 +263,8 @@ class Listener:
         return self.received
 
 
-async def create_scratch_database(server_url: str, variants: tuple[Variant, ...]) -> str:
-    """Create (afresh) the scratch database, migrated, with one schema per variant; return its URL."""
-    url = await recreate_database(server_url, SCRATCH_DATABASE)
+async def prepare_scratch_database(url: str, variants: tuple[Variant, ...]) -> None:
+    """Migrate the (fresh) scratch database and give it one schema per variant."""
     migrate(url)
     conn = await asyncpg.connect(url)
     try:
@@ -282,7 +281,6 @@ async def create_scratch_database(server_url: str, variants: tuple[Variant, ...]
             await conn.execute("CHECKPOINT")
     finally:
         await conn.close()
-    return url
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,9 +375,15 @@ async def run_slice(producers: Producers, workload: Workload, listener: Listener
 
 
 async def benchmark(server_url: str, workload: Workload) -> dict[Variant, Result]:
+    """Run the variants in rotating turns on a scratch database, dropped afterwards; return their results."""
+    async with scratch_postgres(server_url, SCRATCH_DATABASE) as url:
+        await prepare_scratch_database(url, workload.variants)
+        return await take_turns(url, workload)
+
+
+async def take_turns(url: str, workload: Workload) -> dict[Variant, Result]:
     """Run the variants in rotating turns, one slice each per cycle; return their results."""
     variants = workload.variants
-    url = await create_scratch_database(server_url, variants)
     producers: dict[Variant, Producers] = {}
     listening: asyncpg.Connection | None = None
     try:
@@ -412,7 +416,6 @@ async def benchmark(server_url: str, workload: Workload) -> dict[Variant, Result
             await asyncio.gather(*(conn.close() for conn in group.connections))
         if listening is not None:
             await listening.close()
-        await drop_database(server_url, SCRATCH_DATABASE)
     return results
 
 

@@ -47,19 +47,12 @@ from aiochclient import ChClient
 
 from benchmarks.machine import Machine, rss_mb
 from benchmarks.results import emit
-from benchmarks.scratch import (
-    ROOT,
-    drop_database,
-    free_port,
-    migrate,
-    partition_archive,
-    recreate_database,
-    scratch_name,
-)
+from benchmarks.scratch import ROOT, free_port, migrate, partition_archive, scratch_name, scratch_postgres
 from relay.core import schema
 from relay.core.outbox import OutboxQueries
 from relay.core.postgres import copy_out
 from relay.settings import RelaySettings
+from relay.sinks import clickhouse_sink
 from shared.events import Envelope, Event, UserCreated, UserLoggedIn, UserLoggedOut, UserLoginFailed
 from shared.outbox import EVENT_LOG_COLUMNS, OUTBOX_TABLE, WAKE_RELAY
 from shared.settings import load
@@ -174,10 +167,7 @@ async def naive_relay(
         " event_context, metadata_version"
     )
     moved = 0
-    async with aiohttp.ClientSession() as session:
-        client = ChClient(
-            session, url=settings.clickhouse_url, user=settings.clickhouse_admin[0], database=SCRATCH
-        )
+    async with admin_clickhouse(settings, SCRATCH) as client:
 
         async def worker() -> None:
             nonlocal moved
@@ -310,42 +300,43 @@ async def wait_ready(port: int) -> None:
     raise RuntimeError("the relay did not become ready")
 
 
+@contextlib.asynccontextmanager
+async def admin_clickhouse(settings: RelaySettings, database: str = "default") -> AsyncIterator[ChClient]:
+    """A client of the configured ClickHouse as its admin user and password, as `relay migrate` connects."""
+    async with aiohttp.ClientSession() as session:
+        yield await clickhouse_sink(session, settings, database=database, admin=True).first_answering()
+
+
 async def clickhouse_counts(settings: RelaySettings) -> tuple[int, int]:
     """Rows and distinct event ids in the scratch `event_log` (before any merge)."""
-    async with aiohttp.ClientSession() as session:
-        client = ChClient(
-            session, url=settings.clickhouse_url, user=settings.clickhouse_admin[0], database=SCRATCH
-        )
+    async with admin_clickhouse(settings, SCRATCH) as client:
         row = await client.fetchrow("SELECT count() AS rows, uniqExact(event_id) AS ids FROM event_log")
         return row["rows"], row["ids"]
 
 
-async def reset_clickhouse(settings: RelaySettings) -> None:
-    """A fresh scratch database with the relay's schema."""
-    async with aiohttp.ClientSession() as session:
-        client = ChClient(session, url=settings.clickhouse_url, user=settings.clickhouse_admin[0])
-        await client.execute(f"DROP DATABASE IF EXISTS {SCRATCH}")
-        await schema.apply(client, SCRATCH)
-
-
 async def drop_clickhouse(settings: RelaySettings) -> None:
     """Drop the scratch ClickHouse database."""
-    async with aiohttp.ClientSession() as session:
-        client = ChClient(session, url=settings.clickhouse_url, user=settings.clickhouse_admin[0])
+    async with admin_clickhouse(settings) as client:
         await client.execute(f"DROP DATABASE IF EXISTS {SCRATCH}")
+
+
+async def reset_clickhouse(settings: RelaySettings) -> None:
+    """A fresh scratch database with the relay's schema."""
+    await drop_clickhouse(settings)
+    async with admin_clickhouse(settings) as client:
+        await schema.apply(client, SCRATCH)
 
 
 @contextlib.asynccontextmanager
 async def scratch_databases(settings: RelaySettings) -> AsyncIterator[str]:
     """The scratch PostgreSQL database, migrated, its archive partitioned; both scratch databases
     dropped afterwards, whatever happened (each run's are its own, by process id)."""
-    url = await recreate_database(settings.postgres_admin_dsn, SCRATCH)
     try:
-        migrate(url)
-        await partition_archive(url, settings.relay_archive_retention)
-        yield url
+        async with scratch_postgres(settings.postgres_admin_dsn, SCRATCH) as url:
+            migrate(url)
+            await partition_archive(url, settings.relay_archive_retention)
+            yield url
     finally:
-        await drop_database(settings.postgres_admin_dsn, SCRATCH)
         await drop_clickhouse(settings)
 
 
