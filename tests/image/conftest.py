@@ -17,15 +17,11 @@ Redis server and an SMTP server of its own.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
 import subprocess
 import threading
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import Message
@@ -42,6 +38,7 @@ from ruamel.yaml import YAML
 
 from shared.settings import CommonSettings
 from tests.support.clickhouse import ClickHouse
+from tests.support.http import answers
 from tests.support.project import ROOT
 from tests.support.waiting import RedisServer, free_port, running_redis, wait_until
 
@@ -202,27 +199,6 @@ class Stack:
         podman("rm", "--force", "--ignore", "--time", "5", *names, check=False)
 
 
-def http_get(url: str, *, timeout: float = 5) -> tuple[int, bytes]:
-    """Status and body of a GET; error statuses are answers too."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-
-
-def http_post_json(url: str, payload: dict[str, str]) -> tuple[int, bytes]:
-    """Status and body of a JSON POST."""
-    request = urllib.request.Request(
-        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-
-
 @pytest.fixture(scope="session")
 def image(request: pytest.FixtureRequest) -> str:
     """The image under test, as `--image` names it."""
@@ -324,16 +300,8 @@ def stack(
         stack.migrate_output = stack.run("migrate", services["migrate"]["command"], detach=False)
         for process in PROCESSES:
             stack.run(process, services[process]["command"], detach=True)
-        wait_until(lambda: _answers(f"{stack.web_url}/health/"), timeout=90, interval=0.5)
-        wait_until(lambda: _answers(f"{stack.relay_url}/readyz"), timeout=60, interval=0.5)
+        wait_until(lambda: answers(f"{stack.web_url}/health/"), timeout=90, interval=0.5)
+        wait_until(lambda: answers(f"{stack.relay_url}/readyz"), timeout=60, interval=0.5)
         yield stack
     finally:
         stack.remove_all()
-
-
-def _answers(url: str) -> bool:
-    try:
-        return http_get(url, timeout=2)[0] == 200
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        time.sleep(0.2)
-        return False

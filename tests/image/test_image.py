@@ -11,7 +11,8 @@ import uuid
 import pytest
 
 from shared.outbox import OUTBOX_TABLE
-from tests.image.conftest import PROCESSES, Stack, compose_services, http_get, http_post_json, podman
+from tests.image.conftest import PROCESSES, Stack, compose_services, podman
+from tests.support.http import http_get, http_post_json
 from tests.support.outbox_tables import Outbox
 from tests.support.waiting import wait_until
 from webapp.users.services import WELCOME_SUBJECT

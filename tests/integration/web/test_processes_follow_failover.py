@@ -9,13 +9,10 @@ whichever server took over.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +21,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from tests.chaos.servers import PostgresPair, ScratchPostgres
+from tests.support.http import answers, http_post_json
 from tests.support.postgres_pair import running_pair
 from tests.support.processes import Children
 from tests.support.project import ROOT, production_env
@@ -161,25 +159,10 @@ def processes(
                 os.killpg(group, signal.SIGKILL)
 
 
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False
-
-
 def sign_up(site_url: str, email: str) -> int:
     """POST a sign-up to the site's API; the status it answers."""
     body = {"email": email, "password": "c0rrect-horse-battery", "first_name": "Al", "last_name": "Powell"}
-    request = urllib.request.Request(
-        f"{site_url}/api/users/", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as error:
-        return int(error.code)
+    return http_post_json(f"{site_url}/api/users/", body, timeout=30)[0]
 
 
 def welcomed(inbox: Inbox, address: str) -> bool:
