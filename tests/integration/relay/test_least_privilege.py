@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -274,47 +274,59 @@ def test_the_relay_warns_at_start_when_it_could_change_either_schema(
     assert {line["server"] for line in warnings} == {"postgres", "clickhouse"}
 
 
-def serve_until_started(env: dict[str, str], tmp_path: Path) -> list[dict[str, object]]:
-    """Start the site in production mode, stop it once it serves; its JSON log lines up to then."""
-    port = free_port()
+def json_lines_until(
+    command: list[str], env: dict[str, str], done: Callable[[dict[str, object]], bool]
+) -> list[dict[str, object]]:
+    """Run `command` from the project's root until a JSON log line `done` accepts (60 s at most),
+    then stop it; its JSON log lines up to then."""
     lines: list[dict[str, object]] = []
     with subprocess.Popen(
-        [sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
-        cwd=ROOT,
-        env=production_env(HOME=str(tmp_path), XDG_RUNTIME_DIR=str(tmp_path), **env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     ) as process:
+        # A process that never gets there would otherwise keep its output open for ever.
+        deadline = threading.Timer(60, process.kill)
+        deadline.start()
         try:
             assert process.stdout is not None
             for line in process.stdout:
                 if line.startswith("{"):
                     lines.append(json.loads(line))
-                    if lines[-1].get("event") == "web_serving":
+                    if done(lines[-1]):
                         break
         finally:
+            deadline.cancel()
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=30)
     return lines
+
+
+def serve_until_started(env: dict[str, str], tmp_path: Path) -> list[dict[str, object]]:
+    """Start the site in production mode, stop it once it serves; its JSON log lines up to then."""
+    return json_lines_until(
+        [sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{free_port()}", "--workers", "1"],
+        production_env(HOME=str(tmp_path), XDG_RUNTIME_DIR=str(tmp_path), **env),
+        lambda line: line.get("event") == "web_serving",
+    )
 
 
 def warnings_of(lines: list[dict[str, object]]) -> set[object]:
     return {line["server"] for line in lines if line.get("event") == "running_with_excess_privileges"}
 
 
+@pytest.fixture
+def as_the_owners(granted: Outbox, private_clickhouse: str) -> dict[str, str]:
+    """The settings of a process that connects as the tables' owner and ClickHouse's admin."""
+    return {
+        "DATABASE_URL": granted.url,  # the tables' owner
+        "CLICKHOUSE_PORT": str(urlsplit(private_clickhouse).port),
+        "CLICKHOUSE_USER": "default",
+    }
+
+
 def test_the_site_warns_at_start_when_it_could_change_either_schema(
-    granted: Outbox, private_clickhouse: str, tmp_path: Path
+    as_the_owners: dict[str, str], tmp_path: Path
 ) -> None:
-    address = urlsplit(private_clickhouse)
-    lines = serve_until_started(
-        {
-            "DATABASE_URL": granted.url,  # the tables' owner
-            "CLICKHOUSE_PORT": str(address.port),
-            "CLICKHOUSE_USER": "default",
-        },
-        tmp_path,
-    )
+    lines = serve_until_started(as_the_owners, tmp_path)
 
     assert warnings_of(lines) == {"postgres", "clickhouse"}
 
@@ -329,49 +341,19 @@ def work_until_ready(env: dict[str, str], tmp_path: Path) -> list[dict[str, obje
         *(sys.executable, "-m", "celery", "-A", "webapp.config", "worker", "--pool", "solo"),
         *("--without-mingle", "--without-gossip", "--without-heartbeat", "--loglevel", "INFO"),
     ]
-    lines: list[dict[str, object]] = []
     # A broker of its own: the worker takes no one else's tasks.
-    with (
-        running_redis(tmp_path) as redis,
-        subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=production_env(HOME=str(tmp_path), REDIS_URL=redis.url, **env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        ) as process,
-    ):
-        # A worker that never gets ready would otherwise keep its output open for ever.
-        deadline = threading.Timer(60, process.kill)
-        deadline.start()
-        try:
-            assert process.stdout is not None
-            for line in process.stdout:
-                if line.startswith("{"):
-                    lines.append(json.loads(line))
-                    if ready(lines[-1]):
-                        break
-        finally:
-            deadline.cancel()
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=30)
+    with running_redis(tmp_path) as redis:
+        lines = json_lines_until(
+            command, production_env(HOME=str(tmp_path), REDIS_URL=redis.url, **env), ready
+        )
     assert any(ready(line) for line in lines), lines[-5:]
     return lines
 
 
 def test_the_worker_warns_at_start_when_it_could_change_either_schema(
-    granted: Outbox, private_clickhouse: str, tmp_path: Path
+    as_the_owners: dict[str, str], tmp_path: Path
 ) -> None:
-    address = urlsplit(private_clickhouse)
-    lines = work_until_ready(
-        {
-            "DATABASE_URL": granted.url,  # the tables' owner
-            "CLICKHOUSE_PORT": str(address.port),
-            "CLICKHOUSE_USER": "default",
-        },
-        tmp_path,
-    )
+    lines = work_until_ready(as_the_owners, tmp_path)
 
     assert warnings_of(lines) == {"postgres", "clickhouse"}
     assert {line["component"] for line in lines if line.get("event") == "running_with_excess_privileges"} == {
