@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from devservices.redis import answers as redis_answers
+
 
 def free_port() -> int:
     """A TCP port nobody listens on right now."""
@@ -82,12 +84,7 @@ class RedisServer:
         self.process = None
 
     def _answers(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as connection:
-                connection.sendall(b"PING\r\n")
-                return connection.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
+        return redis_answers(self.port)
 
 
 @contextlib.contextmanager
